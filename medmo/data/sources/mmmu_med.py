@@ -1,0 +1,82 @@
+"""MMMU "Health and Medicine" (Yue et al., CVPR 2024): college-level multimodal questions.
+
+Reads the HF parquet files (``<Subject>/<split>-00000-of-00001.parquet``) or the hub id ``MMMU/MMMU``
+(one config per subject). ``options`` is a Python-literal list *string*, parsed with
+:func:`ast.literal_eval` (never ``eval``); letters follow list order as in the official
+``mmmu/utils/data_utils.py``. Items with options and a letter answer become ``mcq`` records, including
+the few "short-answer" items that have letter answers; other open items become ``open_vqa``.
+Test answers are hidden, so test items are skipped with a reason. Images ``image_1..7`` are written to
+``image_dir``; ``<image n>`` markers stay in the question.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from medmo.data.sources._base import Context, LayoutError, hub_split, list_rows, map_modality, parquet_rows, text
+from medmo.records import LETTERS, RecordError, Sample, options_from_list, stable_id
+
+SUBJECTS = ("Basic_Medical_Science", "Clinical_Medicine", "Diagnostics_and_Laboratory_Medicine", "Pharmacy", "Public_Health")
+SPLITS = ("dev", "validation", "test")
+
+
+def parse_options(raw: Any) -> list[str]:
+    """``"['a', 'b']"`` -> ``['a', 'b']`` (a real list is returned as is)."""
+    if isinstance(raw, (list, tuple)):
+        return [text(o) for o in raw]
+    s = text(raw)
+    if not s:
+        return []
+    try:
+        value = ast.literal_eval(s)
+    except (ValueError, SyntaxError) as e:
+        raise RecordError(f"options is not a Python list literal: {e}") from None
+    if not isinstance(value, (list, tuple)):
+        raise RecordError(f"options literal is a {type(value).__name__}, expected a list")
+    return [text(o) for o in value]
+
+
+def _sample(ctx: Context, r: dict[str, Any], subject: str, split: str) -> Sample:
+    answer = text(r.get("answer"))
+    if not answer or answer == "?":
+        raise RecordError(f"{r['id']}: answer hidden (MMMU test answers are not public)")
+    options = options_from_list(parse_options(r.get("options")))
+    qtype = text(r.get("question_type"))
+    is_mcq = bool(options) and len(answer) == 1 and answer.upper() in LETTERS[: len(options)]
+    images = [ctx.embedded(r[f"image_{i}"]) for i in range(1, 8) if r.get(f"image_{i}") is not None]
+    return Sample(
+        id=stable_id("mmmu_med", r["id"]),
+        task="mcq" if is_mcq else "open_vqa",
+        source="mmmu_med",
+        split=split,
+        question=text(r["question"]),
+        answer=answer.upper() if is_mcq else answer,
+        options=options if is_mcq else {},
+        images=images,
+        modality=map_modality(r.get("img_type")),
+        meta={"mmmu_id": r["id"], "subject": subject, "question_type": qtype, "subfield": text(r.get("subfield")),
+              "difficulty": text(r.get("topic_difficulty")), "open_options": [] if is_mcq else list(options.values())},
+    )
+
+
+def load(root: Path, split: str | None, ctx: Context, *, subjects: Sequence[str] = SUBJECTS, **kw: Any) -> Iterator[Sample]:
+    """Yield samples from a local snapshot of ``MMMU/MMMU`` (images written to ``image_dir``)."""
+    if not any((root / s).is_dir() for s in subjects):
+        raise LayoutError(f"none of the subject folders {', '.join(subjects)} in {root}")
+    for subject in subjects:
+        for name in SPLITS:
+            if split not in (None, name):
+                continue
+            for path in sorted((root / subject).glob(f"{name}-*.parquet")):
+                yield from ctx.emit(parquet_rows(path), lambda r, s=subject, n=name: _sample(ctx, r, s, n))
+
+
+def load_hub(hub_id: str, split: str | None, ctx: Context, *, subjects: Sequence[str] = SUBJECTS, **kw: Any) -> Iterator[Sample]:
+    """Yield samples from the hub, one config per subject."""
+    for subject in subjects:
+        for name in [split] if split else ["dev", "validation"]:
+            rows = list_rows(f"{hub_id}/{subject}[{name}]", hub_split(hub_id, subject, name))
+            yield from ctx.emit(rows, lambda r, s=subject, n=name: _sample(ctx, r, s, n))

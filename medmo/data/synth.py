@@ -1,0 +1,473 @@
+"""The nano dataset: procedural, seeded, multi-modality synthetic medical images with known findings.
+
+The ``nano`` recipe trains a few-million-parameter Qwen3-VL from scratch on a CPU in minutes, so its data
+must be small, learnable and still exercise every task MedMO trains on. Each image is a background of one
+modality with 0, 1 or 2 inserted findings of a known class and box:
+
+* backgrounds come from real images shipped inside installed packages (scikit-image's fundus photograph,
+  immunohistochemistry slide and cell micrograph; pydicom's ``CT_small.dcm`` / ``MR_small.dcm``; nibabel's
+  ``anatomical.nii``) or are procedural (a chest-radiograph-like field, an ultrasound speckle fan), with
+  random crops, flips and intensity jitter; their range is compressed to mid-grey so that findings stay
+  salient on every background;
+* findings: ``nodule`` (small bright disk), ``mass`` (large bright irregular blob), ``cyst`` (dark disk
+  with a bright rim), ``lesion`` (dark irregular blob); a finding's box is the tight box of its mask.
+
+Every image yields one record per task (grounding when it has findings, closed VQA, multiple choice, open
+VQA, caption, report), and each split gets a few text-only QA records. Answers are balanced (yes/no
+drawn first, option letters shuffled, finding counts uniform) so that trivial baselines
+(:func:`baselines`) score clearly below a trained model. Splits are generated from disjoint random
+streams, so they share no image.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from medmo.records import Box, ImageRef, Sample, options_from_list, stable_id
+
+SOURCE = "nano_synth"
+SYNTH_VERSION = "nano-synth-1"
+CLASSES = ("nodule", "mass", "cyst", "lesion")
+BACKGROUNDS = ("fundus", "pathology", "microscopy", "ct", "mri", "x-ray", "ultrasound")
+QUADRANTS = ("upper left", "upper right", "lower left", "lower right")
+COUNT_WORDS = ("zero", "one", "two")
+SPLITS = ("train", "validation", "test")
+# Per-split seed offsets keep the three random streams (and so the images) disjoint.
+_SPLIT_SALT = {"train": 0, "validation": 1_000_003, "test": 2_000_003}
+
+TEXT_FACTS = (
+    ("Which imaging modality uses strong magnetic fields and radio waves?", "MRI"),
+    ("Which imaging modality uses ionizing radiation to make cross-sectional images?", "CT"),
+    ("Which imaging modality uses high-frequency sound waves?", "ultrasound"),
+    ("What is a fluid-filled sac called?", "cyst"),
+    ("What is a small round opacity in the lung, under 3 cm, called?", "nodule"),
+    ("What is a lung opacity larger than 3 cm called?", "mass"),
+    ("Which part of the eye does a fundus photograph show?", "retina"),
+    ("Which stain highlights specific proteins in tissue sections with antibodies?", "immunohistochemistry"),
+    ("What unit expresses X-ray attenuation on CT?", "Hounsfield unit"),
+    ("Which view is the standard frontal chest radiograph?", "posteroanterior"),
+)
+
+
+@dataclass
+class Finding:
+    """One inserted finding: its class and tight pixel box ``[x1, y1, x2, y2]`` (x2/y2 exclusive)."""
+
+    label: str
+    box: list[float]
+
+
+# ------------------------------------------------------------------------------------- backgrounds
+
+
+@lru_cache(maxsize=None)
+def _source_image(kind: str) -> np.ndarray:
+    """A packaged real image as float32 in [0, 1], H x W x C (C = 1 or 3); loaded once per process."""
+    if kind == "fundus":
+        from skimage import data, transform
+
+        return transform.resize(data.retina(), (384, 384), anti_aliasing=True).astype(np.float32)
+    if kind == "pathology":
+        from skimage import data
+
+        return data.immunohistochemistry().astype(np.float32) / 255.0
+    if kind == "microscopy":
+        from skimage import data
+
+        return (data.cell().astype(np.float32) / 255.0)[..., None]
+    if kind in ("ct", "mri"):
+        return _dicom("CT_small.dcm" if kind == "ct" else "MR_small.dcm")
+    if kind == "nifti":
+        import nibabel
+
+        path = Path(nibabel.__file__).parent / "tests" / "data" / "anatomical.nii"
+        vol = np.asarray(nibabel.load(str(path)).get_fdata(), dtype=np.float32)
+        return _unit(vol)
+    raise ValueError(f"no packaged image for {kind!r}")
+
+
+def _dicom(name: str) -> np.ndarray:
+    """Render a pydicom test file through :func:`medmo.data.images.load_image` when present."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name)
+    try:
+        from medmo.data.images import load_image
+
+        arr = np.asarray(load_image(path).convert("L"), dtype=np.float32) / 255.0
+    except ImportError:  # the image loader is optional here: plain pydicom pixels, min-max scaled
+        import pydicom
+
+        arr = _unit(pydicom.dcmread(path).pixel_array.astype(np.float32))
+    return arr[..., None]
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    lo, hi = float(a.min()), float(a.max())
+    return (a - lo) / (hi - lo if hi > lo else 1.0)
+
+
+def _resize(a: np.ndarray, size: int) -> np.ndarray:
+    from skimage.transform import resize
+
+    return resize(a, (size, size, a.shape[2]), order=1, anti_aliasing=True).astype(np.float32)
+
+
+def _crop(rng: np.random.Generator, img: np.ndarray, size: int, min_frac: float = 0.5) -> np.ndarray:
+    """A random square crop covering ``min_frac``-1 of the shorter side, resized to ``size``."""
+    h, w = img.shape[:2]
+    side = int(min(h, w) * rng.uniform(min_frac, 1.0))
+    y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+    return _resize(img[y : y + side, x : x + side], size)
+
+
+def _xray(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A chest-radiograph-like field: bright mediastinum and ribs, two dark lung fields, soft gradient."""
+    yy, xx = np.mgrid[0:n, 0:n] / n
+    img = 0.55 + 0.25 * yy
+    for cx in (0.3, 0.7):
+        cx += rng.uniform(-0.04, 0.04)
+        lung = ((xx - cx) / 0.17) ** 2 + ((yy - 0.48) / 0.33) ** 2
+        img -= 0.4 * np.clip(1.2 - lung, 0, 1)
+    img += 0.06 * np.sin(2 * np.pi * (yy * rng.uniform(7, 10) + 0.5 * (xx - 0.5) ** 2))
+    img += 0.3 * np.exp(-(((xx - 0.5) / 0.07) ** 2))
+    return _unit(img + rng.normal(0, 0.02, img.shape)).astype(np.float32)[..., None]
+
+
+def _ultrasound(rng: np.random.Generator, n: int) -> np.ndarray:
+    """An ultrasound-like sector: Rayleigh speckle inside a fan, attenuating with depth."""
+    yy, xx = np.mgrid[0:n, 0:n] / n
+    ang = np.arctan2(xx - 0.5, yy + 0.1)
+    r = np.hypot(xx - 0.5, yy + 0.1)
+    fan = (np.abs(ang) < rng.uniform(0.55, 0.7)) & (r < 1.05)
+    speckle = rng.rayleigh(0.35, (n, n))
+    from scipy.ndimage import gaussian_filter
+
+    img = gaussian_filter(speckle, 0.8) * np.exp(-1.2 * r) * fan
+    return _unit(img).astype(np.float32)[..., None]
+
+
+def background(rng: np.random.Generator, modality: str, size: int) -> np.ndarray:
+    """A ``size`` x ``size`` x 3 float background in [0, 1] for one modality, range-compressed to mid-grey.
+
+    ``mri`` draws from either the MR DICOM or a slice of the NIfTI volume.
+    """
+    if modality == "x-ray":
+        img = _xray(rng, size)
+    elif modality == "ultrasound":
+        img = _ultrasound(rng, size)
+    elif modality == "mri" and rng.random() < 0.5:
+        vol = _source_image("nifti")
+        axis = int(rng.integers(0, 3))
+        k = int(rng.integers(vol.shape[axis] // 4, 3 * vol.shape[axis] // 4))
+        img = _resize(np.take(vol, k, axis=axis)[..., None], size)
+    else:
+        src = _source_image(modality)
+        img = _crop(rng, src, size, 0.6 if modality in ("ct", "mri") else 0.3)
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    img = np.clip(img, 0, 1) ** rng.uniform(0.7, 1.4)  # gamma jitter
+    lo, hi = rng.uniform(0.24, 0.32), rng.uniform(0.66, 0.74)  # keep clear of finding intensities
+    img = lo + (hi - lo) * img + rng.normal(0, 0.01, img.shape)
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------- findings
+
+_RADIUS = {"nodule": (5, 8), "mass": (13, 19), "cyst": (8, 12), "lesion": (8, 13)}
+
+
+def _blob_mask(rng: np.random.Generator, n: int, cx: float, cy: float, r: float, irregular: bool) -> np.ndarray:
+    """Soft mask of a disk (or an irregular star-shaped blob) with one-pixel anti-aliased edges."""
+    yy, xx = np.mgrid[0:n, 0:n] + 0.5
+    d, theta = np.hypot(xx - cx, yy - cy), np.arctan2(yy - cy, xx - cx)
+    radius = np.full_like(d, r)
+    if irregular:
+        for k in (2, 3, 5):
+            radius = radius * (1 + rng.uniform(0.08, 0.2) * np.cos(k * theta + rng.uniform(0, 2 * np.pi)))
+    return np.clip(radius - d + 0.5, 0, 1)
+
+
+def _box_of(mask: np.ndarray) -> list[float]:
+    ys, xs = np.nonzero(mask >= 0.5)
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+def draw_finding(rng: np.random.Generator, img: np.ndarray, label: str, cx: float, cy: float) -> Finding:
+    """Paint one finding of class ``label`` centred at ``(cx, cy)`` into ``img`` (in place)."""
+    n = img.shape[0]
+    r = rng.uniform(*_RADIUS[label])
+    mask = _blob_mask(rng, n, cx, cy, r, irregular=label in ("mass", "lesion"))
+    if label == "cyst":
+        inner = _blob_mask(rng, n, cx, cy, r - 2.5, irregular=False)
+        img[:] = img * (1 - mask[..., None]) + rng.uniform(0.9, 1.0) * mask[..., None]
+        img[:] = img * (1 - inner[..., None]) + rng.uniform(0.0, 0.06) * inner[..., None]
+    else:
+        value = rng.uniform(0.9, 1.0) if label in ("nodule", "mass") else rng.uniform(0.0, 0.06)
+        img[:] = img * (1 - mask[..., None]) + value * mask[..., None]
+    return Finding(label, _box_of(mask))
+
+
+def place_findings(rng: np.random.Generator, img: np.ndarray, labels: list[str]) -> list[Finding]:
+    """Draw ``labels`` at random non-overlapping positions well inside the image."""
+    n, placed, out = img.shape[0], [], []
+    for label in labels:
+        rmax = _RADIUS[label][1] * 1.5 + 2
+        for _ in range(100):
+            cx, cy = rng.uniform(rmax, n - rmax, size=2)
+            if all(math.hypot(cx - px, cy - py) > rmax + pr for px, py, pr in placed):
+                break
+        placed.append((cx, cy, rmax))
+        out.append(draw_finding(rng, img, label, cx, cy))
+    return out
+
+
+def quadrant(box: list[float], size: int) -> str:
+    """Which image quadrant holds the box centre (viewer's orientation)."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return QUADRANTS[2 * int(cy >= size / 2) + int(cx >= size / 2)]
+
+
+# ----------------------------------------------------------------------------------------- records
+
+_MODALITY_NAMES = {
+    "fundus": "fundus photograph",
+    "pathology": "histopathology",
+    "microscopy": "microscopy",
+    "ct": "CT",
+    "mri": "MRI",
+    "x-ray": "X-ray",
+    "ultrasound": "ultrasound",
+}
+
+
+def _pick(rng: np.random.Generator, items: list) -> object:
+    return items[int(rng.integers(len(items)))]
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiouAEIOU" or word in ("X-ray", "MRI") else f"a {word}"
+
+
+def _closed(rng: np.random.Generator, modality: str, findings: list[Finding], size: int) -> tuple[str, str, str]:
+    """A yes/no question; "yes" is drawn with p=0.75 on abnormal images so answers are ~50/50 overall."""
+    labels = [f.label for f in findings]
+    cands = [(f"Is there {_article(c)} in this image?", "yes" if c in labels else "no", "presence") for c in CLASSES]
+    cands.append(("Does this image show any abnormality?", "yes" if findings else "no", "abnormal"))
+    other = _pick(rng, [m for m in BACKGROUNDS if m != modality])
+    for m in (modality, other):
+        cands.append((f"Is the imaging modality {_MODALITY_NAMES[m]}?", "yes" if m == modality else "no", "modality"))
+    for f in findings:
+        if labels.count(f.label) == 1:
+            left = (f.box[0] + f.box[2]) / 2 < size / 2
+            q = f"Is the {f.label} in the left half of the image?"
+            cands.append((q, "yes" if left else "no", "left_half"))
+    want = "yes" if findings and rng.random() < 0.75 else "no"
+    return _pick(rng, [c for c in cands if c[1] == want] or cands)
+
+
+def _mcq(rng: np.random.Generator, modality: str, findings: list[Finding], size: int) -> tuple[str, list[str], str, str]:
+    """(question, options, gold text, type) for a modality, finding-class or quadrant question."""
+    kinds = ["modality"]
+    if len({f.label for f in findings}) <= 1:
+        kinds.append("finding")
+    if len(findings) == 1:
+        kinds.append("quadrant")
+    kind = _pick(rng, kinds)
+    if kind == "modality":
+        gold = _MODALITY_NAMES[modality]
+        others = [v for v in _MODALITY_NAMES.values() if v != gold]
+        opts = [gold] + [others[i] for i in rng.choice(len(others), 3, replace=False)]
+        q = "Which imaging modality is this?"
+    elif kind == "finding":
+        gold = findings[0].label if findings else "no abnormality"
+        pool = [c for c in CLASSES if c != gold] + ([] if gold == "no abnormality" else ["no abnormality"])
+        opts = [gold] + [pool[i] for i in rng.choice(len(pool), 3, replace=False)]
+        q = "Which finding is shown in this image?"
+    else:
+        gold, opts = quadrant(findings[0].box, size), list(QUADRANTS)
+        q = f"In which quadrant of the image is the {findings[0].label}?"
+    rng.shuffle(opts)
+    return q, opts, gold, kind
+
+
+def _open(rng: np.random.Generator, modality: str, findings: list[Finding]) -> tuple[str, str, str]:
+    labels = sorted({f.label for f in findings})
+    return _pick(
+        rng,
+        [
+            ("What abnormality is shown in this image?", " and ".join(labels) or "none", "abnormality"),
+            ("How many findings are there in this image?", COUNT_WORDS[len(findings)], "count"),
+            ("What imaging modality is this?", _MODALITY_NAMES[modality], "modality"),
+        ],
+    )
+
+
+def _describe(findings: list[Finding], size: int) -> list[str]:
+    return [f"{_article(f.label)} in the {quadrant(f.box, size)}" for f in findings]
+
+
+def _report(findings: list[Finding], size: int) -> tuple[str, str]:
+    """Findings / impression generated from the ground truth, with explicit negations of absent classes."""
+    present = {f.label for f in findings}
+    sents = [f"There is {d}." for d in _describe(findings, size)]
+    sents += [f"No {c}." for c in CLASSES if c not in present]
+    if findings:
+        impression = " ".join(d[0].upper() + d[1:] + "." for d in _describe(findings, size))
+    else:
+        impression = "No acute abnormality."
+    return " ".join(sents), impression
+
+
+def image_records(
+    rng: np.random.Generator, split: str, key: str, ref: ImageRef, modality: str, findings: list[Finding]
+) -> list[Sample]:
+    """One record per task for an image (grounding only when it has findings)."""
+    size = int(ref.width)
+    meta = {"generator": SYNTH_VERSION, "findings": [[f.label, *f.box] for f in findings]}
+
+    def sample(task: str, **kw) -> Sample:
+        return Sample(stable_id(SOURCE, split, key, task), task, SOURCE, split, images=[ref],
+                      modality=modality, meta=dict(meta, **kw.pop("meta", {})), **kw)  # fmt: skip
+
+    out = []
+    if findings:
+        target = _pick(rng, sorted({f.label for f in findings}))
+        boxes = [Box(f.label, list(f.box)) for f in findings if f.label == target]
+        out.append(sample("grounding", answer=target, boxes=boxes))
+    q, a, kind = _closed(rng, modality, findings, size)
+    out.append(sample("closed_vqa", question=q, answer=a, meta={"question_type": kind}))
+    q, opts, gold, kind = _mcq(rng, modality, findings, size)
+    options = options_from_list(opts)
+    letter = next(k for k, v in options.items() if v == gold)
+    out.append(sample("mcq", question=q, options=options, answer=letter, meta={"question_type": kind}))
+    q, a, kind = _open(rng, modality, findings)
+    out.append(sample("open_vqa", question=q, answer=a, meta={"question_type": kind}))
+    desc = _describe(findings, size)
+    cap = f"{_MODALITY_NAMES[modality]} image with " + (" and ".join(desc) if desc else "no visible abnormality")
+    out.append(sample("caption", answer=cap[0].upper() + cap[1:] + "."))
+    fnd, imp = _report(findings, size)
+    out.append(sample("report", answer=f"Findings: {fnd}\nImpression: {imp}", findings=fnd, impression=imp))
+    return out
+
+
+def text_records(rng: np.random.Generator, split: str, seed: int, n: int) -> list[Sample]:
+    """``n`` text-only QA records drawn from a few templated medical facts."""
+    out = []
+    for i in range(n):
+        q, a = TEXT_FACTS[int(rng.integers(len(TEXT_FACTS)))]
+        sid = stable_id(SOURCE, split, seed, "text", i)
+        out.append(Sample(sid, "text_qa", SOURCE, split, question=q, answer=a, meta={"generator": SYNTH_VERSION}))
+    return out
+
+
+# -------------------------------------------------------------------------------------------- build
+
+
+def render(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, str, list[Finding]]:
+    """One synthetic image: ``(uint8 image, float background, modality, findings)``."""
+    modality = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
+    bg = background(rng, modality, size)
+    img = bg.copy()
+    n = int(rng.integers(0, 3))
+    labels = [CLASSES[int(i)] for i in rng.integers(0, len(CLASSES), size=n)]
+    findings = place_findings(rng, img, labels)
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), bg, modality, findings
+
+
+def build_split(out_dir: Path, split: str, n_images: int, image_size: int, seed: int) -> list[Sample]:
+    """Render ``n_images`` images of one split under ``out_dir/images/<split>`` and return their records."""
+    from PIL import Image
+
+    rng = np.random.default_rng([seed, _SPLIT_SALT[split]])
+    img_dir = out_dir / "images" / split
+    img_dir.mkdir(parents=True, exist_ok=True)
+    records: list[Sample] = []
+    for i in range(n_images):
+        pixels, _, modality, findings = render(rng, image_size)
+        rel = f"images/{split}/{split}-{i:06d}.png"
+        Image.fromarray(pixels).save(out_dir / rel, optimize=False)
+        ref = ImageRef(rel, image_size, image_size)
+        records.extend(image_records(rng, split, f"{seed}-{i}", ref, modality, findings))
+    records.extend(text_records(rng, split, seed, max(2, n_images // 10)))
+    return [r.validate() for r in records]
+
+
+def build_nano(
+    out_dir: str | Path, *, n_train: int, n_val: int, n_test: int, image_size: int = 128, seed: int = 0
+) -> dict[str, Path]:
+    """Write the nano dataset: images and ``train.jsonl`` / ``validation.jsonl`` / ``test.jsonl``.
+
+    Args:
+        out_dir: destination folder (created); image paths in the records are relative to it.
+        n_train: number of training *images* (each yields ~6 records, plus ~n/10 text-only QA records).
+        n_val: number of validation images.
+        n_test: number of test images.
+        image_size: side of the square images in pixels (128 px = 16 visual tokens for Qwen3-VL).
+        seed: the same seed gives byte-identical images and records.
+
+    Returns:
+        ``{"train": path, "validation": path, "test": path}`` of the JSONL files.
+    """
+    if image_size < 64:
+        raise ValueError(f"image_size must be at least 64 px to hold the findings, got {image_size}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for split, n in zip(SPLITS, (n_train, n_val, n_test)):
+        records = build_split(out, split, int(n), image_size, seed)
+        paths[split] = out / f"{split}.jsonl"
+        with open(paths[split], "w", encoding="utf-8") as f:
+            for r in records:
+                f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+    return paths
+
+
+# ---------------------------------------------------------------------------------------- baselines
+
+
+def baselines(train_records: Iterable[Sample], test_records: Iterable[Sample]) -> dict[str, float]:
+    """Trivial baselines for the speedrun table: what a model that ignores the image scores.
+
+    * ``<task>_majority_acc`` for closed VQA, multiple choice and open VQA: always answer the most
+      frequent training answer (normalized lower-case);
+    * ``grounding_mean_box_iou`` / ``grounding_mean_box_acc50``: always predict the mean training box
+      (on the 0-1000 grid), scored by Hungarian-matched IoU against each test record's gold boxes,
+      divided by the larger of the two box counts (:func:`medmo.boxes.match_boxes`).
+    """
+    from medmo.boxes import match_boxes, to_grid
+
+    train, test = list(train_records), list(test_records)
+    out: dict[str, float] = {}
+    for task in ("closed_vqa", "mcq", "open_vqa"):
+        answers = Counter(s.answer.strip().lower() for s in train if s.task == task)
+        gold = [s.answer.strip().lower() for s in test if s.task == task]
+        if answers and gold:
+            top = answers.most_common(1)[0][0]
+            out[f"{task}_majority_acc"] = sum(g == top for g in gold) / len(gold)
+
+    def grid(s: Sample) -> list[list[int]]:
+        return [to_grid(b.box, s.images[b.image].width, s.images[b.image].height) for b in s.boxes]
+
+    train_boxes = [b for s in train if s.task == "grounding" for b in grid(s)]
+    tests = [grid(s) for s in test if s.task == "grounding"]
+    if train_boxes and tests:
+        mean_box = np.mean(np.asarray(train_boxes, dtype=np.float64), axis=0).tolist()
+        ious, hits = [], []
+        for gold in tests:
+            m = match_boxes([mean_box], gold, metric="iou")
+            ious.append(sum(m.scores) / max(1, len(gold)))
+            hits.append(sum(s >= 0.5 for s in m.scores) / max(1, len(gold)))
+        out["grounding_mean_box_iou"] = float(np.mean(ious))
+        out["grounding_mean_box_acc50"] = float(np.mean(hits))
+    return out

@@ -1,0 +1,1 @@
+"""Evaluation: benchmarks, scoring presets, metrics and result tables."""

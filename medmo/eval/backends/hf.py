@@ -1,0 +1,54 @@
+"""Local transformers backend: batched greedy generation with :func:`medmo.model.generate.generate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from medmo.eval.backends import Request, load_pil
+
+
+class HFBackend:
+    """Generate with an already loaded model and processor (e.g. the speedrun's nano model).
+
+    Args:
+        model: a transformers Qwen3-VL model (or any model :func:`medmo.model.generate.generate` accepts).
+        processor: its processor.
+        name: the model name written into results and cache paths.
+    """
+
+    def __init__(self, model: Any, processor: Any, name: str = "model"):
+        self.model, self.processor, self.name = model, processor, name
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str, **load_kw: Any) -> HFBackend:
+        """Load with :func:`medmo.model.load`; the name is the folder's name or the hub id."""
+        from medmo.model import load
+
+        model, processor = load(path_or_id, **load_kw)
+        p = Path(path_or_id)
+        return cls(model, processor, name=p.name if p.exists() else str(path_or_id))
+
+    def info(self) -> dict[str, Any]:
+        cfg = getattr(self.model, "config", None)
+        n_params = sum(p.numel() for p in self.model.parameters()) if hasattr(self.model, "parameters") else None
+        return {"kind": "hf", "name": self.name, "model_type": getattr(cfg, "model_type", None), "n_params": n_params}
+
+    def generate(self, requests: list[Request], *, batch_size: int = 8) -> list[str]:
+        """Answer ``requests`` in order; requests with different budgets are generated separately."""
+        from medmo.model.generate import generate
+
+        out: list[str | None] = [None] * len(requests)
+        for budget in sorted({r.max_new_tokens for r in requests}):
+            idx = [i for i, r in enumerate(requests) if r.max_new_tokens == budget]
+            texts = generate(
+                self.model,
+                self.processor,
+                [requests[i].messages for i in idx],
+                [[load_pil(ref) for ref in requests[i].images] for i in idx],
+                max_new_tokens=budget,
+                batch_size=batch_size,
+            )
+            for i, t in zip(idx, texts):
+                out[i] = t
+        return [t or "" for t in out]

@@ -1,0 +1,96 @@
+"""Append-only prediction cache: one JSONL file per (model, benchmark), one line per finished sample.
+
+A line is written (and flushed to disk) as soon as its batch is generated, so a run that is killed
+keeps every finished sample and the next run generates only the rest. A line counts for a later run
+only when its benchmark version, prompt version and generation settings match (``key``); a changed
+prompt template or benchmark version therefore regenerates instead of silently reusing old answers.
+A torn last line (the process died mid-write) is skipped, never an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+CACHE_VERSION = "1"
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a model name or path (``org/Model-4B`` -> ``org__Model-4B``)."""
+    s = re.sub(r"[^A-Za-z0-9._-]+", "__", str(text).strip().rstrip("/"))
+    return s.strip("_.") or "model"
+
+
+def cache_key(benchmark_version: str, prompt_version: str, generation: dict[str, Any]) -> str:
+    """A short digest of everything that changes a prediction besides the model and the sample."""
+    blob = json.dumps([CACHE_VERSION, benchmark_version, prompt_version, generation], sort_keys=True)
+    return hashlib.sha1(blob.encode("utf-8")).hexdigest()[:12]
+
+
+class PredictionCache:
+    """Predictions of one model on one benchmark, persisted under ``root/<model>/<benchmark>.jsonl``.
+
+    Args:
+        root: cache folder.
+        model: model name (any string; slugged for the path).
+        benchmark: benchmark name.
+        key: :func:`cache_key` of the benchmark version, prompt version and generation settings.
+    """
+
+    def __init__(self, root: str | Path, model: str, benchmark: str, key: str):
+        self.path = Path(root) / slug(model) / f"{benchmark}.jsonl"
+        self.model, self.benchmark, self.key = model, benchmark, key
+        self._done: dict[str, str] = {}
+        self.skipped_lines = 0
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        with self.path.open("r", encoding="utf-8") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    self.skipped_lines += 1  # torn write of a killed run
+                    continue
+                if isinstance(row, dict) and row.get("key") == self.key and "id" in row:
+                    self._done[str(row["id"])] = str(row.get("prediction", ""))
+
+    def __contains__(self, sample_id: str) -> bool:
+        return sample_id in self._done
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+    def get(self, sample_id: str) -> str | None:
+        return self._done.get(sample_id)
+
+    def add(self, items: Iterable[tuple[str, str]]) -> None:
+        """Append ``(sample_id, prediction)`` pairs and make them durable before returning."""
+        rows = [
+            {"id": sid, "key": self.key, "prediction": pred, "model": self.model, "time": round(time.time(), 3)}
+            for sid, pred in items
+        ]
+        if not rows:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            if f.tell() > 0 and not self._ends_with_newline():
+                f.write("\n")  # fence off a torn line left by a killed run
+            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            f.flush()
+            os.fsync(f.fileno())
+        for r in rows:
+            self._done[r["id"]] = r["prediction"]
+
+    def _ends_with_newline(self) -> bool:
+        with self.path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"

@@ -1,0 +1,117 @@
+"""``medmo eval``: run benchmarks, list them, score prediction files, build tables.
+
+Examples::
+
+    medmo eval list
+    medmo eval run runs/nano/model --bench nano --data nano=runs/nano/data --limit 20
+    medmo eval run MedMO-8B --backend openai --base-url http://127.0.0.1:8000/v1 --bench vqa_rad_closed \\
+        --data vqa_rad=/data/vqa_rad
+    medmo eval table runs/eval/results-*.json --out runs/tables
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate models on MedMO's benchmarks and build result tables")
+    esub = p.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND")
+
+    run = esub.add_parser("run", help="evaluate a model on benchmarks (cached, resumable)")
+    run.add_argument("model", help="model folder or hub id (hf), or the served model name (openai)")
+    run.add_argument("--bench", required=True, help="benchmark names or groups, comma-separated (see `medmo eval list`)")
+    run.add_argument("--backend", choices=("hf", "openai"), default="hf")
+    run.add_argument("--base-url", help="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1")
+    run.add_argument("--concurrency", type=int, default=8, help="requests in flight (openai backend)")
+    run.add_argument("--limit", type=int, help="only the first N samples of each benchmark")
+    run.add_argument("--batch-size", type=int, default=8)
+    run.add_argument("--preset", choices=("standard", "medevalkit"), default="standard")
+    run.add_argument("--out", default="runs/eval", help="output folder (reuse it to resume)")
+    run.add_argument("--data", action="append", metavar="NAME=PATH", help="dataset folder; repeatable")
+    run.add_argument("--judge-url", help="OpenAI-compatible endpoint of an LLM judge for open answers (off by default)")
+    run.add_argument("--judge-model", help="the judge's model name (with --judge-url)")
+    run.set_defaults(func=_run)
+
+    lst = esub.add_parser("list", help="list the registered benchmarks")
+    lst.add_argument("--group", help="only one group: vqa, text_qa, report, grounding, nano")
+    lst.set_defaults(func=_list)
+
+    sc = esub.add_parser("score", help="score a predictions file (JSONL with prediction and reference)")
+    sc.add_argument("file")
+    sc.add_argument("--metric", action="append", help="metric name; repeatable (default: by the file's task)")
+    sc.add_argument("--preset", choices=("standard", "medevalkit"), default="standard")
+    sc.set_defaults(func=_score)
+
+    tb = esub.add_parser("table", help="tables (Markdown, CSV, PNG) from one or more results files")
+    tb.add_argument("results", nargs="+", help="results-*.json files; one row each")
+    tb.add_argument("--out", default="runs/tables")
+    tb.add_argument("--no-plots", action="store_true", help="skip the bar charts")
+    tb.set_defaults(func=_table)
+    p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+
+
+def _run(args: argparse.Namespace) -> int:
+    import logging
+    from pathlib import Path
+
+    from medmo.eval.backends import make_backend
+    from medmo.eval.data import parse_data_args
+    from medmo.eval.report_html import grounding_page
+    from medmo.eval.runner import evaluate
+    from medmo.eval.tables import build_tables, to_markdown, write_tables
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    data = parse_data_args(args.data)
+    kw = {"concurrency": args.concurrency} if args.backend == "openai" else {}
+    backend = make_backend(args.backend, args.model, base_url=args.base_url, **kw)
+    judge = None
+    if args.judge_url or args.judge_model:
+        from medmo.eval.metrics.judge import JudgeConfig
+
+        if not (args.judge_url and args.judge_model):
+            raise ValueError("the LLM judge needs both --judge-url and --judge-model")
+        judge = JudgeConfig(args.judge_url, args.judge_model)
+    res = evaluate(backend, args.bench, out_dir=args.out, limit=args.limit, batch_size=args.batch_size,
+                   preset=args.preset, data=data, judge=judge)
+    out = Path(args.out)
+    write_tables([res], out / "tables")
+    page = grounding_page(res, out / "grounding.html")
+    print("".join(to_markdown(t) for t in build_tables([res])))
+    print(f"results: {res['path']}\ntables: {out / 'tables'}" + (f"\ngrounding page: {page}" if page else ""))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from medmo.eval.registry import GROUPS, benchmarks
+
+    if args.group and args.group not in GROUPS:
+        raise ValueError(f"unknown group {args.group!r}; use one of {', '.join(GROUPS)}")
+    rows = [("NAME", "GROUP", "TITLE", "DATA", "VERSION", "TABLE METRICS")]
+    rows += [(b.name, b.group, b.title, f"--data {b.data_key}=PATH", f"v{b.version}", ",".join(b.headline))
+             for b in benchmarks(args.group)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    import json
+
+    from medmo.eval.score import score_file
+
+    res = score_file(args.file, metrics=args.metric, preset=args.preset)
+    print(json.dumps(res, indent=2, default=str))
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    from medmo.eval.runner import load_results
+    from medmo.eval.tables import build_tables, to_markdown, write_tables
+
+    results = [load_results(p) for p in args.results]
+    written = write_tables(results, args.out, plots=not args.no_plots)
+    print("".join(to_markdown(t) for t in build_tables(results)))
+    print("wrote " + ", ".join(str(p) for p in written.values()))
+    return 0

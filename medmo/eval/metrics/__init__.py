@@ -1,0 +1,81 @@
+"""Evaluation metrics behind a lazy registry: importing this package loads no metric module.
+
+Every metric is a function ``metric(predictions, references, **options) -> dict`` returning
+``{"aggregate": {name: value}, "per_sample": [{name: value}], "version": str}``. :func:`get_metric`
+imports the module that holds it only when asked (the idea of RadEval's lazy metric registry), so model-
+based plugins and their heavy dependencies never load unless used.
+
+Names (tables print these, so each says which rule it uses):
+
+* ``cider``: CIDEr-D as coco-caption reports it (alias of ``cider_d``); ``cider_plain``: original CIDEr;
+* ``bleu``: BLEU-1..4, pycocoevalcap's corpus BLEU ("closest" reference length);
+* ``rougeL``: ROUGE-L F1 of the ``rouge-score`` package; ``rougeL_coco``: pycocoevalcap's (beta 1.2);
+* ``vqa_standard`` / ``vqa_medevalkit``: the two VQA presets (:mod:`.vqa`, :mod:`.medevalkit`);
+* ``grounding``: first / best / matched IoU, Acc@0.3/0.5/0.7(first), F1@0.5(matched);
+* ``finding_f1``: rule-based finding factuality F1 (:mod:`.findings`);
+* ``ratescore``, ``semb_score`` (alias ``sembscore``), ``radgraph_f1``: model-based plugins that need
+  local weights (:mod:`.plugins`);
+* ``llm_judge``: optional LLM judge of open answers, off unless an endpoint is given (:mod:`.judge`).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+_PKG = "medmo.eval.metrics"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """Where a metric lives and what it is."""
+
+    name: str
+    module: str
+    function: str
+    kind: str  # text | vqa | grounding | report | model | judge
+    description: str
+    options: dict = field(default_factory=dict)
+
+
+_SPECS = [
+    MetricSpec("cider", "cider", "cider", "text", "CIDEr-D (pycocoevalcap 'CIDEr'), corpus-level", {"variant": "d"}),
+    MetricSpec("cider_d", "cider", "cider", "text", "CIDEr-D, pycocoevalcap Cider", {"variant": "d"}),
+    MetricSpec("cider_plain", "cider", "cider", "text", "original CIDEr, vrama91/cider", {"variant": "plain"}),
+    MetricSpec("bleu", "text", "bleu", "text", "BLEU-1..4, pycocoevalcap Bleu (closest ref length)"),
+    MetricSpec("rougeL", "text", "rouge_l", "text", "ROUGE-L F1, rouge-score package", {"variant": "rouge_score"}),
+    MetricSpec("rougeL_coco", "text", "rouge_l", "text", "ROUGE-L beta=1.2, pycocoevalcap Rouge", {"variant": "coco"}),
+    MetricSpec("vqa_standard", "vqa", "vqa", "vqa", "VQA preset 'standard'", {"preset": "standard"}),
+    MetricSpec("vqa_medevalkit", "vqa", "vqa", "vqa", "VQA preset 'medevalkit' (MedEvalKit rules)", {"preset": "medevalkit"}),
+    MetricSpec("grounding", "grounding", "grounding", "grounding", "IoU first/best/matched, Acc@t(first), F1@0.5"),
+    MetricSpec("finding_f1", "findings", "findings_metric", "report", "rule-based finding factuality F1"),
+    MetricSpec("ratescore", "plugins", "ratescore", "model", "RaTEScore (needs local weights)"),
+    MetricSpec("semb_score", "plugins", "semb_score", "model", "SembScore, CheXbert embeddings (needs local weights)"),
+    MetricSpec("sembscore", "plugins", "semb_score", "model", "alias of semb_score"),
+    MetricSpec("radgraph_f1", "plugins", "radgraph_f1", "model", "RadGraph F1 (needs local weights)"),
+    MetricSpec("llm_judge", "judge", "judge", "judge", "LLM judge via an OpenAI-compatible endpoint (off by default)"),
+]
+REGISTRY: dict[str, MetricSpec] = {s.name: s for s in _SPECS}
+
+
+def list_metrics(kind: str | None = None) -> list[str]:
+    """Registered metric names, optionally of one kind (text, vqa, grounding, report, model, judge)."""
+    return [s.name for s in _SPECS if kind is None or s.kind == kind]
+
+
+def get_metric(name: str) -> Callable[..., dict]:
+    """The metric function for ``name`` (its module is imported now, not before).
+
+    Raises:
+        KeyError: unknown name; the message lists the registered ones.
+    """
+    if name not in REGISTRY:
+        raise KeyError(f"unknown metric {name!r}; registered metrics: {', '.join(list_metrics())}")
+    spec = REGISTRY[name]
+    fn = getattr(importlib.import_module(f"{_PKG}.{spec.module}"), spec.function)
+    return functools.partial(fn, **spec.options) if spec.options else fn
+
+
+__all__ = ["REGISTRY", "MetricSpec", "get_metric", "list_metrics"]

@@ -1,0 +1,250 @@
+"""The evaluation runner: benchmarks x one model -> cached predictions -> scores -> a results file.
+
+Per benchmark: load the samples (:mod:`medmo.eval.data`), skip those already in the prediction cache
+(:mod:`medmo.eval.cache`), generate the rest in length-sorted batches (each batch is written to the
+cache before the next starts, so a killed run loses at most one batch), then score every sample with
+the benchmark's scorer (:mod:`medmo.eval.tasks`) and the chosen preset.
+
+The results file records every setting and version: model and backend, benchmark versions and
+settings, prompt / parser / metric versions, preset, judge, limit, timestamps and the medmo version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from medmo.eval import tasks
+from medmo.eval.backends import Backend, Request
+from medmo.eval.cache import PredictionCache, cache_key, slug
+from medmo.eval.data import load_samples
+from medmo.eval.registry import Benchmark, resolve
+from medmo.records import Sample
+
+log = logging.getLogger("medmo.eval")
+RESULTS_VERSION = "1"
+PRESETS = ("standard", "medevalkit")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def as_backend(model_or_backend: Any, name: str | None = None) -> Backend:
+    """A backend from a backend, a ``(model, processor)`` pair, or a model folder / hub id (hf)."""
+    from medmo.eval.backends.hf import HFBackend
+
+    if hasattr(model_or_backend, "generate") and hasattr(model_or_backend, "info"):
+        return model_or_backend
+    if isinstance(model_or_backend, (tuple, list)) and len(model_or_backend) == 2:
+        return HFBackend(*model_or_backend, name=name or "model")
+    if isinstance(model_or_backend, (str, Path)):
+        backend = HFBackend.from_pretrained(str(model_or_backend))
+        backend.name = name or backend.name
+        return backend
+    raise TypeError(
+        "evaluate() takes a backend, a (model, processor) pair or a model path; "
+        f"got {type(model_or_backend).__name__}"
+    )
+
+
+def _bench_list(benchmarks: str | Sequence[str | Benchmark]) -> list[Benchmark]:
+    if isinstance(benchmarks, Benchmark):
+        return [benchmarks]
+    if isinstance(benchmarks, str):
+        return resolve(benchmarks)
+    out: list[Benchmark] = []
+    for b in benchmarks:
+        out += [b] if isinstance(b, Benchmark) else resolve(b)
+    return out
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def generate_missing(
+    backend: Backend, bench: Benchmark, samples: list[Sample], cache: PredictionCache, batch_size: int
+) -> int:
+    """Generate the samples not in ``cache``, longest prompts first, caching each batch; returns how many."""
+    pending = [s for s in samples if s.id not in cache]
+    # Length-sorted batches waste little on padding; longest first shows memory trouble at once.
+    pending.sort(key=tasks.length_hint, reverse=True)
+    step = max(int(batch_size), int(getattr(backend, "concurrency", 1)))
+    done = 0
+    for chunk in _chunks(pending, step):
+        reqs: list[Request] = [tasks.to_request(s, bench) for s in chunk]
+        texts = backend.generate(reqs, batch_size=batch_size)
+        if len(texts) != len(reqs):
+            raise RuntimeError(f"backend {backend.name} returned {len(texts)} answers for {len(reqs)} prompts")
+        cache.add(zip((s.id for s in chunk), texts))
+        done += len(chunk)
+        log.info("%s: %d/%d generated", bench.name, done, len(pending))
+    return done
+
+
+def _write_predictions(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def run_benchmark(
+    backend: Backend,
+    bench: Benchmark,
+    *,
+    out_dir: Path,
+    limit: int | None,
+    batch_size: int,
+    preset: str,
+    data: Mapping[str, str | Path] | None,
+    judge: Any = None,
+) -> dict[str, Any]:
+    """Evaluate one benchmark; returns its entry of the results file."""
+    started, t0 = _now(), time.perf_counter()
+    samples = load_samples(bench, data, limit)
+    if not samples:
+        raise ValueError(f"{bench.name}: no samples after filters {bench.dataset.get('filters')}; check the data folder")
+    key = cache_key(bench.version, bench.prompt_version, bench.generation)
+    cache = PredictionCache(out_dir / "cache", backend.name, bench.name, key)
+    n_cached = sum(s.id in cache for s in samples)
+    t_gen = time.perf_counter()
+    n_gen = generate_missing(backend, bench, samples, cache, batch_size)
+    gen_s = time.perf_counter() - t_gen
+    preds = [cache.get(s.id) or "" for s in samples]
+    scored = tasks.score(bench, samples, preds, preset=preset, judge=judge)
+    pred_file = out_dir / "predictions" / slug(backend.name) / f"{bench.name}.jsonl"
+    _write_predictions(pred_file, scored.rows)
+    return {
+        "benchmark": bench.to_dict(),
+        "n": len(samples),
+        "n_cached": n_cached,
+        "n_generated": n_gen,
+        "metrics": scored.metrics,
+        "headline": list(bench.headline),
+        "metric_versions": scored.versions,
+        "notes": scored.notes,
+        "preset": preset,
+        "limit": limit,
+        "predictions_file": str(pred_file),
+        "started": started,
+        "finished": _now(),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "generation_samples_per_s": round(n_gen / gen_s, 3) if n_gen and gen_s > 0 else None,
+    }
+
+
+def _versions() -> dict[str, str]:
+    from medmo import __version__
+    from medmo.answers import PARSER_VERSION
+    from medmo.prompts import PROMPT_VERSION
+    from medmo.records import RECORD_VERSION
+
+    return {
+        "medmo": __version__,
+        "results": RESULTS_VERSION,
+        "prompt": PROMPT_VERSION,
+        "parser": PARSER_VERSION,
+        "record": RECORD_VERSION,
+    }
+
+
+def results_path(out_dir: str | Path, model: str, preset: str) -> Path:
+    return Path(out_dir) / f"results-{slug(model)}-{preset}.json"
+
+
+def evaluate(
+    model_or_backend: Any,
+    benchmarks: str | Sequence[str | Benchmark],
+    *,
+    out_dir: str | Path,
+    limit: int | None = None,
+    batch_size: int = 8,
+    preset: str = "standard",
+    data: Mapping[str, str | Path] | None = None,
+    judge: Any = None,
+    model_name: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate a model on benchmarks; write predictions, a cache and ``results-<model>-<preset>.json``.
+
+    Args:
+        model_or_backend: a backend (:mod:`medmo.eval.backends`), a ``(model, processor)`` pair, or a
+            model folder / hub id loaded with :func:`medmo.model.load`.
+        benchmarks: names (``"vqa_rad,slake"``, a list, or a group such as ``"nano"``) or Benchmark objects.
+        out_dir: folder for the results file, ``cache/`` and ``predictions/``. Reusing it resumes.
+        limit: evaluate only the first ``limit`` samples of each benchmark (quick looks).
+        batch_size: prompts per generation batch (also how often the cache is written).
+        preset: VQA scoring preset, ``standard`` or ``medevalkit``.
+        data: data folders by key (``{"vqa_rad": "/data/rad"}``); else ``MEDMO_DATA_<KEY>``.
+        judge: an optional LLM judge for open answers (:mod:`medmo.eval.metrics`); None = rule-based.
+        model_name: name for results and cache when passing a ``(model, processor)`` pair.
+
+    Returns:
+        The results dict (also written to disk; its ``path`` key says where). Benchmarks from earlier
+        runs of the same model and preset in ``out_dir`` are kept, the ones run now replaced.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of samples, got {limit}")
+    backend = as_backend(model_or_backend, model_name)
+    benches = _bench_list(benchmarks)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = _now()
+    entries = {}
+    for bench in benches:
+        log.info("%s: evaluating %s", bench.name, backend.name)
+        entries[bench.name] = run_benchmark(
+            backend, bench, out_dir=out, limit=limit, batch_size=batch_size, preset=preset, data=data, judge=judge
+        )
+    path = results_path(out, backend.name, preset)
+    results = _merge_previous(path, {
+        "model": backend.name,
+        "backend": backend.info(),
+        "preset": preset,
+        "judge": tasks.judge_info(judge),
+        "limit": limit,
+        "batch_size": batch_size,
+        "versions": _versions(),
+        "started": started,
+        "finished": _now(),
+        "benchmarks": entries,
+    })
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    results["path"] = str(path)
+    return results
+
+
+def _merge_previous(path: Path, new: dict[str, Any]) -> dict[str, Any]:
+    """Keep benchmarks of an earlier results file for the same model and preset (new runs win)."""
+    if not path.exists():
+        return new
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return new
+    if old.get("model") != new["model"] or old.get("preset") != new["preset"]:
+        return new
+    merged = dict(old.get("benchmarks") or {})
+    merged.update(new["benchmarks"])
+    return {**new, "benchmarks": merged}
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read a results file, naming the file when it is not one."""
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{p}: cannot read a results file ({e})") from None
+    if not isinstance(d, dict) or "benchmarks" not in d or "model" not in d:
+        raise ValueError(f"{p}: not a medmo results file (needs 'model' and 'benchmarks'); make one with `medmo eval run`")
+    return d

@@ -1,0 +1,171 @@
+"""The Python API: ``MedMO.from_pretrained(path).ask(image, question)``, ``.ground``, ``.report``, ``.chat``.
+
+Questions are worded by :mod:`medmo.prompts`, exactly as in training and evaluation; box answers are read by
+:func:`medmo.answers.parse_boxes` and mapped from Qwen3-VL's 0-1000 grid back to the original image's pixels
+by :func:`medmo.boxes.from_grid`. Every method takes one input or lists of inputs; lists go through the
+engine's batched generation in one call.
+
+For research only: MedMO's answers are not medical advice and must not be used for clinical decisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medmo.infer.engine import Engine, HFEngine
+from medmo.infer.inputs import API_POLICY, ImagePolicy, load_any, to_conversation
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+
+@dataclass
+class GroundedBox:
+    """A box the model found.
+
+    Attributes:
+        label: what the box shows (the model's label, else the requested target).
+        box: ``[x1, y1, x2, y2]`` in the original image's pixels (floats; not clipped, so an
+            out-of-image prediction stays visible).
+        grid_box: the same box on Qwen3-VL's 0-1000 grid, as the model said it.
+    """
+
+    label: str
+    box: list[float]
+    grid_box: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _is_batch(x: Any) -> bool:
+    return isinstance(x, (list, tuple))
+
+
+def _broadcast(images: Any, texts: Any, name: str) -> tuple[list, list, bool]:
+    """Pair images with texts; a single value on either side is repeated to the other side's length."""
+    batched = _is_batch(images) or _is_batch(texts)
+    imgs = list(images) if _is_batch(images) else None
+    txts = list(texts) if _is_batch(texts) else None
+    if imgs is not None and txts is not None and len(imgs) != len(txts):
+        raise ValueError(f"got {len(imgs)} images but {len(txts)} {name}s; pass lists of the same length")
+    n = len(imgs) if imgs is not None else len(txts) if txts is not None else 1
+    return imgs or [images] * n, txts or [texts] * n, batched
+
+
+class MedMO:
+    """A MedMO model ready to answer questions about medical images.
+
+    Args:
+        engine: what generates text (:class:`~medmo.infer.engine.HFEngine` for a checkpoint).
+        max_new_tokens: default answer length limit.
+        policy: which image sources are read (local files by default; remote URLs off).
+    """
+
+    def __init__(self, engine: Engine, *, max_new_tokens: int = 256, policy: ImagePolicy = API_POLICY) -> None:
+        self.engine = engine
+        self.max_new_tokens = max_new_tokens
+        self.policy = policy
+
+    @classmethod
+    def from_pretrained(
+        cls, path_or_id: str | Path, *, max_new_tokens: int = 256, batch_size: int = 8, **load_kwargs: Any
+    ) -> MedMO:
+        """Load a checkpoint folder or hub id (``MBZUAI/MedMO-8B``) through :func:`medmo.model.load`.
+
+        ``load_kwargs`` (``dtype``, ``device_map``, ``attn_implementation``, ``min_pixels``, ``max_pixels``)
+        go to :func:`medmo.model.load` unchanged.
+        """
+        return cls(HFEngine.load(path_or_id, batch_size=batch_size, **load_kwargs), max_new_tokens=max_new_tokens)
+
+    @property
+    def name(self) -> str:
+        return getattr(self.engine, "name", "medmo")
+
+    # ----------------------------------------------------------------------------------- tasks
+
+    def ask(self, image: Any, question: str | Sequence[str], *, closed: bool = False, **gen: Any) -> str | list[str]:
+        """Answer a question about an image (a visual question; ``closed=True`` asks for one word).
+
+        ``image`` and ``question`` may be lists (answered in one batch; a single value is reused).
+        """
+        from medmo.prompts import CLOSED_SUFFIX
+
+        images, questions, batched = _broadcast(image, question, "question")
+        texts = [f"{q}\n{CLOSED_SUFFIX}" if closed else q for q in questions]
+        answers = self._generate(images, texts, **gen)
+        return answers if batched else answers[0]
+
+    def report(self, image: Any, **gen: Any) -> str | list[str]:
+        """Write a radiology-style report (findings and impression) for an image or a list of images."""
+        from medmo.prompts import REPORT_PROMPT
+
+        images, texts, batched = _broadcast(image, REPORT_PROMPT, "prompt")
+        answers = self._generate(images, texts, **gen)
+        return answers if batched else answers[0]
+
+    def ground(self, image: Any, target: str | Sequence[str], **gen: Any) -> list[GroundedBox] | list[list[GroundedBox]]:
+        """Boxes of ``target`` (e.g. ``"lung nodule"``) in the original image's pixel coordinates.
+
+        Returns one list of :class:`GroundedBox` per image (a list of such lists for batched input).
+        """
+        boxes, _ = self.ground_with_text(image, target, **gen)
+        return boxes
+
+    def ground_with_text(self, image: Any, target: Any, **gen: Any) -> tuple[Any, Any]:
+        """:meth:`ground` plus the model's raw answer text (for display and debugging)."""
+        from medmo.prompts import grounding_prompt
+
+        images, targets, batched = _broadcast(image, target, "target")
+        loaded = [load_any(im, self.policy) for im in images]
+        texts = self._generate(loaded, [grounding_prompt(t) for t in targets], **gen)
+        boxes = [boxes_from_text(txt, t, im.size) for txt, t, im in zip(texts, targets, loaded)]
+        return (boxes, texts) if batched else (boxes[0], texts[0])
+
+    def chat(self, messages: list[dict] | Sequence[list[dict]], **gen: Any) -> str | list[str]:
+        """Answer chat messages (OpenAI ``image_url`` parts or transformers ``image`` parts).
+
+        A list of conversations (a list of lists of messages) is answered in one batch.
+        """
+        batched = bool(messages) and isinstance(messages[0], list)
+        convs, imgs = zip(*(to_conversation(m, self.policy) for m in (messages if batched else [messages])))
+        answers = self.engine.generate(list(convs), list(imgs), **self._gen(gen))
+        return answers if batched else answers[0]
+
+    # --------------------------------------------------------------------------------- helpers
+
+    def _gen(self, gen: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(gen) - {"max_new_tokens", "do_sample", "temperature"}
+        if unknown:
+            raise TypeError(f"unknown generation options {sorted(unknown)}; use max_new_tokens, do_sample, temperature")
+        return {"max_new_tokens": self.max_new_tokens, **gen}
+
+    def _generate(self, images: list[Any], texts: list[str], **gen: Any) -> list[str]:
+        loaded = [load_any(im, self.policy) for im in images]
+        convs = [image_conversation(t) for t in texts]
+        return self.engine.generate(convs, [[im] for im in loaded], **self._gen(gen))
+
+
+def image_conversation(text: str) -> list[dict]:
+    """One user turn: the image, then ``text`` (the layout of :func:`medmo.prompts.messages`)."""
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+
+
+def boxes_from_text(text: str, target: str, size: tuple[int, int]) -> list[GroundedBox]:
+    """Grid boxes in a model answer -> :class:`GroundedBox` es in the pixels of an image of ``size``."""
+    from medmo.answers import parse_boxes
+    from medmo.boxes import from_grid
+
+    width, height = size
+    out = []
+    for pb in parse_boxes(text):
+        out.append(GroundedBox(label=pb.label or target, box=from_grid(pb.box, width, height), grid_box=list(pb.box)))
+    return out
+
+
+def render_image(image: Any, policy: ImagePolicy = API_POLICY) -> Image.Image:
+    """The RGB image the model sees for ``image`` (DICOM windowed, NIfTI sliced), e.g. to draw boxes on."""
+    return load_any(image, policy)

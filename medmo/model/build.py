@@ -1,0 +1,136 @@
+"""Randomly initialized Qwen3-VL models at test (``tiny``) and CPU-recipe (``nano``) scale.
+
+Both keep every part of Qwen3-VL (ViT with 16 px patches and learned 2-D position embeddings, 2x2
+patch merger, DeepStack mergers feeding early LLM layers, interleaved multimodal RoPE) so a recipe
+that runs at nano scale runs unchanged on the real 4B/8B checkpoints (Bai et al., "Qwen3-VL
+Technical Report", 2025; transformers ``models/qwen3_vl``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# Pixel budgets that fit the small models' images: nano data is 128 px (16 visual tokens after merging).
+TINY_PIXELS = (32 * 32, 64 * 64)
+NANO_PIXELS = (64 * 64, 128 * 128)
+ROPE_THETA = 5_000_000.0  # Qwen3-VL's rope_theta
+
+
+def mrope_section(head_dim: int) -> list[int]:
+    """Split ``head_dim / 2`` rotary frequencies over (time, height, width) like Qwen3-VL's [24, 20, 20] of 64."""
+    half = head_dim // 2
+    hw = half * 20 // 64
+    return [half - 2 * hw, hw, hw]
+
+
+def _config(tokenizer: Any, text: dict[str, Any], vision: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    from transformers import Qwen3VLConfig
+
+    from medmo.model.tokenizer import special_token_ids
+
+    text = {**text, **overrides.pop("text", {})}
+    vision = {**vision, **overrides.pop("vision", {})}
+    head_dim = text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"]
+    text.setdefault("head_dim", head_dim)
+    section = mrope_section(head_dim)
+    text.setdefault(
+        "rope_parameters",
+        {"rope_type": "default", "rope_theta": ROPE_THETA, "mrope_section": section, "mrope_interleaved": True},
+    )
+    if sum(text["rope_parameters"]["mrope_section"]) != head_dim // 2:
+        raise ValueError(f"mrope_section must sum to head_dim/2 = {head_dim // 2}, got {text['rope_parameters']}.")
+    text.setdefault("vocab_size", len(tokenizer))
+    text.setdefault("pad_token_id", tokenizer.pad_token_id)
+    text.setdefault("eos_token_id", tokenizer.eos_token_id)
+    vision.setdefault("out_hidden_size", text["hidden_size"])
+    if max(vision["deepstack_visual_indexes"], default=-1) >= vision["depth"]:
+        raise ValueError(f"deepstack_visual_indexes {vision['deepstack_visual_indexes']} exceed depth {vision['depth']}.")
+    return Qwen3VLConfig(
+        text_config=text,
+        vision_config=vision,
+        tie_word_embeddings=overrides.pop("tie_word_embeddings", True),
+        **special_token_ids(tokenizer),
+        **overrides,
+    )
+
+
+def tiny_config(tokenizer: Any, **overrides: Any) -> Any:
+    """A Qwen3-VL config for unit tests: text 64 x 2 layers, vision 32 x 2 layers, DeepStack on both.
+
+    ``overrides`` are top-level Qwen3VLConfig fields, plus ``text={...}`` / ``vision={...}`` for sub-configs.
+    """
+    text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=16, max_position_embeddings=4096, initializer_range=0.1)
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=16,
+                  spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=256,
+                  deepstack_visual_indexes=[0, 1], hidden_act="gelu_pytorch_tanh", initializer_range=0.1)
+    # A wider init than Qwen's 0.02 so a random tiny model's outputs depend on its input (tests compare them).
+    return _config(tokenizer, text, vision, {"initializer_range": 0.1, **overrides})
+
+
+def nano_config(tokenizer: Any, **overrides: Any) -> Any:
+    """The CPU recipe's model (~4 M parameters with a ~1k BPE): text 256 x 4, vision 128 x 2 with DeepStack.
+
+    128 px images become 8x8 patches of 16 px, merged 2x2 into 16 visual tokens.
+    """
+    text = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=64, max_position_embeddings=4096)
+    vision = dict(depth=2, hidden_size=128, intermediate_size=512, num_heads=4, patch_size=16,
+                  spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=256,
+                  deepstack_visual_indexes=[0, 1], hidden_act="gelu_pytorch_tanh")
+    return _config(tokenizer, text, vision, dict(overrides))
+
+
+def build_model(config: Any, seed: int = 0) -> Any:
+    """A randomly initialized ``Qwen3VLForConditionalGeneration`` (float32, eval mode), reproducible by ``seed``."""
+    import torch
+    from transformers import GenerationConfig, Qwen3VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration(config).float().eval()
+    text = config.text_config
+    eos = [text.eos_token_id] + ([text.pad_token_id] if text.pad_token_id not in (None, text.eos_token_id) else [])
+    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=text.pad_token_id, do_sample=False)
+    return model
+
+
+def save(model: Any, processor: Any, path: str | Path) -> Path:
+    """Save model weights (safetensors), config, generation config and processor where ``load`` finds them.
+
+    The image processor's settings are also written as ``preprocessor_config.json``, the stock
+    Qwen3-VL layout other tools (vLLM, transformers) read. A PEFT (LoRA) model is saved with its
+    adapters merged into a copy of the weights, so the folder loads without PEFT; the model passed in
+    keeps its adapters (the copy costs one model's memory while saving).
+    """
+    import copy
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "merge_and_unload"):
+        model = copy.deepcopy(model).merge_and_unload()
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    processor.image_processor.save_pretrained(path)
+    return path
+
+
+def build_tiny(path: str | Path, tokenizer: Any = None, seed: int = 0, size: str = "tiny") -> Path:
+    """Save a random tiny (or ``size="nano"``) Qwen3-VL + processor to ``path``; loadable by ``load``.
+
+    Args:
+        path: Output folder.
+        tokenizer: Defaults to a 512-token BPE trained on MedMO's prompt vocabulary.
+        seed: Weight-initialization seed.
+        size: ``"tiny"`` (tests) or ``"nano"`` (the CPU recipe's starting point).
+    """
+    from medmo.model.processor import build_processor
+    from medmo.model.tokenizer import train_tokenizer
+
+    if size not in ("tiny", "nano"):
+        raise ValueError(f"size must be 'tiny' or 'nano', got {size!r}.")
+    tokenizer = tokenizer if tokenizer is not None else train_tokenizer(vocab_size=512)
+    make_config, (lo, hi) = (tiny_config, TINY_PIXELS) if size == "tiny" else (nano_config, NANO_PIXELS)
+    model = build_model(make_config(tokenizer), seed=seed)
+    processor = build_processor(tokenizer, min_pixels=lo, max_pixels=hi)
+    return save(model, processor, path)

@@ -1,0 +1,157 @@
+"""An image-only Qwen3-VL processor that needs no torchvision.
+
+transformers' ``Qwen3VLProcessor`` requires a video processor, and video processors need
+torchvision, which has no CPU build here; ``AutoProcessor`` then silently falls back to the bare
+tokenizer. :class:`MedMOProcessor` keeps the same text/image protocol as ``Qwen3VLProcessor``
+(transformers ``models/qwen3_vl/processing_qwen3_vl.py``) with the PIL/numpy image processor
+``Qwen2VLImageProcessorPil`` (Qwen3-VL reuses Qwen2-VL's image processing with 16 px patches).
+Each ``<|image_pad|>`` becomes ``grid_t * grid_h * grid_w / merge_size**2`` tokens, and calls return
+``input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from transformers import ProcessorMixin
+
+# Qwen3-VL sees 16 px patches merged 2x2, so one visual token covers 32x32 pixels.
+PATCH_SIZE = 16
+MERGE_SIZE = 2
+TEMPORAL_PATCH_SIZE = 2
+# Pixel budget per image for real checkpoints: Qwen2-VL's recommended 256..1280 visual tokens, at
+# Qwen3-VL's 32x32 pixels per token. (Qwen3-VL's shipped maximum, 16.7 M pixels, allows 16k tokens per
+# image, more than most GPUs hold in a batch.)
+DEFAULT_MIN_PIXELS = 256 * 32 * 32
+DEFAULT_MAX_PIXELS = 1280 * 32 * 32
+# Qwen3-VL normalizes with mean = std = 0.5 (its preprocessor_config.json), not CLIP's statistics.
+IMAGE_MEAN = (0.5, 0.5, 0.5)
+IMAGE_STD = (0.5, 0.5, 0.5)
+IMAGE_KEYS = ("patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std", "resample",
+              "do_rescale", "rescale_factor", "do_normalize", "do_convert_rgb")
+
+
+class MedMOProcessor(ProcessorMixin):
+    """Qwen3-VL text + image processor (no video) over ``Qwen2VLImageProcessorPil`` and a tokenizer."""
+
+    return_mm_token_type_ids = True
+    text_kwargs = {"return_token_type_ids": False}
+
+    def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None,
+                 **kwargs: Any):
+        self.image_token = "<|image_pad|>"
+        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+        self.vision_start_token_id = tokenizer.convert_tokens_to_ids("<|vision_start|>")
+        self.vision_end_token_id = tokenizer.convert_tokens_to_ids("<|vision_end|>")
+        super().__init__(image_processor, tokenizer, chat_template=chat_template)
+
+    def replace_image_token(self, image_inputs: dict, image_idx: int, **kwargs: Any) -> str:
+        merge_length = self.image_processor.merge_size**2
+        n = int(image_inputs["image_grid_thw"][image_idx].prod()) // merge_length
+        return self.image_token * n
+
+    def num_image_tokens(self, height: int, width: int) -> int:
+        """Visual tokens an image of this size becomes (after resizing and merging)."""
+        patches = self.image_processor.get_number_of_image_patches(height, width, {})
+        return patches // self.image_processor.merge_size**2
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> MedMOProcessor:
+        """Load from a local checkpoint folder (see :func:`load_processor`; hub ids go through ``medmo.model.load``)."""
+        return load_processor(pretrained_model_name_or_path, **kwargs)
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return ["input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids"]
+
+    @property
+    def pixel_range(self) -> tuple[int, int]:
+        """(min_pixels, max_pixels) images are resized into."""
+        size = self.image_processor.size
+        return int(size["shortest_edge"]), int(size["longest_edge"])
+
+
+def build_image_processor(
+    *, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS, **settings: Any
+) -> Any:
+    """``Qwen2VLImageProcessorPil`` with Qwen3-VL's defaults; ``settings`` override (e.g. a checkpoint's)."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    if not 0 < min_pixels <= max_pixels:
+        raise ValueError(f"Need 0 < min_pixels <= max_pixels, got min_pixels={min_pixels}, max_pixels={max_pixels}.")
+    kw = dict(patch_size=PATCH_SIZE, temporal_patch_size=TEMPORAL_PATCH_SIZE, merge_size=MERGE_SIZE,
+              image_mean=list(IMAGE_MEAN), image_std=list(IMAGE_STD))
+    kw.update({k: v for k, v in settings.items() if k in IMAGE_KEYS})
+    return Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels, **kw)
+
+
+def build_processor(
+    tokenizer: Any,
+    *,
+    min_pixels: int = DEFAULT_MIN_PIXELS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    chat_template: str | None = None,
+    **image_settings: Any,
+) -> MedMOProcessor:
+    """The image-only Qwen3-VL processor for ``tokenizer``.
+
+    Args:
+        tokenizer: A tokenizer with Qwen3-VL's special tokens (``train_tokenizer`` / ``qwen3_tokenizer`` / a checkpoint's).
+        min_pixels: Smallest pixel count an image is resized up to (keeps aspect ratio, multiples of 32 px).
+        max_pixels: Largest pixel count an image is resized down to.
+        chat_template: Jinja template; default MedMO's Qwen3-VL template with ``{% generation %}`` tags.
+            It is also set on the tokenizer, so tokenizer-only callers render the same text.
+        image_settings: Overrides for the image processor (patch_size, merge_size, image_mean, ...).
+    """
+    from medmo.model.tokenizer import CHAT_TEMPLATE
+
+    template = chat_template or CHAT_TEMPLATE
+    tokenizer.chat_template = template
+    image_processor = build_image_processor(min_pixels=min_pixels, max_pixels=max_pixels, **image_settings)
+    return MedMOProcessor(image_processor, tokenizer, chat_template=template)
+
+
+def image_settings(folder: Path) -> dict[str, Any]:
+    """Image-processor settings saved in a checkpoint folder (ours or the stock Qwen3-VL layout)."""
+    proc_file, pre_file = folder / "processor_config.json", folder / "preprocessor_config.json"
+    cfg: dict[str, Any] = {}
+    if proc_file.is_file():
+        cfg = json.loads(proc_file.read_text()).get("image_processor", {}) or {}
+    if not cfg and pre_file.is_file():
+        cfg = json.loads(pre_file.read_text())
+    size = cfg.get("size") or {}
+    if "min_pixels" in cfg or "shortest_edge" in size:
+        cfg["min_pixels"] = cfg.get("min_pixels", size.get("shortest_edge"))
+    if "max_pixels" in cfg or "longest_edge" in size:
+        cfg["max_pixels"] = cfg.get("max_pixels", size.get("longest_edge"))
+    return {k: v for k, v in cfg.items() if k in IMAGE_KEYS or k in ("min_pixels", "max_pixels")}
+
+
+def load_processor(
+    folder: str | Path,
+    *,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    chat_template: str | None = None,
+) -> MedMOProcessor:
+    """Rebuild the processor saved in a local checkpoint folder (``save`` or a downloaded Qwen3-VL/MedMO).
+
+    Pixel limits default to the folder's own; a stock Qwen3-VL maximum above :data:`DEFAULT_MAX_PIXELS`
+    is capped to it. ``chat_template="checkpoint"`` keeps the folder's template instead of MedMO's.
+    """
+    from transformers import AutoTokenizer
+
+    folder = Path(folder)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    settings = image_settings(folder)
+    saved_min, saved_max = settings.pop("min_pixels", None), settings.pop("max_pixels", None)
+    if min_pixels is None:
+        min_pixels = int(saved_min) if saved_min else DEFAULT_MIN_PIXELS
+    if max_pixels is None:
+        max_pixels = min(int(saved_max), DEFAULT_MAX_PIXELS) if saved_max else DEFAULT_MAX_PIXELS
+        max_pixels = max(max_pixels, min_pixels)
+    template = tokenizer.chat_template if chat_template == "checkpoint" else chat_template
+    return build_processor(tokenizer, min_pixels=min_pixels, max_pixels=max_pixels, chat_template=template,
+                           **settings)

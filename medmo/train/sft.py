@@ -1,0 +1,331 @@
+"""Stages ``align`` and ``sft``: supervised training of Qwen3-VL on MedMO records, loop in plain sight.
+
+One PyTorch loop (torchtune style, ``recipes/full_finetune_single_device.py``) run through accelerate,
+which owns devices, mixed precision, DDP / DeepSpeed / FSDP wrapping and gradient synchronisation:
+
+1. build or load the model, freeze it for the stage (:func:`medmo.model.freeze_for_stage`);
+2. AdamW over per-module parameter groups (:func:`medmo.model.param_groups`), warmup + cosine;
+3. micro-batches from a deterministic per-epoch plan (:func:`medmo.train.packing.plan_batches`),
+   packed or padded, sharded over processes;
+4. loss on assistant tokens only, normalised by the number of target tokens in the whole
+   accumulation window across processes (so packing, padding and accumulation give the same
+   token-mean loss), clipping, checkpoints, eval loss, logs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from medmo.train.checkpoint import TrainState, load_checkpoint, resolve_resume, save_checkpoint
+from medmo.train.collate import IGNORE_INDEX, PaddingCollator, SampleEncoder, rope_index_of, select_records
+from medmo.train.packing import PackingCollator, plan_batches
+from medmo.train.recipe import Recipe, dump_recipe
+
+FREEZE_STAGE = {"align": "align", "sft": "sft", "grpo": "rl"}
+NON_MODEL_KEYS = ("labels", "seq_ids")
+
+
+# ------------------------------------------------------------------------------------------- loss
+
+
+def token_losses(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-target-token cross entropy and each token's sample id.
+
+    Logits are computed only where a next-token label exists (``logits_to_keep`` as a boolean mask),
+    which spares the vocabulary projection for prompt and image positions.
+    """
+    labels = batch["labels"]
+    shifted = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+    keep = shifted != IGNORE_INDEX
+    inputs = {k: v for k, v in batch.items() if k not in NON_MODEL_KEYS}
+    logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
+    losses = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), shifted[keep], reduction="none")
+    return losses, batch["seq_ids"][keep]
+
+
+def sample_losses(model: Any, batch: dict[str, torch.Tensor], num_samples: int) -> torch.Tensor:
+    """Mean target-token loss of each sample in a (padded or packed) batch, by ``seq_ids``."""
+    losses, seq = token_losses(model, batch)
+    total = torch.zeros(num_samples, dtype=losses.dtype).index_add_(0, seq, losses)
+    count = torch.zeros(num_samples, dtype=losses.dtype).index_add_(0, seq, torch.ones_like(losses))
+    return total / count.clamp(min=1)
+
+
+# ------------------------------------------------------------------------------------------- model
+
+
+def build_small(spec: str, samples: Sequence[Any], path: Path, recipe: Recipe) -> Path:
+    """Save a fresh ``nano:`` / ``tiny:`` model whose BPE is trained on the run's own texts.
+
+    ``spec`` extras are comma-separated ``key=value``: ``vocab_size`` for the tokenizer, anything else
+    for the config (``text.hidden_size=128``, ``vision.depth=1``).
+    """
+    import yaml
+
+    from medmo.model import build_model, build_processor, nano_config, save, tiny_config, train_tokenizer
+    from medmo.prompts import question_text, target_text
+
+    size, _, extra = spec.partition(":")
+    options: dict[str, Any] = {}
+    for item in filter(None, (x.strip() for x in extra.split(","))):
+        key, _, value = item.partition("=")
+        options[key] = yaml.safe_load(value)
+    vocab_size = int(options.pop("vocab_size", 1024))
+    overrides: dict[str, Any] = {}
+    for key, value in options.items():
+        head, _, tail = key.partition(".")
+        if tail:
+            overrides.setdefault(head, {})[tail] = value
+        else:
+            overrides[head] = value
+    texts = [f"{question_text(s)}\n{target_text(s)}" for s in samples[:20000]]
+    tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
+    config = (nano_config if size == "nano" else tiny_config)(tokenizer, **overrides)
+    model = build_model(config, seed=recipe.seed)
+    processor = build_processor(tokenizer, min_pixels=recipe.min_pixels, max_pixels=recipe.max_pixels)
+    return save(model, processor, path)
+
+
+def load_start(recipe: Recipe, accelerator: Any, samples: Sequence[Any]) -> tuple[Any, Any]:
+    """The starting ``(model, processor)``: a checkpoint folder / hub id, or a fresh nano/tiny build."""
+    from medmo.model import load
+
+    spec = recipe.model
+    if spec.split(":")[0] in ("nano", "tiny") and ":" in spec:
+        init = Path(recipe.output_dir) / "init"
+        if accelerator.is_main_process and not (init / "config.json").is_file():
+            build_small(spec, samples, init, recipe)
+        accelerator.wait_for_everyone()
+        spec = str(init)
+    return load(spec, dtype=torch.float32, attn_implementation=recipe.attn_implementation,
+                min_pixels=recipe.min_pixels, max_pixels=recipe.max_pixels)
+
+
+def make_optimizer(model: Any, recipe: Recipe, total_steps: int) -> tuple[Any, Any]:
+    """AdamW over per-module groups and the recipe's warmup + decay schedule (transformers' schedulers)."""
+    from transformers import get_scheduler
+
+    from medmo.model import param_groups
+
+    o = recipe.optim
+    groups = param_groups(model, lr_vision=o.lr_vision, lr_merger=o.lr_merger or o.lr, lr_llm=o.lr,
+                          weight_decay=o.weight_decay)
+    if not groups:
+        raise ValueError(f"stage {recipe.stage!r} leaves no trainable parameter in {recipe.model}")
+    optimizer = torch.optim.AdamW(groups, betas=tuple(o.betas), eps=o.eps)
+    warmup = o.warmup_steps or math.ceil(o.warmup_ratio * total_steps)
+    scheduler = get_scheduler(o.scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+    return optimizer, scheduler
+
+
+# -------------------------------------------------------------------------------------------- data
+
+
+class PlannedBatches(torch.utils.data.Dataset):
+    """Micro-batch ``i`` of a plan: encode its samples (images, tokens, rope) and collate them."""
+
+    def __init__(self, plan: list, samples: Sequence[Any], encoder: SampleEncoder, collate: Callable, packing: bool):
+        self.plan, self.samples, self.encoder, self.collate, self.packing = plan, samples, encoder, collate, packing
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        rows = [[self.encoder(self.samples[j]) for j in row] for row in self.plan[i]]
+        return self.collate(rows) if self.packing else self.collate([it for row in rows for it in row])
+
+
+class Batches:
+    """Micro-batches for one process: the epoch plans, sharded by rank, resumable at (epoch, offset)."""
+
+    def __init__(self, samples: Sequence[Any], encoder: SampleEncoder, recipe: Recipe, model: Any, accelerator: Any):
+        self.samples, self.encoder, self.recipe = samples, encoder, recipe
+        self.lengths = [encoder.length(s) for s in samples]
+        self.rank, self.world = accelerator.process_index, accelerator.num_processes
+        pad = encoder.processor.tokenizer.pad_token_id
+        if recipe.packing:
+            attn = getattr(model.config, "_attn_implementation", "sdpa")
+            self.collate = PackingCollator(pad, attn_implementation=attn)
+        else:
+            self.collate = PaddingCollator(pad)
+
+    def plan(self, epoch: int) -> list:
+        r = self.recipe
+        plan = plan_batches(self.lengths, batch_size=r.batch_size, max_tokens=r.max_tokens, packing=r.packing,
+                            seed=r.seed, epoch=epoch)
+        mine = plan[: len(plan) // self.world * self.world][self.rank :: self.world]
+        if not mine:
+            raise ValueError(f"{len(self.samples)} samples make {len(plan)} micro-batches, fewer than the "
+                             f"{self.world} processes; lower batch_size / max_tokens or add data")
+        return mine
+
+    def loader(self, plan: list) -> torch.utils.data.DataLoader:
+        ds = PlannedBatches(plan, self.samples, self.encoder, self.collate, self.recipe.packing)
+        return torch.utils.data.DataLoader(ds, batch_size=None, shuffle=False,
+                                           num_workers=self.recipe.data.num_workers)
+
+    def stream(self, epoch: int, offset: int) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
+        """Yield ``(epoch, micro-batches consumed in it, batch)`` forever, starting after ``offset``."""
+        while True:
+            for k, batch in enumerate(self.loader(self.plan(epoch)[offset:]), start=offset + 1):
+                yield epoch, k, batch
+            epoch, offset = epoch + 1, 0
+
+
+# -------------------------------------------------------------------------------------------- loop
+
+
+def evaluate(model: Any, batches: Batches, accelerator: Any) -> dict[str, float]:
+    """Token-mean loss over the validation records (all processes)."""
+    model.eval()
+    total = torch.zeros(2, device=accelerator.device)
+    with torch.no_grad():
+        for batch in batches.loader(batches.plan(0)):
+            with accelerator.autocast():
+                losses, _ = token_losses(model, _to(batch, accelerator.device))
+            total += torch.stack([losses.sum(), torch.tensor(float(losses.numel()), device=losses.device)])
+    model.train()
+    total = accelerator.reduce(total, reduction="sum")
+    return {"eval_loss": float(total[0] / total[1].clamp(min=1))}
+
+
+def _to(batch: dict[str, torch.Tensor], device: Any) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def train_step(model: Any, window: list[dict], accelerator: Any, optimizer: Any, recipe: Recipe) -> dict[str, float]:
+    """One optimizer step over ``grad_accum`` micro-batches; returns the window's loss, tokens, grad norm."""
+    counts = torch.tensor([[(b["labels"][:, 1:] != IGNORE_INDEX).sum(), (b["seq_ids"] >= 0).sum()] for b in window],
+                          dtype=torch.float32, device=accelerator.device).sum(0)
+    targets, tokens = accelerator.reduce(counts, reduction="sum").tolist()
+    # accelerate divides by grad_accum; DDP averages over processes: undo both so the gradient is sum / targets
+    scale = accelerator.num_processes * recipe.grad_accum / max(targets, 1.0)
+    loss_sum, grad_norm = torch.zeros((), device=accelerator.device), None
+    for batch in window:
+        with accelerator.accumulate(model):
+            with accelerator.autocast():
+                losses, _ = token_losses(model, _to(batch, accelerator.device))
+            accelerator.backward(losses.sum() * scale)
+            loss_sum += losses.detach().sum()
+            if accelerator.sync_gradients and recipe.optim.max_grad_norm > 0:
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), recipe.optim.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    loss = float(accelerator.reduce(loss_sum, reduction="sum")) / max(targets, 1.0)
+    out = {"loss": loss, "tokens": tokens, "targets": targets}
+    if grad_norm is not None:
+        out["grad_norm"] = float(grad_norm)
+    return out
+
+
+def run(recipe: Recipe, *, on_step: Callable[[TrainState, dict], None] | None = None) -> Path:
+    """Train one ``align`` / ``sft`` stage; return ``output_dir`` holding the final model + processor.
+
+    Args:
+        recipe: the run's settings (:func:`medmo.train.recipe.load_recipe`).
+        on_step: called after every optimizer step (after logging and checkpointing) with the
+            progress and that step's metrics; raising from it stops the run like a kill would.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from medmo.model import freeze_for_stage
+    from medmo.train.logging import RunLogger
+
+    if recipe.stage not in ("align", "sft"):
+        raise ValueError(f"medmo.train.sft runs stages align and sft, not {recipe.stage!r}")
+    accelerator = Accelerator(mixed_precision=recipe.mixed_precision, gradient_accumulation_steps=recipe.grad_accum)
+    set_seed(recipe.seed)
+    out = Path(recipe.output_dir)
+    d = recipe.data
+    samples = select_records(d.train, d.tasks, d.sources, d.max_samples)
+    model, processor = load_start(recipe, accelerator, samples)
+    freeze_for_stage(model, FREEZE_STAGE[recipe.stage], train_vision=recipe.train_vision)
+    if recipe.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    encoder = SampleEncoder(processor, rope_index_of(model), max_length=recipe.max_tokens, think=d.think)
+    batches = Batches(samples, encoder, recipe, model, accelerator)
+    per_epoch = len(batches.plan(0)) // recipe.grad_accum
+    total = recipe.max_steps or max(1, math.ceil(recipe.epochs * per_epoch))
+    optimizer, scheduler = make_optimizer(model, recipe, total)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    evals = None
+    if d.validation and recipe.eval_every:
+        val = select_records(d.validation, d.tasks, d.sources, d.max_eval_samples)
+        evals = Batches(val, encoder, recipe, model, accelerator)
+
+    state = TrainState(total_steps=total)
+    ckpt = resolve_resume(recipe.resume, out)
+    if ckpt is not None:
+        state = load_checkpoint(accelerator, ckpt)
+        state.total_steps = total
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        dump_recipe(recipe, out / "recipe.yaml")
+    log = RunLogger(out, recipe.logging, total, start_step=state.step, enabled=accelerator.is_main_process,
+                    run_config=recipe.to_dict())
+    try:
+        _loop(model, optimizer, scheduler, batches, evals, accelerator, recipe, state, log, on_step)
+    finally:
+        log.close()
+    _save_final(model, processor, accelerator, out)
+    return out
+
+
+def _loop(model, optimizer, scheduler, batches, evals, accelerator, recipe, state, log, on_step) -> None:
+    stream = batches.stream(state.epoch, state.offset)
+    model.train()
+    clock = time.perf_counter()
+    while state.step < state.total_steps:
+        window = []
+        for _ in range(recipe.grad_accum):
+            state.epoch, state.offset, batch = next(stream)
+            window.append(batch)
+        metrics = train_step(model, window, accelerator, optimizer, recipe)
+        scheduler.step()
+        state.step += 1
+        tokens = int(metrics.pop("tokens"))
+        state.tokens += tokens
+        now = time.perf_counter()
+        metrics.update(lr=_lm_lr(scheduler.optimizer), tokens_per_s=tokens / max(now - clock, 1e-9),
+                       epoch=state.epoch)
+        clock = now
+        if evals is not None and (state.step % recipe.eval_every == 0 or state.step == state.total_steps):
+            metrics.update(evaluate(model, evals, accelerator))
+        if state.step % recipe.logging.every == 0 or "eval_loss" in metrics or state.step == state.total_steps:
+            log.log(state.step, metrics)
+        log.advance()
+        if recipe.save_every and state.step % recipe.save_every == 0 and state.step < state.total_steps:
+            save_checkpoint(accelerator, recipe.output_dir, state, keep=recipe.keep_checkpoints)
+        if on_step is not None:
+            on_step(state, metrics)
+
+
+def _lm_lr(optimizer: Any) -> float:
+    """The language model's learning rate (the mergers' in ``align``, where the LM is frozen)."""
+    groups = optimizer.param_groups
+    for prefix in ("llm", "lora", "merger"):
+        for g in groups:
+            if str(g.get("name", "")).startswith(prefix):
+                return float(g["lr"])
+    return float(groups[0]["lr"])
+
+
+def _save_final(model: Any, processor: Any, accelerator: Any, out: Path) -> None:
+    """Write the trained model (gathered from ZeRO-3 / FSDP shards) and processor where ``load`` finds them."""
+    accelerator.wait_for_everyone()
+    state_dict = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.save_pretrained(out, state_dict=state_dict, safe_serialization=True)
+        processor.save_pretrained(out)
+        processor.image_processor.save_pretrained(out)
+    accelerator.wait_for_everyone()

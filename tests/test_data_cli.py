@@ -1,0 +1,82 @@
+"""Tests for ``medmo data ...`` through the real ``medmo`` entry point."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medmo.cli import main
+from medmo.data.io import read_records, write_jsonl
+from medmo.records import ImageRef, Sample
+
+
+def _records(tmp_path, n=4):
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "i.png")
+    samples = [Sample(f"s{i}", "open_vqa", "t", "train", question=f"q{i}?", answer="a", images=[ImageRef("i.png", 8, 8)])
+               for i in range(n)]  # fmt: skip
+    return write_jsonl(samples, tmp_path / "r.jsonl")
+
+
+def test_validate_good_and_bad(tmp_path, capsys):
+    good = _records(tmp_path)
+    assert main(["data", "validate", str(good), "--check-images"]) == 0
+    assert "4 records read, none skipped" in capsys.readouterr().out
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(good.read_text() + "{oops\n")
+    assert main(["data", "validate", str(bad)]) == 1
+    assert "malformed_json: 1" in capsys.readouterr().out
+    assert main(["data", "validate", str(bad), "--strict"]) == 1
+    assert "bad.jsonl:5: malformed_json" in capsys.readouterr().out
+    assert main(["data", "validate", str(tmp_path / "missing.jsonl")]) == 2
+
+
+def test_build_and_export(tmp_path, capsys):
+    _records(tmp_path, n=6)
+    (tmp_path / "mix.yaml").write_text("seed: 0\nsources:\n  - records: r.jsonl\n    max_samples: 5\n")
+    assert main(["data", "build", str(tmp_path / "mix.yaml"), "--out", str(tmp_path / "mix")]) == 0
+    out = capsys.readouterr().out
+    assert "5 records in 1 shards" in out and "selected 5" in out
+    assert len(list(read_records(tmp_path / "mix"))) == 5
+    assert main(["data", "export", str(tmp_path / "mix"), "--format", "swift", "--out", str(tmp_path / "s.jsonl")]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert len(rows) == 5 and rows[0]["messages"][1]["content"] == "a"
+
+
+def test_cells_from_folders(tmp_path, capsys):
+    (tmp_path / "im").mkdir(), (tmp_path / "mk").mkdir()
+    lab = np.zeros((64, 64), np.uint8)
+    lab[5:15, 5:15], lab[30:50, 30:45] = 1, 2
+    Image.fromarray((lab > 0).astype(np.uint8) * 200).save(tmp_path / "im" / "x.png")
+    Image.fromarray(lab).save(tmp_path / "mk" / "x.png")
+    argv = ["data", "cells", "--images", str(tmp_path / "im"), "--masks", str(tmp_path / "mk"), "--out", str(tmp_path / "c")]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["cells"] == 2 and report["boxes"] == 2
+    assert main(["data", "cells", "--images", str(tmp_path / "im"), "--out", str(tmp_path / "c2")]) == 2
+
+
+def test_sources_lists_registry(capsys):
+    pytest.importorskip("medmo.data.sources")
+    from medmo.data.sources import describe
+
+    assert main(["data", "sources"]) == 0
+    out = capsys.readouterr().out
+    assert all(r["name"] in out for r in describe())
+    assert main(["data", "sources", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(describe()))
+
+
+def test_synth_small(tmp_path, capsys):
+    pytest.importorskip("medmo.data.synth")
+    argv = ["data", "synth", "--out", str(tmp_path), "--n-train", "2", "--n-val", "1", "--n-test", "1"]
+    assert main(argv) == 0
+    assert "train:" in capsys.readouterr().out
+    assert len(list(read_records(tmp_path / "train.jsonl", strict=True, check_images=True))) > 0
+
+
+def test_data_without_subcommand_prints_help(capsys):
+    assert main(["data"]) == 2
+    assert "validate" in capsys.readouterr().out

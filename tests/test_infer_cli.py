@@ -1,0 +1,38 @@
+"""``medmo ask / ground / report`` on the real tiny model, and ``medmo serve``'s safe defaults."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from medmo.cli import build_parser, main
+
+
+def test_ask_ground_report_commands(tiny_model_dir, tmp_path, capsys):
+    image = tmp_path / "scan.png"
+    Image.fromarray((np.random.default_rng(1).random((48, 64)) * 255).astype("uint8")).save(image)
+    out = tmp_path / "boxes.png"
+    common = [str(tiny_model_dir), str(image)]
+
+    assert main(["ground", *common, "nodule", "--out", str(out), "--max-new-tokens", "6"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["target"] == "nodule" and isinstance(printed["boxes"], list) and isinstance(printed["text"], str)
+    with Image.open(out) as drawn:
+        assert drawn.format == "PNG" and drawn.size == (64, 48)
+
+    assert main(["ask", *common, "Which organ is shown?", "--max-new-tokens", "4"]) == 0
+    assert main(["report", *common, "--max-new-tokens", "4"]) == 0
+    assert capsys.readouterr().out.count("\n") >= 2
+
+
+def test_missing_image_is_a_clean_error(tiny_model_dir, tmp_path, capsys):
+    assert main(["ask", str(tiny_model_dir), str(tmp_path / "nope.png"), "q?"]) == 2
+    assert "no such image file" in capsys.readouterr().err
+
+
+def test_serve_defaults_to_loopback_without_remote_or_local_images():
+    args = build_parser().parse_args(["serve", "some/model"])
+    assert args.host == "127.0.0.1"
+    assert args.allow_remote_images is False and args.allow_local_files is None

@@ -1,0 +1,98 @@
+"""The image-only Qwen3-VL processor: placeholder expansion, resizing limits, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medmo.model.processor import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+
+PROMPT = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe this image."}]}]
+
+
+@pytest.fixture(scope="module")
+def processor():
+    from medmo.model import build_processor, train_tokenizer
+
+    return build_processor(train_tokenizer(vocab_size=400), min_pixels=32 * 32, max_pixels=128 * 128)
+
+
+def test_defaults_are_qwen_token_budgets_at_32px_per_token():
+    assert DEFAULT_MIN_PIXELS == 256 * 32 * 32 and DEFAULT_MAX_PIXELS == 1280 * 32 * 32
+
+
+@pytest.mark.parametrize("size", [(128, 128), (300, 97), (40, 40), (1411, 1411)])
+def test_image_tokens_match_grid_and_limits(processor, size):
+    image = Image.new("RGB", size, (120, 30, 200))
+    text = processor.apply_chat_template(PROMPT, add_generation_prompt=True, tokenize=False)
+    out = processor(text=[text], images=[image], return_tensors="pt")
+    t, gh, gw = out["image_grid_thw"][0].tolist()
+    assert t == 1 and gh % 2 == 0 and gw % 2 == 0
+    n_tokens = gh * gw // 4
+    assert int((out["input_ids"] == processor.image_token_id).sum()) == n_tokens
+    assert processor.num_image_tokens(size[1], size[0]) == n_tokens
+    assert out["mm_token_type_ids"].tolist() == (out["input_ids"] == processor.image_token_id).long().tolist()
+    # 16 px patches x temporal 2 x RGB, one row per patch.
+    assert tuple(out["pixel_values"].shape) == (gh * gw, 3 * 2 * 16 * 16)
+    lo, hi = processor.pixel_range
+    assert lo <= gh * gw * 16 * 16 <= hi
+
+
+def test_batch_with_padding_and_text_only_rows(processor):
+    image = Image.fromarray(np.full((64, 96, 3), 200, dtype=np.uint8))
+    with_image = processor.apply_chat_template(PROMPT, add_generation_prompt=True, tokenize=False)
+    text_only = processor.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True,
+                                              tokenize=False)
+    out = processor(text=[with_image, text_only], images=[image], padding=True, return_tensors="pt")
+    assert set(out) >= {"input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids"}
+    assert out["input_ids"].shape == out["attention_mask"].shape == out["mm_token_type_ids"].shape
+    assert int(out["mm_token_type_ids"][1].sum()) == 0
+    assert processor.batch_decode(out["input_ids"][1:2], skip_special_tokens=True)[0].startswith("user\nHi")
+
+
+def test_placeholder_image_mismatch_raises(processor):
+    text = processor.apply_chat_template(PROMPT, tokenize=False)
+    with pytest.raises(ValueError):
+        processor(text=[text], images=None, return_tensors="pt")
+
+
+def test_save_and_load_round_trip(processor, tmp_path):
+    from medmo.model import load_processor
+
+    processor.save_pretrained(tmp_path)
+    again = load_processor(tmp_path)
+    assert again.pixel_range == processor.pixel_range
+    assert again.chat_template == processor.chat_template
+    image = Image.new("RGB", (200, 150), (10, 200, 90))
+    text = processor.apply_chat_template(PROMPT, tokenize=False)
+    a = processor(text=[text], images=[image], return_tensors="pt")
+    b = again(text=[text], images=[image], return_tensors="pt")
+    for key in a:
+        assert a[key].tolist() == b[key].tolist(), key
+    # Explicit limits override the saved ones.
+    assert load_processor(tmp_path, min_pixels=64 * 64, max_pixels=64 * 64).pixel_range == (64 * 64, 64 * 64)
+
+
+def test_stock_qwen3_vl_preprocessor_config_is_read(processor, tmp_path):
+    """A downloaded Qwen3-VL folder has preprocessor_config.json with a 16.7 M pixel maximum: capped."""
+    import json
+
+    processor.tokenizer.save_pretrained(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "Qwen2VLImageProcessorFast", "patch_size": 16, "merge_size": 2,
+        "temporal_patch_size": 2, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+        "size": {"longest_edge": 16777216, "shortest_edge": 65536},
+    }))
+    from medmo.model import load_processor
+
+    loaded = load_processor(tmp_path)
+    assert loaded.pixel_range == (65536, DEFAULT_MAX_PIXELS)
+    assert loaded.image_processor.patch_size == 16 and loaded.image_processor.merge_size == 2
+
+
+def test_bad_pixel_limits_are_refused():
+    from medmo.model.processor import build_image_processor
+
+    with pytest.raises(ValueError, match="min_pixels"):
+        build_image_processor(min_pixels=5000, max_pixels=100)

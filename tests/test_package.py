@@ -1,0 +1,41 @@
+"""Package-level guarantees: light import, the CLI's subcommands, no torchvision."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+
+def test_torchvision_is_not_installed():
+    # torchvision has no CPU build here and its CUDA wheels break transformers' image classes.
+    assert importlib.util.find_spec("torchvision") is None
+
+
+def test_import_medmo_is_light():
+    code = (
+        "import sys, medmo, medmo.records, medmo.prompts, medmo.cli;"
+        "heavy = [m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets', 'pyarrow', 'pydicom', 'fastapi')"
+        " if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_cli_help_lists_subcommands():
+    out = subprocess.run(
+        [sys.executable, "-m", "medmo.cli", "--help"], capture_output=True, text=True, check=True
+    )
+    for command in ("data", "model", "train", "eval", "ask", "ground", "report", "serve", "speedrun"):
+        assert command in out.stdout, f"`medmo --help` does not list {command!r}"
+    assert "research" in out.stdout.lower()
+
+
+@pytest.mark.parametrize("argv", [["data", "--help"], ["eval", "--help"], ["train", "--help"]])
+def test_subcommand_help(argv):
+    out = subprocess.run([sys.executable, "-m", "medmo.cli", *argv], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "usage:" in out.stdout

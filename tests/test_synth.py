@@ -1,0 +1,116 @@
+"""The nano synthetic dataset: determinism, disjoint splits, every task, valid boxes on drawn findings."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medmo.data import synth
+from medmo.records import TASKS, Sample
+
+
+def _read(path: Path) -> list[Sample]:
+    return [Sample.from_dict(json.loads(line)) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def nano(tmp_path_factory):
+    out = tmp_path_factory.mktemp("nano")
+    paths = synth.build_nano(out, n_train=60, n_val=10, n_test=40, seed=3)
+    return out, paths, {k: _read(p) for k, p in paths.items()}
+
+
+def test_writes_three_splits_with_valid_records(nano):
+    out, paths, recs = nano
+    assert set(paths) == {"train", "validation", "test"}
+    for split, records in recs.items():
+        assert records, split
+        for r in records:
+            r.validate()
+            assert r.split == split
+            for ref in r.images:
+                assert not Path(ref.path).is_absolute()
+                with Image.open(out / ref.path) as im:
+                    assert im.size == (ref.width, ref.height) == (128, 128)
+
+
+def test_every_task_but_retrieval_and_several_modalities(nano):
+    _, _, recs = nano
+    tasks = {r.task for r in recs["train"]}
+    assert tasks == set(TASKS) - {"retrieval"}
+    assert len({r.modality for r in recs["train"] if r.images}) >= 5
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path, nano):
+    a = synth.build_nano(tmp_path / "a", n_train=6, n_val=2, n_test=2, seed=3)
+    b = synth.build_nano(tmp_path / "b", n_train=6, n_val=2, n_test=2, seed=3)
+    c = synth.build_nano(tmp_path / "c", n_train=6, n_val=2, n_test=2, seed=4)
+    assert a["train"].read_bytes() == b["train"].read_bytes()
+    img = "images/train/train-000000.png"
+    assert (tmp_path / "a" / img).read_bytes() == (tmp_path / "b" / img).read_bytes()
+    assert (tmp_path / "a" / img).read_bytes() != (tmp_path / "c" / img).read_bytes()
+    # the first images of a bigger build are the same as a smaller build's (streams are per split)
+    out, _, recs = nano
+    assert (tmp_path / "a" / img).read_bytes() == (out / img).read_bytes()
+
+
+def test_splits_share_no_image_or_id(nano):
+    out, _, recs = nano
+    digests = {}
+    for split, records in recs.items():
+        paths = {r.images[0].path for r in records if r.images}
+        digests[split] = {(out / p).read_bytes() for p in paths}
+    assert not digests["train"] & digests["test"]
+    assert not digests["train"] & digests["validation"]
+    ids = [r.id for rs in recs.values() for r in rs]
+    assert len(ids) == len(set(ids))
+
+
+def test_boxes_cover_the_drawn_finding():
+    rng = np.random.default_rng(0)
+    seen = 0
+    for _ in range(30):
+        img, bg, _, findings = synth.render(rng, 128)
+        diff = np.abs(img.astype(np.float32) / 255 - bg).max(axis=2)
+        outside = np.ones_like(diff, dtype=bool)
+        for f in findings:
+            x1, y1, x2, y2 = (int(v) for v in f.box)
+            assert 0 <= x1 < x2 <= 128 and 0 <= y1 < y2 <= 128
+            inside = diff[y1:y2, x1:x2]
+            assert (inside > 0.15).mean() > 0.4, f  # most of the box is the finding, not background
+            outside[max(0, y1 - 1) : y2 + 1, max(0, x1 - 1) : x2 + 1] = False
+            seen += 1
+        assert diff[outside].max() < 0.01  # nothing was painted outside the boxes
+    assert seen > 20
+
+
+def test_answers_are_balanced_and_baselines_are_weak(nano):
+    _, _, recs = nano
+    closed = Counter(r.answer for r in recs["train"] if r.task == "closed_vqa")
+    assert set(closed) == {"yes", "no"} and min(closed.values()) / sum(closed.values()) > 0.3
+    letters = Counter(r.answer for r in recs["train"] if r.task == "mcq")
+    assert len(letters) == 4
+    base = synth.baselines(recs["train"], recs["test"])
+    assert 0.3 < base["closed_vqa_majority_acc"] < 0.7
+    assert base["mcq_majority_acc"] < 0.45
+    assert base["open_vqa_majority_acc"] < 0.3
+    assert 0 <= base["grounding_mean_box_iou"] < 0.2
+
+
+def test_reports_negate_absent_findings(nano):
+    _, _, recs = nano
+    for r in recs["train"]:
+        if r.task == "report":
+            present = {f[0] for f in r.meta["findings"]}
+            for c in synth.CLASSES:
+                assert (f"No {c}." in r.findings) == (c not in present)
+
+
+def test_rejects_tiny_images(tmp_path):
+    with pytest.raises(ValueError, match="image_size"):
+        synth.build_nano(tmp_path, n_train=1, n_val=1, n_test=1, image_size=32)
