@@ -138,7 +138,7 @@ def main() -> int:
     finally:
         server.should_exit = True
         thread.join(10)
-    return report(results, wall, app.state.scheduler.batches[1:], args, label)  # [0] is the warm-up
+    return report(results, wall, list(app.state.scheduler.batches)[1:], args, label)  # [0] is the warm-up
 
 
 def report(results: list, wall: float, batches: list[int], args, label: str) -> int:  # noqa: ANN001

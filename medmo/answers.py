@@ -38,7 +38,9 @@ _QWEN2 = re.compile(
     re.S,
 )
 _JSON_OBJ = re.compile(r"\{[^{}]*\}")
-_JSON_BOX = re.compile(rf"\"(?:bbox_2d|bbox|box_2d|box)\"\s*:\s*\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]")
+_JSON_BOX = re.compile(
+    rf"\"(?:bbox_2d|bbox|box_2d|box)\"\s*:\s*\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]"
+)
 _JSON_LABEL = re.compile(r"\"(?:label|name|category)\"\s*:\s*\"((?:[^\"\\]|\\.)*)\"")
 
 

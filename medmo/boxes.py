@@ -260,7 +260,9 @@ class Matching:
 def _matrix(boxes: Any) -> np.ndarray:
     if _is_torch(boxes):
         boxes = boxes.detach().cpu().double().numpy()
-    rows = [_row(b)[0] for b in boxes] if not isinstance(boxes, np.ndarray) else boxes.reshape(-1, 4)
+    if isinstance(boxes, np.ndarray):
+        return boxes.astype(np.float64).reshape(-1, 4)
+    rows = [_row(getattr(b, "box", b))[0] for b in boxes]  # lists, or objects with .box (ParsedBox, Box)
     return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
 
 
@@ -268,7 +270,8 @@ def match_boxes(pred: Any, gold: Any, metric: str = "iou", min_score: float | No
     """Hungarian one-to-one matching of predicted to gold boxes, maximizing total IoU or GIoU.
 
     Args:
-        pred: predicted boxes (N x 4 xyxy; list, numpy or torch). Malformed rows count as degenerate.
+        pred: predicted boxes (N x 4 xyxy; list, numpy, torch, or objects with ``.box``). Malformed rows
+            count as degenerate.
         gold: gold boxes (M x 4 xyxy) in the same units.
         metric: ``"iou"`` or ``"giou"``.
         min_score: if given, assigned pairs scoring below it are dropped (both boxes count as unmatched).

@@ -30,7 +30,10 @@ BOX_CASES = [
     ),
     ("Pneumothorax: <box>[[700,100,950,500]]</box>", [("Pneumothorax", [700, 100, 950, 500])]),
     ("<box>[[1, 2, 3, 4]]</box>", [(None, [1, 2, 3, 4])]),
-    ("liver <box>[[1, 2, 3, 4]]</box> spleen <box>[[5, 6, 7, 8]]</box>", [("liver", [1, 2, 3, 4]), ("spleen", [5, 6, 7, 8])]),
+    (
+        "liver <box>[[1, 2, 3, 4]]</box> spleen <box>[[5, 6, 7, 8]]</box>",
+        [("liver", [1, 2, 3, 4]), ("spleen", [5, 6, 7, 8])],
+    ),
     ("mass <box>[12.5, 30.0, 44.25, 90]</box>", [("mass", [12.5, 30.0, 44.25, 90])]),
     ("lesion <box>[[100, 100, 200, 200]]", [("lesion", [100, 100, 200, 200])]),  # truncated generation
     ("<ref>tumor</ref><box>(10,20),(30,40)</box>", [("tumor", [10, 20, 30, 40])]),

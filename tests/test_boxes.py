@@ -183,3 +183,7 @@ def test_match_boxes_edge_cases():
     with pytest.raises(ValueError, match="metric"):
         B.match_boxes([], [], metric="dice")
     assert not math.isnan(B.match_boxes([[1, 2]], [[0, 0, 1, 1]]).scores[0])
+    from medmo.answers import parse_boxes
+
+    m = B.match_boxes(parse_boxes("a <box>[[0, 0, 10, 10]]</box>"), np.array([[0, 0, 10, 5]]))
+    assert m.pairs == [(0, 0)] and m.scores == [pytest.approx(0.5)]

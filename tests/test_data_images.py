@@ -187,3 +187,19 @@ def test_nifti_gz_and_truncated(tmp_path):
     (tmp_path / "t.nii").write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageLoadError, match="t.nii"):
         load_image(tmp_path / "t.nii")
+
+
+def test_huge_image_gets_actionable_error(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((32, 64), np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+    with pytest.raises(ImageLoadError, match="big.png.*safety limit.*tile it"):
+        load_image(tmp_path / "big.png")
+
+
+def test_nifti_frame_is_slice_for_3d_volumes():
+    from medmo.data.images import load_image_ref
+    from medmo.records import ImageRef
+
+    by_slice = _gray(load_image(ANATOMICAL, slice_index=5))
+    assert np.array_equal(_gray(load_image(ANATOMICAL, frame=5)), by_slice)
+    assert np.array_equal(_gray(load_image_ref(ImageRef(str(ANATOMICAL), frame=5))), by_slice)

@@ -36,3 +36,36 @@ def test_serve_defaults_to_loopback_without_remote_or_local_images():
     args = build_parser().parse_args(["serve", "some/model"])
     assert args.host == "127.0.0.1"
     assert args.allow_remote_images is False and args.allow_local_files is None
+
+
+def test_serve_command_builds_the_app_from_flags(tiny_model_dir, monkeypatch):
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    seen = {}
+
+    def fake_run(app, host, port, **kw):
+        seen.update(host=host, port=port)
+        with TestClient(app) as c:
+            seen["health"] = c.get("/health").json()
+            seen["unauthorized"] = c.get("/v1/models").status_code
+            seen["models"] = c.get("/v1/models", headers={"Authorization": "Bearer k"}).json()["data"][0]["id"]
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    argv = ["serve", str(tiny_model_dir), "--port", "8123", "--api-key", "k", "--model-name", "nano-test"]
+    assert main(argv) == 0
+    assert seen == {"host": "127.0.0.1", "port": 8123, "health": {"status": "ok", "model": "nano-test", "queued": 0,
+                    "running": 0}, "unauthorized": 401, "models": "nano-test"}
+
+
+def test_imports_stay_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, medmo.infer, medmo.infer.api, medmo.infer.cli, medmo.serve, medmo.serve.cli; "
+        "heavy = [m for m in ('torch', 'transformers', 'fastapi', 'uvicorn') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-1000:]

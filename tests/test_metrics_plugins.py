@@ -71,3 +71,59 @@ def test_plugin_weight_folder_checked(tmp_path, monkeypatch):
         resolve("semb_score", weights_dir=tmp_path / "nope")
     with pytest.raises(KeyError, match="unknown model-based metric"):
         resolve("bertscore")
+
+
+def _fake_module(monkeypatch, name, **attrs):
+    import importlib.machinery
+    import types
+
+    mod = types.ModuleType(name)
+    mod.__spec__ = importlib.machinery.ModuleSpec(name, None)
+    for k, v in attrs.items():
+        setattr(mod, k, v)
+    monkeypatch.setitem(sys.modules, name, mod)
+    return mod
+
+
+def test_plugin_glue_with_stand_in_packages(tmp_path, monkeypatch):
+    """The wiring around each package (paths, arguments, result shape), with stand-in packages."""
+    seen = {}
+
+    class FakeRaTE:
+        def __init__(self, **kw):
+            seen["rate"] = kw
+
+        def compute_score(self, cands, refs):
+            return [float(c == r) for c, r in zip(cands, refs)]
+
+    class FakeRadGraph:
+        def __init__(self, **kw):
+            seen["radgraph"] = kw
+
+        def __call__(self, hyps, refs):
+            per = [0.25 * len(h) / max(len(r), 1) for h, r in zip(hyps, refs)]
+            return sum(per) / len(per), per, [], []
+
+    class FakeCheXbert:
+        def __init__(self, **kw):
+            seen["chexbert"] = kw
+
+        def get_embeddings(self, texts):
+            return [[1.0, float(len(t))] for t in texts]
+
+    _fake_module(monkeypatch, "RaTEScore", RaTEScore=FakeRaTE)
+    _fake_module(monkeypatch, "radgraph", F1RadGraph=FakeRadGraph)
+    _fake_module(monkeypatch, "f1chexbert", F1CheXbert=FakeCheXbert)
+    for sub in ("RaTE-NER-Deberta", "BioLORD-2023-C"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / "chexbert.pth").write_bytes(b"")
+
+    res = get_metric("ratescore")(["a", "b"], ["a", ["c"]], weights_dir=tmp_path)
+    assert [r["ratescore"] for r in res["per_sample"]] == [1.0, 0.0] and res["aggregate"]["ratescore"] == 0.5
+    assert seen["rate"]["bert_model"] == str(tmp_path / "RaTE-NER-Deberta")
+    res = get_metric("radgraph_f1")(["ab"], ["abcd"], weights_dir=tmp_path)
+    assert res["aggregate"]["radgraph_f1"] == pytest.approx(0.125)
+    assert seen["radgraph"]["model_cache_dir"] == str(tmp_path)
+    res = get_metric("sembscore")(["ab", "x"], ["ab", "xyz"], weights_dir=tmp_path)
+    assert res["per_sample"][0]["semb_score"] == pytest.approx(1.0) and res["per_sample"][1]["semb_score"] < 1.0
+    assert seen["chexbert"]["model_path"] == str(tmp_path / "chexbert.pth")

@@ -63,7 +63,8 @@ def _as_coco(hyps, refs):
     [
         ("The heart is NORMAL.", ["the", "heart", "is", "normal"]),
         ("No effusion, pneumothorax; or edema!", ["no", "effusion", "pneumothorax", "or", "edema"]),
-        ("A 1.2 cm nodule (stable).", ["a", "1.2", "cm", "nodule", "stable"]),
+        ("A 1.2 cm nodule (stable).", ["a", "1.2", "cm", "nodule", "-lrb-", "stable", "-rrb-"]),
+        ("Dr. Lee, e.g. i.e. vs. now.", ["dr.", "lee", "e.g.", "i.e.", "vs.", "now"]),
         ("Chest x-ray and/or CT", ["chest", "x-ray", "and/or", "ct"]),
         ("It isn't the patient's", ["it", "is", "n't", "the", "patient", "'s"]),
         ("50% increase -- see above...", ["50", "%", "increase", "see", "above"]),
@@ -72,6 +73,26 @@ def _as_coco(hyps, refs):
 )
 def test_ptb_lite(text, tokens):
     assert ptb_lite(text) == tokens
+
+
+@pytest.mark.slow
+def test_ptb_lite_matches_java_ptb_tokenizer(coco):
+    """Against the real Stanford PTBTokenizer + coco-caption filter (needs Java; skipped without it)."""
+    import shutil
+
+    if shutil.which("java") is None:
+        pytest.skip("java not installed: the Stanford PTB tokenizer cannot run")
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    texts = REPORTS + [
+        "Chest x-ray and/or CT: 50% increase (see above)...",
+        "It isn't the patient's \"normal\" study; Dr. Smith's note.",
+        "Lines/tubes: ETT 5 cm above carina; NG tube in stomach. COVID-19 pneumonia?",
+        "Size 12x10 mm, e.g. stable [unchanged] {sic}",
+    ]
+    out = PTBTokenizer().tokenize({i: [{"caption": t}] for i, t in enumerate(texts)})
+    for i, t in enumerate(texts):
+        assert ptb_lite(t) == out[i][0].split(), t
 
 
 def test_ngram_table_counts():
@@ -150,8 +171,20 @@ def test_plain_cider_matches_its_definition():
 def test_cider_is_corpus_level_not_per_shard():
     hyps, refs = _random_corpus(7, 40)
     whole = cider(hyps, refs, tokenize=False)["aggregate"]["cider_d"]
-    shards = [cider(hyps[i : i + 10], refs[i : i + 10], tokenize=False)["aggregate"]["cider_d"] for i in range(0, 40, 10)]
+    shards = [
+        cider(hyps[i : i + 10], refs[i : i + 10], tokenize=False)["aggregate"]["cider_d"] for i in range(0, 40, 10)
+    ]
     assert abs(np.mean(shards) - whole) > 1e-6  # document frequencies depend on the whole set
+
+
+def test_empty_texts_equal_pycocoevalcap(coco):
+    hyps, refs = ["", "", "a b"], [["a b c"], ["", "c d"], ["a b"]]
+    gts, res = _as_coco(hyps, refs)
+    _, want = coco[1]().compute_score(gts, res)
+    np.testing.assert_allclose([r["cider_d"] for r in cider(hyps, refs, tokenize=False)["per_sample"]], want)
+    assert cider(["", ""], ["a b", "c d"])["aggregate"]["cider_d"] == 0.0
+    (b, _), ours = coco[0](4).compute_score(gts, res, verbose=0), bleu(hyps, refs, tokenize=False)
+    assert [ours["aggregate"][f"bleu{k}"] for k in range(1, 5)] == pytest.approx(b, abs=1e-12)
 
 
 def test_cider_input_errors():

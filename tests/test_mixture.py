@@ -186,3 +186,20 @@ def test_export_renders_dicom_and_embeds(tmp_path):
     assert img["bytes"][:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="unknown export format"):
         export([s], tmp_path / "x", "alpaca")
+
+
+def test_unknown_registered_source_is_a_config_error(data):
+    pytest.importorskip("medmo.data.sources")
+    with pytest.raises(ValueError, match="unknown dataset source"):
+        build_mixture({"sources": [{"name": "no_such_dataset", "root": str(data)}]}, data / "out")
+
+
+def test_image_level_dedup_across_sources(data):
+    cfg = _cfg(data, dedup="image", decontaminate_against=[])
+    report = build_mixture(cfg, data / "out")
+    a, b = report["sources"]
+    # Every B image (0-9) already appeared in A: all of B is dropped; A keeps its many questions per image.
+    assert a["duplicates"] == 0 and a["available"] == 100
+    assert b["duplicates"] == 13 and b["selected"] == 0
+    with pytest.raises(ValueError, match="dedup must be"):
+        load_config({"sources": [{"records": "a.jsonl"}], "dedup": "pixels"})

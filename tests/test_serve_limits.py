@@ -142,7 +142,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer():
     assert {k: r.json()["choices"][0]["message"]["content"] for k, r in results.items()} == {
         f"q{i}": f"echo: q{i}" for i in range(7)
     }
-    assert app.state.scheduler.batches == [1, 4, 2]
+    assert list(app.state.scheduler.batches) == [1, 4, 2]
 
 
 def test_engine_failure_is_a_clean_500():
@@ -159,3 +159,25 @@ def test_engine_failure_is_a_clean_500():
 def test_unknown_settings_are_refused():
     with pytest.raises(TypeError, match="max_batchez"):
         create_app(ScriptedEngine("x"), max_batchez=3)
+
+
+def test_abandoned_requests_free_their_queue_slot():
+    from medmo.serve.scheduler import QueueFull, Scheduler
+
+    engine = GatedEngine()
+    scheduler = Scheduler(engine, max_batch=1, max_queue=1)
+    conv = [{"role": "user", "content": [{"type": "text", "text": "q"}]}]
+    try:
+        running = scheduler.submit(conv, [])
+        assert engine.entered.wait(10)
+        abandoned = scheduler.submit(conv, [])
+        with pytest.raises(QueueFull):
+            scheduler.submit(conv, [])
+        abandoned.cancel()
+        accepted = scheduler.submit(conv, [])  # the cancelled request no longer counts
+        engine.gate.set()
+        assert running.result(10) == accepted.result(10) == "echo: q"
+        assert list(scheduler.batches) == [1, 1]  # the abandoned one never reached the model
+    finally:
+        engine.gate.set()
+        scheduler.close()

@@ -130,8 +130,9 @@ def load_image(
     Args:
         src: a file path (PNG/JPEG/TIFF/BMP/..., DICOM, NIfTI ``.nii``/``.nii.gz``), a numpy array
             (``HxW``, ``HxWxC`` with C in 1/3/4, or a 3-D volume sliced like NIfTI) or a PIL image.
-        frame: frame of a multi-frame DICOM, page of a multi-page TIFF, or volume of a 4-D NIfTI
-            (default: the first).
+        frame: frame of a multi-frame DICOM, page of a multi-page TIFF, volume of a 4-D NIfTI
+            (default: the first); for a 3-D NIfTI without ``slice_index``, the slice along ``axis``
+            (so ``load_image(ref.path, frame=ref.frame)`` honours :class:`~medmo.records.ImageRef`).
         slice_index: slice of a 3-D volume along ``axis`` (default: the middle slice).
         axis: axis of a 3-D volume to slice across (0 sagittal, 1 coronal, 2 axial for RAS volumes).
         window: ``(center, width)`` intensity window applied to non-8-bit data (see the module docstring).
@@ -158,12 +159,8 @@ def load_image(
 
 
 def load_image_ref(ref: Any, *, window: Window | None = None) -> Image.Image:
-    """Load a record's :class:`medmo.records.ImageRef`: ``ref.frame`` is the DICOM frame / TIFF page, or
-    the slice of a NIfTI volume (axial), as :class:`~medmo.records.ImageRef` documents."""
-    path = Path(ref.path)
-    if ref.frame is not None and path.name.lower().endswith(NIFTI_SUFFIXES):
-        return load_image(path, slice_index=ref.frame, window=window)
-    return load_image(path, frame=ref.frame, window=window)
+    """Load a record's :class:`medmo.records.ImageRef` (``ref.frame``: DICOM frame, TIFF page, NIfTI slice)."""
+    return load_image(ref.path, frame=ref.frame, window=window)
 
 
 def image_size(src: ImageSource, *, axis: int = 2) -> tuple[int, int]:
@@ -563,6 +560,9 @@ def _load_nifti(
         raise ImageLoadError(f"cannot read NIfTI {path} voxel data ({type(e).__name__}); the file is truncated: re-download it") from None
     if data.ndim == 2:
         data = data[:, :, None]
+    if data.ndim == 3 and frame is not None and slice_index is None:
+        # A 3-D volume has no frames: ``frame`` is the slice, as ImageRef.frame documents.
+        slice_index, frame = frame, None
     if data.ndim == 4:
         t = frame or 0
         if not 0 <= t < data.shape[3]:

@@ -28,7 +28,6 @@ from medmo.records import RECORD_VERSION, ImageRef, RecordError, Sample
 
 log = logging.getLogger(__name__)
 
-JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json")
 PARQUET_SUFFIX = ".parquet"
 READ_BATCH_ROWS = 1024
 ROW_GROUP_ROWS = 1000
@@ -264,51 +263,64 @@ def write_parquet(
     Returns:
         the shard paths in order.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for old in list(out.glob(f"{prefix}-*{PARQUET_SUFFIX}")) + list(out.glob(f".{prefix}-*.tmp")):
         old.unlink()
-    schema = parquet_schema()
     shards: list[Path] = []
-    writer, tmp, rows_in_shard, buf = None, None, 0, []
-
-    def flush() -> None:
-        if buf:
-            writer.write_table(pa.Table.from_pylist(buf, schema=schema))
-            buf.clear()
-
+    shard: _Shard | None = None
     try:
         for s in samples:
-            if writer is None:
-                final = out / f"{prefix}-{len(shards):05d}{PARQUET_SUFFIX}"
-                tmp = out / f".{final.name}.tmp"
-                writer = pq.ParquetWriter(tmp, schema, compression="zstd")
-                shards.append(final)
-            buf.append(_to_row(_portable(s, out)))
-            rows_in_shard += 1
-            if len(buf) >= ROW_GROUP_ROWS:
-                flush()
-            if rows_in_shard >= shard_size:
-                flush()
-                writer.close()
-                os.replace(tmp, shards[-1])
-                writer, rows_in_shard = None, 0
-        if writer is not None:
-            flush()
-            writer.close()
-            os.replace(tmp, shards[-1])
-            writer = None
+            if shard is None:
+                shard = _Shard(out / f"{prefix}-{len(shards):05d}{PARQUET_SUFFIX}")
+            shard.add(_to_row(_portable(s, out)))
+            if shard.rows >= shard_size:
+                shards.append(shard.finish())
+                shard = None
+        if shard is not None:
+            shards.append(shard.finish())
+            shard = None
     finally:
-        if writer is not None:  # interrupted: drop the half shard
-            writer.close()
-            Path(tmp).unlink(missing_ok=True)
-            shards.pop()
+        if shard is not None:  # interrupted: drop the half shard
+            shard.abort()
     return shards
+
+
+class _Shard:
+    """One Parquet shard being written: row groups appended to a hidden temp file, renamed when finished."""
+
+    def __init__(self, final: Path):
+        import pyarrow.parquet as pq
+
+        self.final, self.tmp = final, final.with_name(f".{final.name}.tmp")
+        self.schema = parquet_schema()
+        self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        self.rows, self.buf = 0, []
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.buf.append(row)
+        self.rows += 1
+        if len(self.buf) >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self.buf:
+            self.writer.write_table(pa.Table.from_pylist(self.buf, schema=self.schema))
+            self.buf.clear()
+
+    def finish(self) -> Path:
+        self._flush()
+        self.writer.close()
+        os.replace(self.tmp, self.final)
+        return self.final
+
+    def abort(self) -> None:
+        self.writer.close()
+        self.tmp.unlink(missing_ok=True)
 
 
 def parquet_schema() -> Any:

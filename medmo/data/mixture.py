@@ -19,10 +19,12 @@ Semantics (decided here):
 - ``weight`` w: a source with N usable records contributes ``round(w * N)`` of them; w < 1 draws a uniform
   subset, w > 1 repeats every record ``floor(w)`` times plus a uniform subset (repeats get ``-r<j>`` id
   suffixes). ``max_samples`` caps the count after weighting.
-- Deduplication: a record whose *content* (image bytes, task, question, answer, options, boxes) was already
-  seen, in this or an earlier source, is dropped. Several questions about one image are kept; the same
-  question from two collections is not. Images are compared by the sha1 of their file bytes (cached by
-  path, size and mtime in ``out_dir/.image_hashes.sqlite``).
+- Deduplication (``dedup: true``, the default): a record whose *content* (image bytes, task, question,
+  answer, options, boxes) was already seen, in this or an earlier source, is dropped. Several questions
+  about one image are kept; the same question from two collections is not. ``dedup: image`` also drops
+  every record of a source whose image already appeared in an *earlier* source (one dataset re-packaged
+  inside another); ``dedup: false`` keeps everything. Images are compared by the sha1 of their file bytes
+  (cached by path, size and mtime in ``out_dir/.image_hashes.sqlite``).
 - Decontamination: a training record sharing any image (by content hash) with a record of the evaluation
   files in ``decontaminate_against`` is dropped, and listed in the report; with
   ``report_only_contamination`` it is kept and only listed.
@@ -83,7 +85,7 @@ class MixtureConfig:
     seed: int = 0
     shard_size: int = 10000
     prefix: str = "part"
-    dedup: bool = True
+    dedup: bool | str = True
     decontaminate_against: list[str] = field(default_factory=list)
     report_only_contamination: bool = False
 
@@ -126,6 +128,8 @@ def load_config(config: str | Path | dict[str, Any]) -> MixtureConfig:
     if not specs:
         raise ValueError("the mixture lists no sources")
     raw["decontaminate_against"] = [_resolve(base, p) for p in raw.get("decontaminate_against") or []]
+    if raw.get("dedup", True) not in (True, False, "record", "image"):
+        raise ValueError(f"mixture: dedup must be true, false or 'image', got {raw['dedup']!r}")
     return MixtureConfig(sources=specs, **raw)
 
 
@@ -216,10 +220,16 @@ class ContentKeys:
         self.db.execute("PRAGMA journal_mode = OFF")
         self.db.execute("PRAGMA synchronous = OFF")
         self.db.execute("CREATE TABLE seen (k BLOB PRIMARY KEY) WITHOUT ROWID")
+        self.db.execute("CREATE TABLE images (h TEXT PRIMARY KEY, source INTEGER) WITHOUT ROWID")
 
     def add(self, key: bytes) -> bool:
         """Add ``key``; True if it was new."""
         return self.db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (key,)).rowcount == 1
+
+    def image_from_other_source(self, digest: str, source: int) -> bool:
+        """Record that ``source`` uses image ``digest``; True if an earlier source used it first."""
+        self.db.execute("INSERT OR IGNORE INTO images VALUES (?, ?)", (digest, source))
+        return self.db.execute("SELECT source FROM images WHERE h = ?", (digest,)).fetchone()[0] != source
 
     def commit(self) -> None:
         self.db.commit()
@@ -325,6 +335,9 @@ def _filter_source(
                                                      "images": [r.path for r in s.images]})  # fmt: skip
                 if not cfg.report_only_contamination:
                     continue
+            if cfg.dedup == "image" and any(keys.image_from_other_source(h, index) for h in hashes):
+                stats["duplicates"] += 1
+                continue
             if cfg.dedup and not keys.add(_content_key(s, hashes)):
                 stats["duplicates"] += 1
                 continue

@@ -29,7 +29,8 @@ class GroundedBox:
     Attributes:
         label: what the box shows (the model's label, else the requested target).
         box: ``[x1, y1, x2, y2]`` in the original image's pixels (floats; not clipped, so an
-            out-of-image prediction stays visible).
+            out-of-image prediction stays visible). For DICOM and NIfTI input, the pixels of the frame or
+            slice :func:`medmo.data.images.load_image` renders (pass a loaded PIL image to pick another).
         grid_box: the same box on Qwen3-VL's 0-1000 grid, as the model said it.
     """
 
@@ -155,7 +156,7 @@ def image_conversation(text: str) -> list[dict]:
 
 
 def boxes_from_text(text: str, target: str, size: tuple[int, int]) -> list[GroundedBox]:
-    """Grid boxes in a model answer -> :class:`GroundedBox` es in the pixels of an image of ``size``."""
+    """Grid boxes in a model answer -> :class:`GroundedBox` objects in the pixels of an image of ``size``."""
     from medmo.answers import parse_boxes
     from medmo.boxes import from_grid
 

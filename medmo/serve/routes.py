@@ -48,7 +48,11 @@ def _body(props: dict[str, Any], required: list[str]) -> dict[str, Any]:
 def add_routes(app: Any) -> None:
     @app.post("/v1/chat/completions", tags=["openai"], openapi_extra=_body(CHAT_SCHEMA["properties"], ["messages"]))
     async def chat_completions(request: Request) -> Any:
-        """OpenAI-compatible chat completion (research use only; not for clinical decisions)."""
+        """OpenAI-compatible chat completion (research use only; not for clinical decisions).
+
+        One model is served: the request's ``model`` field is accepted and ignored. Decoding is greedy
+        unless ``temperature`` > 0.
+        """
         st = request.app.state
         data = await read_json(request, st.settings.max_request_bytes)
         gen, stream = _chat_options(data, st.settings)

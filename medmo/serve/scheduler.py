@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import contextlib
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -57,9 +58,9 @@ class Scheduler:
         self._cond = threading.Condition()
         self._running = 0
         self._stop = False
+        self.batches: deque[int] = deque(maxlen=10_000)  # sizes of the latest batches run, for tests and stats
         self._thread = threading.Thread(target=self._work, name="medmo-generate", daemon=True)
         self._thread.start()
-        self.batches: list[int] = []  # sizes of the batches run, for tests and stats
 
     @property
     def queued(self) -> int:
@@ -88,6 +89,8 @@ class Scheduler:
         with self._cond:
             if self._stop:
                 raise QueueFull("the server is shutting down")
+            if len(self._queue) >= self.max_queue:  # drop requests whose callers gave up before counting
+                self._queue = deque(j for j in self._queue if not j.future.cancelled())
             if len(self._queue) >= self.max_queue:
                 raise QueueFull(
                     f"the server is busy: {len(self._queue)} requests are already waiting (limit {self.max_queue}); "
@@ -166,10 +169,13 @@ class Scheduler:
                 it = stream_text(self.engine.generate([job.conversation], [job.images], **job.gen)[0])
             for piece in it:
                 pieces.append(piece)
-                job.on_piece(piece)
+                job.on_piece(piece)  # raises RuntimeError if the client's event loop has closed
             job.future.set_result("".join(pieces))
         except BaseException as e:  # noqa: BLE001 - reported to the streaming client
+            if job.stop is not None:
+                job.stop.set()  # end the engine's generation if it is still running
             job.future.set_exception(e)
         finally:
             self._running = 0
-            job.on_piece(None)
+            with contextlib.suppress(RuntimeError):  # the client's event loop may be gone already
+                job.on_piece(None)

@@ -209,6 +209,19 @@ def metrics_callback(path: Path) -> Any:
 # ------------------------------------------------------------------------------------------- run
 
 
+def _pixels(recipe: Any) -> dict[str, int]:
+    """Pixel limits the recipe sets explicitly; left at their defaults, the checkpoint's own apply.
+
+    RL continues from an SFT model, and a policy sampled at another image resolution than it was
+    trained at sees different visual tokens (a 128 px nano image is 16 tokens at the nano limits,
+    64 at the recipe defaults), so the checkpoint's saved limits win unless the recipe overrides them.
+    """
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(recipe) if f.name in ("min_pixels", "max_pixels")}
+    return {k: getattr(recipe, k) for k, d in defaults.items() if getattr(recipe, k) != d}
+
+
 def _resume_arg(recipe: Any) -> bool | str | None:
     if isinstance(recipe.resume, str):
         return recipe.resume
@@ -238,8 +251,7 @@ def run(recipe: Any) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     dump_recipe(recipe, out / "recipe.yaml")
     model, processor = load(recipe.model, dtype="float32" if recipe.mixed_precision == "no" else "auto",
-                            attn_implementation=recipe.attn_implementation,
-                            min_pixels=recipe.min_pixels, max_pixels=recipe.max_pixels)  # fmt: skip
+                            attn_implementation=recipe.attn_implementation, **_pixels(recipe))  # fmt: skip
     freeze_for_stage(model, "rl", train_vision=recipe.train_vision)
     # TRL left-pads prompt ids itself but takes mm_token_type_ids from the processor as returned:
     # the processor must pad on the same side or image tokens get the wrong rope positions.

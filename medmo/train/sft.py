@@ -296,7 +296,7 @@ def _loop(model, optimizer, scheduler, batches, evals, accelerator, recipe, stat
         state.tokens += tokens
         now = time.perf_counter()
         metrics.update(lr=_lm_lr(scheduler.optimizer), tokens_per_s=tokens / max(now - clock, 1e-9),
-                       epoch=state.epoch)
+                       num_tokens=state.tokens, epoch=state.epoch)
         clock = now
         if evals is not None and (state.step % recipe.eval_every == 0 or state.step == state.total_steps):
             metrics.update(evaluate(model, evals, accelerator))

@@ -11,9 +11,26 @@ from medmo.data.sources import SOURCES, describe, get_source, load_source
 from medmo.records import MODALITIES, TASKS
 
 EXPECTED = {
-    "vqa_rad", "slake", "pathvqa", "pmc_vqa", "omnimedvqa", "mmmu_med", "medxpertqa", "medqa", "pubmedqa",
-    "medmcqa", "mmlu_med", "medbullets", "supergpqa", "iu_xray", "mimic_cxr", "chexpert_plus", "medtrinity_25m",
-    "nih_chestxray14", "deeplesion", "medsg_bench",
+    "vqa_rad",
+    "slake",
+    "pathvqa",
+    "pmc_vqa",
+    "omnimedvqa",
+    "mmmu_med",
+    "medxpertqa",
+    "medqa",
+    "pubmedqa",
+    "medmcqa",
+    "mmlu_med",
+    "medbullets",
+    "supergpqa",
+    "iu_xray",
+    "mimic_cxr",
+    "chexpert_plus",
+    "medtrinity_25m",
+    "nih_chestxray14",
+    "deeplesion",
+    "medsg_bench",
 }
 
 
@@ -58,3 +75,8 @@ def test_import_is_light():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_unknown_loader_option_is_an_error(tmp_path):
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['langs'\].*'lang'"):
+        load_source("slake", tmp_path, langs="en")

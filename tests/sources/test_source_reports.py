@@ -27,7 +27,9 @@ def test_iu_xray_r2gen_report_is_findings(dataset_root):
 
 
 def test_iu_xray_original_xml(dataset_root):
-    root = dataset_root("iu_xray_xml", {"NLMCXR_png/CXR2_IM-0652-1001.png": (20, 16), "NLMCXR_png/CXR2_IM-0652-2001.png": (16, 20)})
+    root = dataset_root(
+        "iu_xray_xml", {"NLMCXR_png/CXR2_IM-0652-1001.png": (20, 16), "NLMCXR_png/CXR2_IM-0652-2001.png": (16, 20)}
+    )
     stats = SourceStats()
     (s,) = load_source("iu_xray", root, stats=stats, deid="remove")
     assert s.split == "all" and s.findings.startswith("Borderline cardiomegaly. Midline sternotomy. Enlarged")
@@ -53,8 +55,13 @@ def test_mimic_sections_from_official_report_example(dataset_root):
 
 def test_mimic_official_layout_per_study(dataset_root):
     study = "files/p10/p10000032/s50414267"
-    root = dataset_root("mimic_cxr", {f"{study}/02aa804e-bde0afdd-112c0b34-7bc16630-4e384014.jpg": (30, 36),
-                                      f"{study}/174413ec-4ec4c1f7-34ea26b7-c5f994f8-79ef1962.jpg": (36, 30)})
+    root = dataset_root(
+        "mimic_cxr",
+        {
+            f"{study}/02aa804e-bde0afdd-112c0b34-7bc16630-4e384014.jpg": (30, 36),
+            f"{study}/174413ec-4ec4c1f7-34ea26b7-c5f994f8-79ef1962.jpg": (36, 30),
+        },
+    )
     stats = SourceStats()
     (s,) = load_source("mimic_cxr", root, stats=stats)
     assert s.split == "train" and len(s.images) == 2 and s.impression == "Large left pleural effusion"
@@ -62,17 +69,25 @@ def test_mimic_official_layout_per_study(dataset_root):
     (pa,) = load_source("mimic_cxr", root, split="train", views=("PA", "AP"))
     assert [i.path.rsplit("/", 1)[-1][:8] for i in pa.images] == ["02aa804e"]
     # the gzipped split file of the real release is read too
-    with open(root / "mimic-cxr-2.0.0-split.csv", "rb") as f, gzip.open(root / "mimic-cxr-2.0.0-split.csv.gz", "wb") as g:
+    with (
+        open(root / "mimic-cxr-2.0.0-split.csv", "rb") as f,
+        gzip.open(root / "mimic-cxr-2.0.0-split.csv.gz", "wb") as g,
+    ):
         shutil.copyfileobj(f, g)
     (root / "mimic-cxr-2.0.0-split.csv").unlink()
     assert [x.id for x in load_source("mimic_cxr", root, split="train")] == [s.id]
 
 
 def test_chexpert_plus_one_record_per_study(dataset_root):
-    root = dataset_root("chexpert_plus", {"train/patient42142/study5/view1_frontal.jpg": (20, 20),
-                                          "train/patient42142/study5/view2_lateral.jpg": (20, 20),
-                                          "valid/patient64541/study1/view1_frontal.jpg": (20, 20),
-                                          "train/patient00002/study1/view1_frontal.jpg": (20, 20)})
+    root = dataset_root(
+        "chexpert_plus",
+        {
+            "train/patient42142/study5/view1_frontal.jpg": (20, 20),
+            "train/patient42142/study5/view2_lateral.jpg": (20, 20),
+            "valid/patient64541/study1/view1_frontal.jpg": (20, 20),
+            "train/patient00002/study1/view1_frontal.jpg": (20, 20),
+        },
+    )
     stats = SourceStats()
     got = {s.meta["study"]: s for s in load_source("chexpert_plus", root, stats=stats)}
     s = got["train/patient42142/study5"]
@@ -89,7 +104,9 @@ def test_medtrinity_caption_table_and_parquet(dataset_root, tmp_path):
     stats = SourceStats()
     (s,) = load_source("medtrinity_25m", root, stats=stats)
     assert s.task == "caption" and s.modality == "ct" and s.answer.startswith("The image is a CT scan")
-    assert stats.skipped == 2 and {"image not found" in p.reason or "caption" in p.reason for p in stats.problems} == {True}
+    assert stats.skipped == 2 and {"image not found" in p.reason or "caption" in p.reason for p in stats.problems} == {
+        True
+    }
 
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
@@ -98,9 +115,39 @@ def test_medtrinity_caption_table_and_parquet(dataset_root, tmp_path):
     buf = io.BytesIO()
     Image.new("RGB", (9, 7)).save(buf, format="JPEG")
     (tmp_path / "hf" / "25M_demo").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist([{"image": {"bytes": buf.getvalue(), "path": None}, "id": "x1",
-                                          "caption": "Fundus photograph of the retina."}]),
-                   tmp_path / "hf" / "25M_demo" / "train-00000.parquet")
+    pq.write_table(
+        pa.Table.from_pylist(
+            [
+                {
+                    "image": {"bytes": buf.getvalue(), "path": None},
+                    "id": "x1",
+                    "caption": "Fundus photograph of the retina.",
+                }
+            ]
+        ),
+        tmp_path / "hf" / "25M_demo" / "train-00000.parquet",
+    )
     (p,) = load_source("medtrinity_25m", tmp_path / "hf", image_dir=tmp_path / "img")
     assert p.modality == "fundus" and (p.images[0].width, p.images[0].height) == (9, 7)
     assert p.images[0].path.endswith(".jpg")
+
+
+def test_mimic_r2gen_annotation(tmp_path):
+    import json
+
+    from source_helpers import write_image
+
+    rel = "p10/p10000032/s50414267/02aa804e-bde0afdd-112c0b34-7bc16630-4e384014.jpg"
+    entry = {
+        "id": "02aa804e-bde0afdd-112c0b34-7bc16630-4e384014",
+        "study_id": 50414267,
+        "subject_id": 10000032,
+        "report": "large left pleural effusion is new .",
+        "image_path": [rel],
+        "split": "val",
+    }
+    (tmp_path / "mimic_cxr").mkdir()
+    (tmp_path / "mimic_cxr" / "annotation.json").write_text(json.dumps({"train": [], "val": [entry], "test": []}))
+    write_image(tmp_path / "mimic_cxr" / "images" / rel, (12, 12))
+    (s,) = load_source("mimic_cxr", tmp_path / "mimic_cxr", split="val")
+    assert s.split == "validation" and s.findings == "large left pleural effusion is new ." and s.images[0].width == 12

@@ -8,8 +8,11 @@ from medmo.data.sources import SourceStats, load_source
 from medmo.data.sources.slake import to_xyxy
 from medmo.records import RecordError
 
-IMAGES = {"Slake1.0/imgs/xmlab1/source.jpg": (100, 80), "Slake1.0/imgs/xmlab102/source.jpg": (64, 64),
-          "Slake1.0/imgs/xmlab7/source.jpg": (50, 50)}
+IMAGES = {
+    "Slake1.0/imgs/xmlab1/source.jpg": (100, 80),
+    "Slake1.0/imgs/xmlab102/source.jpg": (64, 64),
+    "Slake1.0/imgs/xmlab7/source.jpg": (50, 50),
+}
 
 
 def _vqa(samples):

@@ -14,8 +14,8 @@ IMAGES = {f"data_RAD/images/{n}.jpg": (40, 30) for n in ("synpic54610", "synpic3
 
 def test_mevf_split_normalises_answers_and_skips_bad_rows(dataset_root):
     root = dataset_root("vqa_rad", IMAGES)
-    stats = SourceStats()
-    got = {s.meta["qid"]: s for s in load_source("vqa_rad", root, stats=stats)}
+    stats, seen = SourceStats(), []
+    got = {s.meta["qid"]: s for s in load_source("vqa_rad", root, stats=stats, on_error=seen.append)}
     assert sorted(got) == [1, 5, 9, 21, 33]
     assert got[1].answer == "yes" and got[1].task == "closed_vqa" and got[1].split == "train"
     assert got[21].answer == "yes" and got[21].meta["question_type"] == ["SIZE", "PRES"]
@@ -26,7 +26,7 @@ def test_mevf_split_normalises_answers_and_skips_bad_rows(dataset_root):
     assert stats.yielded == 5 and stats.skipped == 2
     reasons = " ".join(p.reason for p in stats.problems)
     assert "missing field 'answer'" in reasons and "synpic99999.jpg" in reasons
-    assert all(p.file.endswith("trainset.json") for p in stats.problems)
+    assert all(p.file.endswith("trainset.json") for p in stats.problems) and seen == stats.problems
 
 
 def test_split_filter_and_strict_mode(dataset_root):
@@ -37,7 +37,9 @@ def test_split_filter_and_strict_mode(dataset_root):
 
 
 def test_osf_release_uses_test_phrase_type(dataset_root):
-    root = dataset_root("vqa_rad_osf", {f"VQA_RAD Image Folder/{n}.jpg": (20, 20) for n in ("synpic54610", "synpic29265")})
+    root = dataset_root(
+        "vqa_rad_osf", {f"VQA_RAD Image Folder/{n}.jpg": (20, 20) for n in ("synpic54610", "synpic29265")}
+    )
     got = list(load_source("vqa_rad", root))
     assert [(s.split, s.answer) for s in got] == [("train", "yes"), ("test", "no")]
 
@@ -49,10 +51,14 @@ def test_hub_copy_through_datasets(monkeypatch, tmp_path):
     buf = io.BytesIO()
     Image.new("RGB", (12, 10)).save(buf, format="PNG")
     ds = datasets.Dataset.from_dict(
-        {"image": [{"bytes": buf.getvalue(), "path": None}] * 2, "question": ["is there a mass?", "what organ?"],
-         "answer": ["Yes", "liver"]},
-        features=datasets.Features({"image": datasets.Image(), "question": datasets.Value("string"),
-                                    "answer": datasets.Value("string")}),
+        {
+            "image": [{"bytes": buf.getvalue(), "path": None}] * 2,
+            "question": ["is there a mass?", "what organ?"],
+            "answer": ["Yes", "liver"],
+        },
+        features=datasets.Features(
+            {"image": datasets.Image(), "question": datasets.Value("string"), "answer": datasets.Value("string")}
+        ),
     )
     calls = []
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append((a, k)) or ds)

@@ -6,8 +6,8 @@ import io
 import pickle
 
 import pytest
-
 from source_helpers import write_image
+
 from medmo.data.sources import SourceStats, load_source
 from medmo.data.sources.mmmu_med import parse_options
 from medmo.records import RecordError
@@ -23,12 +23,17 @@ def _pvqa(tmp_path, rows):
 
 
 def test_pathvqa_pickle_dedupes_and_classifies(tmp_path):
-    row = {"image": "train_0422", "question": "Where are liver stem cells (oval cells) located?",
-           "answer": "in the canals of hering"}
+    row = {
+        "image": "train_0422",
+        "question": "Where are liver stem cells (oval cells) located?",
+        "answer": "in the canals of hering",
+    }
     root = _pvqa(tmp_path, [row, dict(row), {"image": "train_0422", "question": "Is this liver?", "answer": "Yes"}])
     got = list(load_source("pathvqa", root))
-    assert [(s.task, s.answer, s.split) for s in got] == [("open_vqa", "in the canals of hering", "train"),
-                                                          ("closed_vqa", "yes", "train")]
+    assert [(s.task, s.answer, s.split) for s in got] == [
+        ("open_vqa", "in the canals of hering", "train"),
+        ("closed_vqa", "yes", "train"),
+    ]
     assert got[0].modality == "pathology" and got[0].images[0].width == 30
     assert len(list(load_source("pathvqa", root, dedupe=False))) == 3
 
@@ -48,8 +53,12 @@ def test_pmc_vqa_misspelt_header_and_letter_prefixes(dataset_root):
     root = dataset_root("pmc_vqa", {"images/PMC1064097_F1.jpg": (20, 20), "images/PMC2000000_F2.jpg": (20, 20)})
     stats = SourceStats()
     train = list(load_source("pmc_vqa", root, split="train", stats=stats))
-    assert train[0].options == {"A": "Diffuse uptake pattern", "B": "Focal uptake pattern", "C": "No uptake pattern",
-                                "D": "Cannot determine from the information given"}
+    assert train[0].options == {
+        "A": "Diffuse uptake pattern",
+        "B": "Focal uptake pattern",
+        "C": "No uptake pattern",
+        "D": "Cannot determine from the information given",
+    }
     assert train[0].answer == "B" and train[0].meta["answer_text"] == "Focal uptake pattern"
     assert train[1].options["A"] == "1:2" and train[1].options["B"] == "2:1"  # only the letter prefix goes
     assert stats.skipped == 1 and "PMC3000000_F3.jpg" in stats.problems[0].reason
@@ -59,8 +68,9 @@ def test_pmc_vqa_misspelt_header_and_letter_prefixes(dataset_root):
 
 # --------------------------------------------------------------------------------------- OmniMedVQA
 def test_omnimedvqa_maps_text_answers_to_letters(dataset_root):
-    root = dataset_root("omnimedvqa", {"Images/ACRIMA/Im002_ACRIMA.png": (16, 16),
-                                       "Images/Chest CT Scan/test/000108.png": (16, 16)})
+    root = dataset_root(
+        "omnimedvqa", {"Images/ACRIMA/Im002_ACRIMA.png": (16, 16), "Images/Chest CT Scan/test/000108.png": (16, 16)}
+    )
     stats = SourceStats()
     got = {s.meta["question_id"]: s for s in load_source("omnimedvqa", root, stats=stats)}
     assert set(got) == {"ACRIMA_0088", "ACRIMA_0089", "Chest CT Scan_0001"}  # restricted access not read
@@ -84,19 +94,52 @@ def test_mmmu_parquet_options_literal_and_open_items(tmp_path):
     import pyarrow.parquet as pq
 
     rows = [
-        {"id": "validation_Clinical_Medicine_2", "question": "<image 1> What is shown?", "answer": "D",
-         "options": "['first degree atrioventricular block', 'third degree atrioventricular block', "
-                    "'Second degree type II atrioventricular block', \"atrial flutter\"]",
-         "question_type": "multiple-choice", "image_1": _png(), "image_2": _png((4, 4)), "img_type": "['ECG']"},
-        {"id": "validation_Clinical_Medicine_10", "question": "<image 1> Which?", "answer": "C",
-         "options": "['a', 'b', 'c']", "question_type": "open", "image_1": _png(), "image_2": None, "img_type": ""},
-        {"id": "validation_Clinical_Medicine_14", "question": "<image 1> Name the process.", "answer": "Transformation",
-         "options": "[]", "question_type": "open", "image_1": _png(), "image_2": None, "img_type": "['Microscopic Images']"},
-        {"id": "validation_Clinical_Medicine_15", "question": "<image 1> broken", "answer": "A",
-         "options": "['a', 'b'", "question_type": "multiple-choice", "image_1": _png(), "image_2": None, "img_type": ""},
+        {
+            "id": "validation_Clinical_Medicine_2",
+            "question": "<image 1> What is shown?",
+            "answer": "D",
+            "options": "['first degree atrioventricular block', 'third degree atrioventricular block', "
+            "'Second degree type II atrioventricular block', \"atrial flutter\"]",
+            "question_type": "multiple-choice",
+            "image_1": _png(),
+            "image_2": _png((4, 4)),
+            "img_type": "['ECG']",
+        },
+        {
+            "id": "validation_Clinical_Medicine_10",
+            "question": "<image 1> Which?",
+            "answer": "C",
+            "options": "['a', 'b', 'c']",
+            "question_type": "open",
+            "image_1": _png(),
+            "image_2": None,
+            "img_type": "",
+        },
+        {
+            "id": "validation_Clinical_Medicine_14",
+            "question": "<image 1> Name the process.",
+            "answer": "Transformation",
+            "options": "[]",
+            "question_type": "open",
+            "image_1": _png(),
+            "image_2": None,
+            "img_type": "['Microscopic Images']",
+        },
+        {
+            "id": "validation_Clinical_Medicine_15",
+            "question": "<image 1> broken",
+            "answer": "A",
+            "options": "['a', 'b'",
+            "question_type": "multiple-choice",
+            "image_1": _png(),
+            "image_2": None,
+            "img_type": "",
+        },
     ]
     (tmp_path / "mmmu" / "Clinical_Medicine").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "mmmu" / "Clinical_Medicine" / "validation-00000-of-00001.parquet")
+    pq.write_table(
+        pa.Table.from_pylist(rows), tmp_path / "mmmu" / "Clinical_Medicine" / "validation-00000-of-00001.parquet"
+    )
     stats = SourceStats()
     got = list(load_source("mmmu_med", tmp_path / "mmmu", image_dir=tmp_path / "img", stats=stats))
     assert [(s.task, s.answer) for s in got] == [("mcq", "D"), ("mcq", "C"), ("open_vqa", "Transformation")]

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -97,21 +98,35 @@ def load_source(
         read_sizes=read_sizes,
         image_dir=Path(image_dir) if image_dir is not None else Path.home() / ".cache" / "medmo" / "images" / info.name,
     )
-    split = canonical_split(split)
+    if split is not None:  # a source's own name wins (MMMU / MMLU "dev" is a few-shot split, not validation)
+        raw = split.strip().lower()
+        split = raw if raw in info.splits else canonical_split(raw)
     if split is not None and info.splits and split not in info.splits:
         raise ValueError(f"{info.name} has splits {', '.join(info.splits)}; got split={split!r}")
     module = info.module()
     root = Path(root_or_hub_id).expanduser()
     if root.exists():
-        gen = module.load(root, split, ctx, **kw)
+        gen = _call(info, module.load, root, split, ctx, kw)
     elif hasattr(module, "load_hub") and "/" in str(root_or_hub_id) and not str(root_or_hub_id).startswith((".", "/")):
-        gen = module.load_hub(str(root_or_hub_id), split, ctx, **kw)
+        gen = _call(info, module.load_hub, str(root_or_hub_id), split, ctx, kw)
     else:
         hub = f" or the hub id {info.hub_id!r}" if hasattr(module, "load_hub") and info.hub_id else ""
         raise FileNotFoundError(
-            f"{info.name}: {root_or_hub_id} does not exist. Pass the dataset folder{hub}. Expected layout:\n{info.layout}"
+            f"{info.name}: {root_or_hub_id} does not exist. Pass the dataset folder{hub}. "
+            f"Expected layout:\n{info.layout}"
         )
     return _checked(info, gen, split)
+
+
+def _call(info: SourceInfo, fn: Callable[..., Iterator[Sample]], where: Any, split: str | None, ctx: Context,
+          kw: dict[str, Any]) -> Iterator[Sample]:  # fmt: skip
+    """Call a loader; an option it does not take is an error that lists the options it does take."""
+    params = inspect.signature(fn).parameters
+    unknown = sorted(set(kw) - {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY})
+    if unknown:
+        takes = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
+        raise TypeError(f"{info.name}: unknown option(s) {unknown}; this loader takes {takes or 'no options'}")
+    return fn(where, split, ctx, **kw)
 
 
 def _checked(info: SourceInfo, gen: Iterator[Sample], split: str | None) -> Iterator[Sample]:

@@ -28,10 +28,15 @@ def _keep(r: dict[str, Any], frontal_only: bool) -> bool:
     return not frontal_only or text(r.get("frontal_lateral")).lower() == "frontal"
 
 
-def load(root: Path, split: str | None, ctx: Context, *, frontal_only: bool = False, images: str | Path | None = None,
-         **kw: Any) -> Iterator[Sample]:
+def load(
+    root: Path, split: str | None, ctx: Context, *, frontal_only: bool = False, images: str | Path | None = None
+) -> Iterator[Sample]:
     """Yield one report record per CheXpert Plus study."""
-    csv_path = root if root.is_file() else find(root, [CSV_NAME, "df_chexpert_plus*.csv", "**/df_chexpert_plus*.csv"], CSV_NAME)
+    csv_path = (
+        root
+        if root.is_file()
+        else find(root, [CSV_NAME, "df_chexpert_plus*.csv", "**/df_chexpert_plus*.csv"], CSV_NAME)
+    )
     image_root = Path(images) if images else csv_path.parent
     # Pass 1 collects only image paths per study, so memory stays small; pass 2 emits each study once.
     members: dict[str, list[str]] = {}
@@ -58,8 +63,11 @@ def load(root: Path, split: str | None, ctx: Context, *, frontal_only: bool = Fa
             impression=impression or None,
             images=[ctx.image(image_root / p) for p in sorted(members[key])],
             modality="x-ray",
-            meta={"study": key, "views": [PurePosixPath(p).stem for p in sorted(members[key])],
-                  "ap_pa": text(r.get("ap_pa")) or None},
+            meta={
+                "study": key,
+                "views": [PurePosixPath(p).stem for p in sorted(members[key])],
+                "ap_pa": text(r.get("ap_pa")) or None,
+            },
         )
 
     yield from ctx.emit(csv_rows(csv_path), convert)

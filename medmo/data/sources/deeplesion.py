@@ -38,7 +38,7 @@ def slice_path(root: Path, file_name: str) -> Path:
     return root / "Images_png" / stem / key
 
 
-def load(root: Path, split: str | None, ctx: Context, **kw: Any) -> Iterator[Sample]:
+def load(root: Path, split: str | None, ctx: Context) -> Iterator[Sample]:
     """Yield one grounding record per DeepLesion key slice with all its lesion boxes."""
     csv_path = root if root.is_file() else find(root, ["DL_info.csv", "**/DL_info.csv"], "DL_info.csv")
     groups: dict[str, list[tuple[int | None, dict[str, Any]]]] = {}
@@ -69,10 +69,15 @@ def load(root: Path, split: str | None, ctx: Context, **kw: Any) -> Iterator[Sam
             boxes=boxes,
             images=[ref],
             modality="ct",
-            meta={"file_name": file_name, "window": floats(first.get("DICOM_windows"), 2),
-                  "spacing_mm": floats(first.get("Spacing_mm_px_")), "slice_range": floats(first.get("Slice_range")),
-                  "coarse_lesion_type": types, "possibly_noisy": [int(text(r.get("Possibly_noisy")) or 0) for _, r in rows],
-                  "hu_offset": 32768},
+            meta={
+                "file_name": file_name,
+                "window": floats(first.get("DICOM_windows"), 2),
+                "spacing_mm": floats(first.get("Spacing_mm_px_")),
+                "slice_range": floats(first.get("Slice_range")),
+                "coarse_lesion_type": types,
+                "possibly_noisy": [int(text(r.get("Possibly_noisy")) or 0) for _, r in rows],
+                "hu_offset": 32768,
+            },
         )
 
     yield from ctx.emit(((str(csv_path), rows[0][0], (k, rows)) for k, rows in groups.items()), convert)

@@ -79,7 +79,9 @@ def parse_xml(path: Path) -> dict[str, Any]:
 
 def _xml(ctx: Context, root: Path, split: str | None, deid: str) -> Iterator[Sample]:
     if split not in (None, "all"):
-        raise ValueError("the original IU X-Ray XML release has no splits; use R2Gen's annotation.json for train/val/test")
+        raise ValueError(
+            "the original IU X-Ray XML release has no splits; use R2Gen's annotation.json for train/val/test"
+        )
     xml_dir = root / "ecgen-radiology" if (root / "ecgen-radiology").is_dir() else root
     png_dir = next((d for d in (root / "NLMCXR_png", root / "images", root) if d.is_dir()), root)
 
@@ -104,8 +106,9 @@ def _xml(ctx: Context, root: Path, split: str | None, deid: str) -> Iterator[Sam
     yield from ctx.emit(((str(p), None, p) for p in files), convert)
 
 
-def load(root: Path, split: str | None, ctx: Context, *, deid: str = "keep", report_is: str | None = None,
-         **kw: Any) -> Iterator[Sample]:
+def load(
+    root: Path, split: str | None, ctx: Context, *, deid: str = "keep", report_is: str | None = None
+) -> Iterator[Sample]:
     """Yield IU X-Ray report samples from an R2Gen folder or the original XML release."""
     if deid not in ("keep", "remove"):
         raise ValueError(f"deid must be 'keep' or 'remove', got {deid!r}")

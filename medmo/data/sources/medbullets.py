@@ -55,8 +55,13 @@ def _rows(path: Path) -> Iterator[tuple[str, int | None, tuple[int, dict[str, An
 
 
 def load(
-    root: Path, split: str | None, ctx: Context, *, options: tuple[int, ...] | int = (4, 5), fmt: str = "csv",
-    dedupe: bool = False, **kw: Any,
+    root: Path,
+    split: str | None,
+    ctx: Context,
+    *,
+    options: tuple[int, ...] | int = (4, 5),
+    fmt: str = "csv",
+    dedupe: bool = False,
 ) -> Iterator[Sample]:
     """Yield Medbullets questions from the op4 and/or op5 files (``fmt`` ``csv`` or ``json``)."""
     base = next((b for b in (root, root / "medbullets") if any(b.glob("medbullets_op*"))), None)

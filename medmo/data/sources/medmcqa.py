@@ -36,12 +36,16 @@ def _sample(r: dict[str, Any], split: str, cop_base: int) -> Sample:
         question=text(r["question"]),
         answer=LETTERS[idx],
         options={k: text(r[f"op{k.lower()}"]) for k in LETTERS},
-        meta={"medmcqa_id": r["id"], "subject": text(r.get("subject_name")), "topic": text(r.get("topic_name")) or None,
-              "choice_type": text(r.get("choice_type"))},
+        meta={
+            "medmcqa_id": r["id"],
+            "subject": text(r.get("subject_name")),
+            "topic": text(r.get("topic_name")) or None,
+            "choice_type": text(r.get("choice_type")),
+        },
     )
 
 
-def load(root: Path, split: str | None, ctx: Context, *, cop_base: int | None = None, **kw: Any) -> Iterator[Sample]:
+def load(root: Path, split: str | None, ctx: Context, *, cop_base: int | None = None) -> Iterator[Sample]:
     """Yield MedMCQA samples from GitHub JSON Lines files or HF parquet files under ``root``."""
     found = False
     for name, fname in JSON_FILES.items():
@@ -62,7 +66,7 @@ def load(root: Path, split: str | None, ctx: Context, *, cop_base: int | None = 
         raise LayoutError(f"no MedMCQA {', '.join(JSON_FILES.values())} or <split>-*.parquet files in {root}")
 
 
-def load_hub(hub_id: str, split: str | None, ctx: Context, *, cop_base: int = 0, **kw: Any) -> Iterator[Sample]:
+def load_hub(hub_id: str, split: str | None, ctx: Context, *, cop_base: int = 0) -> Iterator[Sample]:
     """Yield hub rows (``cop`` 0-based)."""
     for name in [split] if split else ["train", "validation", "test"]:
         rows = list_rows(f"{hub_id}[{name}]", hub_split(hub_id, None, name))

@@ -55,15 +55,18 @@ def _find(root: Path, n_opts: int, file_split: str) -> Path | None:
     if root.is_file():
         return root
     if n_opts == 4:
-        pats = [f"phrases_no_exclude_{file_split}.jsonl", f"4_options/phrases_no_exclude_{file_split}.jsonl",
-                f"**/4_options/phrases_no_exclude_{file_split}.jsonl"]
+        pats = [
+            f"phrases_no_exclude_{file_split}.jsonl",
+            f"4_options/phrases_no_exclude_{file_split}.jsonl",
+            f"**/4_options/phrases_no_exclude_{file_split}.jsonl",
+        ]
     else:
         pats = [f"{file_split}.jsonl", f"US/{file_split}.jsonl", f"**/questions/US/{file_split}.jsonl"]
     return next((h for p in pats for h in sorted(root.glob(p))), None)
 
 
 def load(
-    root: Path, split: str | None, ctx: Context, *, options: int = 4, strip_quotes: bool = True, **kw: Any
+    root: Path, split: str | None, ctx: Context, *, options: int = 4, strip_quotes: bool = True
 ) -> Iterator[Sample]:
     """Yield MedQA-USMLE samples from the 4-option (default) or 5-option files (or one given file)."""
     if options not in (4, 5):
@@ -85,7 +88,7 @@ def load(
         raise LayoutError(f"no {options}-option MedQA jsonl for split {split or 'any'} under {root}")
 
 
-def load_hub(hub_id: str, split: str | None, ctx: Context, *, strip_quotes: bool = True, **kw: Any) -> Iterator[Sample]:
+def load_hub(hub_id: str, split: str | None, ctx: Context, *, strip_quotes: bool = True) -> Iterator[Sample]:
     """Yield samples from ``GBaker/MedQA-USMLE-4-options`` (keys as in the jsonl files)."""
     for name in [split] if split else ["train", "validation", "test"]:
         rows = list_rows(f"{hub_id}[{name}]", hub_split(hub_id, None, name))

@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from medmo.boxes import sanitize_box, to_grid
-from medmo.data.sources._base import Context, LayoutError, list_rows, read_json, rescale, text
+from medmo.data.sources._base import Context, LayoutError, read_json, rescale, text
 from medmo.records import Box, ImageRef, RecordError, Sample, stable_id
 
 DEFAULT_SIZE = (336, 336)
 _REF = re.compile(r"<\|object_ref_start\|>(.*?)<\|object_ref_end\|>")
-_BOX = re.compile(r"(?:<\|box_start\|>)?\(\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*\)\s*,\s*\(\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*\)(?:<\|box_(?:end|start)\|>)?")
+_BOX = re.compile(
+    r"(?:<\|box_start\|>)?\(\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*\)\s*,\s*\(\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*\)(?:<\|box_(?:end|start)\|>)?"
+)
 _ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 _WHICH = re.compile(r"in the (\w+) image", re.I)
 
@@ -39,7 +41,9 @@ def clean_question(q: str, size: tuple[int, int]) -> str:
     """Drop ``<image>`` tokens and object-ref markers; pixel reference boxes -> grid ``<box>[[...]]</box>``."""
     q = re.sub(r"<image>\s*", "", q)
     q = _REF.sub(lambda m: m.group(1), q)
-    q = _BOX.sub(lambda m: "<box>[[" + ", ".join(str(g) for g in to_grid([float(v) for v in m.groups()], *size)) + "]]</box>", q)
+    q = _BOX.sub(
+        lambda m: "<box>[[" + ", ".join(str(g) for g in to_grid([float(v) for v in m.groups()], *size)) + "]]</box>", q
+    )
     return q.strip()
 
 
@@ -88,30 +92,45 @@ def _bench(ctx: Context, root: Path, json_dir: Path, r: dict[str, Any], index: i
     )
 
 
-def _train(ctx: Context, root: Path, json_dir: Path, r: dict[str, Any]) -> list[Sample]:
+def _turn(ctx: Context, root: Path, json_dir: Path, r: dict[str, Any], t: int) -> Sample:
+    """Record of the ``t``-th human/gpt pair of a MedSG-188K conversation."""
     task, size = text(r["task"]), tuple(int(v) for v in (r.get("size") or DEFAULT_SIZE))
     refs = _refs(ctx, root, json_dir, r["images"], size)
     turns = r["conversations"]
-    out = []
-    for t in range(0, len(turns) - 1, 2):
-        human, gpt = text(turns[t]["value"]), text(turns[t + 1]["value"])
-        which = _WHICH.search(gpt)
-        image = _ORDINALS.index(which.group(1).lower()) if which and which.group(1).lower() in _ORDINALS else len(refs) - 1
-        if image >= len(refs):
-            raise RecordError(f"turn {t // 2}: answer names image {image + 1}, item has {len(refs)}")
-        label = _label(human, task)
-        boxes = [Box(label, _box(m.groups(), size, refs[image]), image=image) for m in _BOX.finditer(gpt)]
-        if not boxes:
-            raise RecordError(f"turn {t // 2}: no <|box_start|>(x1,y1),(x2,y2)<|box_end|> in the answer {gpt[:80]!r}")
-        out.append(Sample(
-            id=stable_id("medsg_bench", text(r["id"]), t // 2), task="grounding", source="medsg_bench", split="train",
-            question=clean_question(human, size), answer=label, boxes=boxes, images=refs,
-            meta={"medsg_task": task, "medsg_id": text(r["id"]), "turn": t // 2},
-        ))
-    return out
+    human, gpt = text(turns[2 * t]["value"]), text(turns[2 * t + 1]["value"])
+    which = _WHICH.search(gpt)
+    image = _ORDINALS.index(which.group(1).lower()) if which and which.group(1).lower() in _ORDINALS else len(refs) - 1
+    if image >= len(refs):
+        raise RecordError(f"turn {t}: answer names image {image + 1}, item has {len(refs)}")
+    label = _label(human, task)
+    boxes = [Box(label, _box(m.groups(), size, refs[image]), image=image) for m in _BOX.finditer(gpt)]
+    if not boxes:
+        raise RecordError(f"turn {t}: no <|box_start|>(x1,y1),(x2,y2)<|box_end|> in the answer {gpt[:80]!r}")
+    return Sample(
+        id=stable_id("medsg_bench", text(r["id"]), t),
+        task="grounding",
+        source="medsg_bench",
+        split="train",
+        question=clean_question(human, size),
+        answer=label,
+        boxes=boxes,
+        images=refs,
+        meta={"medsg_task": task, "medsg_id": text(r["id"]), "turn": t},
+    )
 
 
-def load(root: Path, split: str | None, ctx: Context, *, tasks: Sequence[str] | None = None, **kw: Any) -> Iterator[Sample]:
+def _rows(path: Path, data: list[Any]) -> Iterator[tuple[str, int, tuple[int, int | None, Any]]]:
+    """One row per benchmark item, one per human/gpt turn pair of a training item."""
+    for i, r in enumerate(data):
+        convs = r.get("conversations") if isinstance(r, dict) else None
+        if isinstance(convs, list):
+            for t in range(len(convs) // 2):
+                yield str(path), i, (i, t, r)
+        else:
+            yield str(path), i, (i, None, r)
+
+
+def load(root: Path, split: str | None, ctx: Context, *, tasks: Sequence[str] | None = None) -> Iterator[Sample]:
     """Yield MedSG grounding records from every JSON array under ``root`` (or one JSON file)."""
     files = [root] if root.is_file() else sorted(root.rglob("*.json"))
     if not files:
@@ -122,13 +141,15 @@ def load(root: Path, split: str | None, ctx: Context, *, tasks: Sequence[str] | 
         if not isinstance(data, list):
             continue  # not a MedSG item array (e.g. a config file next to the data)
 
-        def convert(ir: tuple[int, dict[str, Any]], path: Path = path) -> Sample | list[Sample] | None:
-            i, r = ir
+        def convert(row: tuple[int, int | None, Any], path: Path = path) -> Sample | None:
+            i, turn, r = row
             if tasks is not None and text(r.get("task")) not in tasks:
                 return None
-            kind = "train" if "conversations" in r else "test"
+            kind = "test" if turn is None else "train"
             if split not in (None, kind):
                 return None
-            return _train(ctx, base, path.parent, r) if kind == "train" else _bench(ctx, base, path.parent, r, i, path)
+            return (
+                _bench(ctx, base, path.parent, r, i, path) if turn is None else _turn(ctx, base, path.parent, r, turn)
+            )
 
-        yield from ctx.emit(((f, i, (i, r)) for f, i, r in list_rows(str(path), data)), convert)
+        yield from ctx.emit(_rows(path, data), convert)

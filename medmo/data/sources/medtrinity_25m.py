@@ -46,9 +46,13 @@ def _sample(ctx: Context, r: dict[str, Any], base: Path | None) -> Sample:
     )
 
 
-def load(root: Path, split: str | None, ctx: Context, **kw: Any) -> Iterator[Sample]:
+def load(root: Path, split: str | None, ctx: Context) -> Iterator[Sample]:
     """Yield caption records from local parquet shards or a jsonl / csv caption table."""
-    files = [root] if root.is_file() else sorted(root.rglob("*.parquet")) or sorted(root.glob("*.jsonl")) or sorted(root.glob("*.csv"))
+    files = (
+        [root]
+        if root.is_file()
+        else sorted(root.rglob("*.parquet")) or sorted(root.glob("*.jsonl")) or sorted(root.glob("*.csv"))
+    )
     if not files:
         raise LayoutError(f"no *.parquet, *.jsonl or *.csv files in {root}")
     for path in files:
@@ -61,7 +65,7 @@ def load(root: Path, split: str | None, ctx: Context, **kw: Any) -> Iterator[Sam
             yield from ctx.emit(csv_rows(path), lambda r, b=base: _sample(ctx, r, b))
 
 
-def load_hub(hub_id: str, split: str | None, ctx: Context, *, config: str = "25M_demo", **kw: Any) -> Iterator[Sample]:
+def load_hub(hub_id: str, split: str | None, ctx: Context, *, config: str = "25M_demo") -> Iterator[Sample]:
     """Yield the hub config's ``train`` rows (needs an accepted licence and ``huggingface-cli login``)."""
     rows = list_rows(f"{hub_id}/{config}[train]", hub_split(hub_id, config, "train"))
     yield from ctx.emit(rows, lambda r: _sample(ctx, r, None))

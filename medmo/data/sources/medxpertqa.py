@@ -57,9 +57,13 @@ def _sample(ctx: Context, r: dict[str, Any], split: str, image_dirs: list[Path],
         answer=_label(r["label"]),
         options=_options(r["options"]),
         images=images,
-        meta={"medxpertqa_id": rid, "subset": "MM" if rid.startswith("MM") else "Text",
-              "medical_task": text(r.get("medical_task")), "body_system": text(r.get("body_system")),
-              "question_type": text(r.get("question_type"))},
+        meta={
+            "medxpertqa_id": rid,
+            "subset": "MM" if rid.startswith("MM") else "Text",
+            "medical_task": text(r.get("medical_task")),
+            "body_system": text(r.get("body_system")),
+            "question_type": text(r.get("question_type")),
+        },
     )
 
 
@@ -70,16 +74,26 @@ def _files(root: Path, subset: str | None) -> list[tuple[Path, str, str]]:
         name = p.name.lower()
         if "sampled" in str(p).lower():
             continue
-        sub = "mm" if ("_mm_" in name or p.parent.name.lower() == "mm") else "text" if (
-            "_text_" in name or p.parent.name.lower() == "text") else None
+        sub = (
+            "mm"
+            if ("_mm_" in name or p.parent.name.lower() == "mm")
+            else "text"
+            if ("_text_" in name or p.parent.name.lower() == "text")
+            else None
+        )
         if sub and subset in (None, sub):
             out.append((p, sub, "dev" if "dev" in name else "test"))
     return out
 
 
 def load(
-    root: Path, split: str | None, ctx: Context, *, subset: str | None = None, keep_choices: bool = False,
-    images: str | Path | None = None, **kw: Any,
+    root: Path,
+    split: str | None,
+    ctx: Context,
+    *,
+    subset: str | None = None,
+    keep_choices: bool = False,
+    images: str | Path | None = None,
 ) -> Iterator[Sample]:
     """Yield MedXpertQA samples; ``subset`` is ``"mm"``, ``"text"`` or None (both)."""
     subset = subset.lower() if subset else None
@@ -95,8 +109,13 @@ def load(
 
 
 def load_hub(
-    hub_id: str, split: str | None, ctx: Context, *, subset: str | None = None, keep_choices: bool = False,
-    images: str | Path | None = None, **kw: Any,
+    hub_id: str,
+    split: str | None,
+    ctx: Context,
+    *,
+    subset: str | None = None,
+    keep_choices: bool = False,
+    images: str | Path | None = None,
 ) -> Iterator[Sample]:
     """Yield samples from the hub configs ``MM`` / ``Text``; MM images are looked up in ``images``."""
     dirs = [Path(images)] if images else [Path(".")]

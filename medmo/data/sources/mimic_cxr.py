@@ -22,8 +22,13 @@ from medmo.data.sources._base import Context, LayoutError, canonical_split, csv_
 from medmo.records import RecordError, Sample, stable_id
 
 _HEADER = re.compile(r"^[ \t]*([A-Z][A-Z /&()-]{2,}?)[ \t]*:", re.M)
-_NAMES = {"FINDINGS": "findings", "FINDING": "findings", "IMPRESSION": "impression", "IMPRESSIONS": "impression",
-          "CONCLUSION": "impression"}
+_NAMES = {
+    "FINDINGS": "findings",
+    "FINDING": "findings",
+    "IMPRESSION": "impression",
+    "IMPRESSIONS": "impression",
+    "CONCLUSION": "impression",
+}
 
 
 def report_sections(report: str) -> dict[str, str]:
@@ -34,10 +39,10 @@ def report_sections(report: str) -> dict[str, str]:
     """
     out: dict[str, str] = {}
     marks = list(_HEADER.finditer(report))
-    for m, nxt in zip(marks, marks[1:] + [None]):
+    for m, nxt in zip(marks, marks[1:] + [None], strict=True):
         name = _NAMES.get(m.group(1).strip())
         if name:
-            body = report[m.end(): nxt.start() if nxt else len(report)]
+            body = report[m.end() : nxt.start() if nxt else len(report)]
             body = re.sub(r"_{5,}", " ", body)  # addendum separators
             out[name] = " ".join(body.split())
     return {k: v for k, v in out.items() if v}
@@ -56,15 +61,21 @@ def _studies(split_csv: Path, keep: set[str] | None) -> dict[str, dict[str, Any]
 def _views(root: Path, views: Sequence[str] | None) -> set[str] | None:
     if not views:
         return None
-    meta = next((p for p in (root / "mimic-cxr-2.0.0-metadata.csv.gz", root / "mimic-cxr-2.0.0-metadata.csv") if p.is_file()), None)
+    meta = next(
+        (p for p in (root / "mimic-cxr-2.0.0-metadata.csv.gz", root / "mimic-cxr-2.0.0-metadata.csv") if p.is_file()),
+        None,
+    )
     if meta is None:
         raise LayoutError(f"views={views} needs mimic-cxr-2.0.0-metadata.csv[.gz] in {root}")
     return {r["dicom_id"] for _f, _l, r in csv_rows(meta) if text(r.get("ViewPosition")) in set(views)}
 
 
-def _official(ctx: Context, root: Path, split: str | None, image_ext: str, views: Sequence[str] | None,
-              reports_root: Path) -> Iterator[Sample]:
-    split_csv = next(p for p in (root / "mimic-cxr-2.0.0-split.csv.gz", root / "mimic-cxr-2.0.0-split.csv") if p.is_file())
+def _official(
+    ctx: Context, root: Path, split: str | None, image_ext: str, views: Sequence[str] | None, reports_root: Path
+) -> Iterator[Sample]:
+    split_csv = next(
+        p for p in (root / "mimic-cxr-2.0.0-split.csv.gz", root / "mimic-cxr-2.0.0-split.csv") if p.is_file()
+    )
     studies = _studies(split_csv, _views(root, views))
 
     def convert(item: tuple[str, dict[str, Any]]) -> Sample | None:
@@ -100,23 +111,35 @@ def _r2gen(ctx: Context, path: Path, split: str | None) -> Iterator[Sample]:
         name = canonical_split(key) or key
         if split not in (None, name):
             continue
-        yield from ctx.emit(list_rows(str(path), rows), lambda r, n=name: Sample(
-            id=stable_id("mimic_cxr", text(r["id"])),
-            task="report",
-            source="mimic_cxr",
-            split=n,
-            findings=text(r["report"]),
-            images=[ctx.image(images / p) for p in r["image_path"]],
-            modality="x-ray",
-            meta={"study_id": text(r.get("study_id")), "dicom_id": text(r["id"])},
-        ))
+        yield from ctx.emit(
+            list_rows(str(path), rows),
+            lambda r, n=name: Sample(
+                id=stable_id("mimic_cxr", text(r["id"])),
+                task="report",
+                source="mimic_cxr",
+                split=n,
+                findings=text(r["report"]),
+                images=[ctx.image(images / p) for p in r["image_path"]],
+                modality="x-ray",
+                meta={"study_id": text(r.get("study_id")), "dicom_id": text(r["id"])},
+            ),
+        )
 
 
-def load(root: Path, split: str | None, ctx: Context, *, image_ext: str = "jpg", views: Sequence[str] | None = None,
-         reports_root: str | Path | None = None, **kw: Any) -> Iterator[Sample]:
+def load(
+    root: Path,
+    split: str | None,
+    ctx: Context,
+    *,
+    image_ext: str = "jpg",
+    views: Sequence[str] | None = None,
+    reports_root: str | Path | None = None,
+) -> Iterator[Sample]:
     """Yield MIMIC-CXR report samples (per study from the PhysioNet layout, per image from R2Gen)."""
     if any((root / f).is_file() for f in ("mimic-cxr-2.0.0-split.csv.gz", "mimic-cxr-2.0.0-split.csv")):
-        yield from _official(ctx, root, split, image_ext.lstrip("."), views, Path(reports_root) if reports_root else root)
+        yield from _official(
+            ctx, root, split, image_ext.lstrip("."), views, Path(reports_root) if reports_root else root
+        )
     elif (root / "annotation.json").is_file() or root.suffix == ".json":
         yield from _r2gen(ctx, root / "annotation.json" if root.is_dir() else root, split)
     else:

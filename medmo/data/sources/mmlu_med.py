@@ -18,8 +18,14 @@ from typing import Any
 from medmo.data.sources._base import Context, LayoutError, hub_split, jsonl_rows, list_rows, text
 from medmo.records import Sample, stable_id
 
-SUBJECTS = ("anatomy", "clinical_knowledge", "college_biology", "college_medicine", "medical_genetics",
-            "professional_medicine")
+SUBJECTS = (
+    "anatomy",
+    "clinical_knowledge",
+    "college_biology",
+    "college_medicine",
+    "medical_genetics",
+    "professional_medicine",
+)
 CSV_SPLITS = {"dev": "dev", "validation": "val", "test": "test"}
 LETTERS = "ABCD"
 
@@ -32,7 +38,7 @@ def _sample(subject: str, split: str, question: str, options: list[Any], letter:
         split=split,
         question=text(question),
         answer=text(letter).upper(),
-        options={k: text(o) for k, o in zip(LETTERS, options)},
+        options={k: text(o) for k, o in zip(LETTERS, options, strict=False)},
         meta={"subject": subject},
     )
 
@@ -44,7 +50,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[str, int, list[str]]]:
             yield str(path), reader.line_num, row
 
 
-def load(root: Path, split: str | None, ctx: Context, *, subjects: Sequence[str] = SUBJECTS, **kw: Any) -> Iterator[Sample]:
+def load(root: Path, split: str | None, ctx: Context, *, subjects: Sequence[str] = SUBJECTS) -> Iterator[Sample]:
     """Yield MMLU medical questions from the CSV release (``data/``) or a JSON Lines dump."""
     base = next((b for b in (root, root / "data") if any((b / d).is_dir() for d in CSV_SPLITS.values())), None)
     if base is not None:
@@ -69,13 +75,15 @@ def load(root: Path, split: str | None, ctx: Context, *, subjects: Sequence[str]
         yield from ctx.emit(jsonl_rows(path), convert, json.loads)
 
 
-def load_hub(hub_id: str, split: str | None, ctx: Context, *, subjects: Sequence[str] = SUBJECTS, **kw: Any) -> Iterator[Sample]:
+def load_hub(hub_id: str, split: str | None, ctx: Context, *, subjects: Sequence[str] = SUBJECTS) -> Iterator[Sample]:
     """Yield ``cais/mmlu`` rows, one config per subject."""
     for subject in subjects:
         for name in [split] if split else ["dev", "validation", "test"]:
             rows = list_rows(f"{hub_id}/{subject}[{name}]", hub_split(hub_id, subject, name))
-            yield from ctx.emit(rows, lambda r, s=subject, n=name: _sample(s, n, r["question"], list(r["choices"]),
-                                                                            _letter(r["answer"])))
+            yield from ctx.emit(
+                rows,
+                lambda r, s=subject, n=name: _sample(s, n, r["question"], list(r["choices"]), _letter(r["answer"])),
+            )
 
 
 def _letter(index: Any) -> str:

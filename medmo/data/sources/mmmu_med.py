@@ -19,7 +19,13 @@ from typing import Any
 from medmo.data.sources._base import Context, LayoutError, hub_split, list_rows, map_modality, parquet_rows, text
 from medmo.records import LETTERS, RecordError, Sample, options_from_list, stable_id
 
-SUBJECTS = ("Basic_Medical_Science", "Clinical_Medicine", "Diagnostics_and_Laboratory_Medicine", "Pharmacy", "Public_Health")
+SUBJECTS = (
+    "Basic_Medical_Science",
+    "Clinical_Medicine",
+    "Diagnostics_and_Laboratory_Medicine",
+    "Pharmacy",
+    "Public_Health",
+)
 SPLITS = ("dev", "validation", "test")
 
 
@@ -57,12 +63,18 @@ def _sample(ctx: Context, r: dict[str, Any], subject: str, split: str) -> Sample
         options=options if is_mcq else {},
         images=images,
         modality=map_modality(r.get("img_type")),
-        meta={"mmmu_id": r["id"], "subject": subject, "question_type": qtype, "subfield": text(r.get("subfield")),
-              "difficulty": text(r.get("topic_difficulty")), "open_options": [] if is_mcq else list(options.values())},
+        meta={
+            "mmmu_id": r["id"],
+            "subject": subject,
+            "question_type": qtype,
+            "subfield": text(r.get("subfield")),
+            "difficulty": text(r.get("topic_difficulty")),
+            "open_options": [] if is_mcq else list(options.values()),
+        },
     )
 
 
-def load(root: Path, split: str | None, ctx: Context, *, subjects: Sequence[str] = SUBJECTS, **kw: Any) -> Iterator[Sample]:
+def load(root: Path, split: str | None, ctx: Context, *, subjects: Sequence[str] = SUBJECTS) -> Iterator[Sample]:
     """Yield samples from a local snapshot of ``MMMU/MMMU`` (images written to ``image_dir``)."""
     if not any((root / s).is_dir() for s in subjects):
         raise LayoutError(f"none of the subject folders {', '.join(subjects)} in {root}")
@@ -74,7 +86,7 @@ def load(root: Path, split: str | None, ctx: Context, *, subjects: Sequence[str]
                 yield from ctx.emit(parquet_rows(path), lambda r, s=subject, n=name: _sample(ctx, r, s, n))
 
 
-def load_hub(hub_id: str, split: str | None, ctx: Context, *, subjects: Sequence[str] = SUBJECTS, **kw: Any) -> Iterator[Sample]:
+def load_hub(hub_id: str, split: str | None, ctx: Context, *, subjects: Sequence[str] = SUBJECTS) -> Iterator[Sample]:
     """Yield samples from the hub, one config per subject."""
     for subject in subjects:
         for name in [split] if split else ["dev", "validation"]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 from medmo.boxes import sanitize_box, xywh_to_xyxy
 from medmo.data.sources._base import Context, LayoutError, find, rescale
@@ -52,10 +51,11 @@ def _image_path(root: Path, name: str) -> Path:
     return hits[0] if hits else root / "images" / name
 
 
-def load(root: Path, split: str | None, ctx: Context, *, label_map: Mapping[str, str] = LABEL_MAP,
-         **kw: Any) -> Iterator[Sample]:
+def load(root: Path, split: str | None, ctx: Context, *, label_map: Mapping[str, str] = LABEL_MAP) -> Iterator[Sample]:
     """Yield one grounding record per (image, finding label) of ``BBox_List_2017.csv``."""
-    csv_path = root if root.is_file() else find(root, ["BBox_List_2017.csv", "**/BBox_List_2017.csv"], "BBox_List_2017.csv")
+    csv_path = (
+        root if root.is_file() else find(root, ["BBox_List_2017.csv", "**/BBox_List_2017.csv"], "BBox_List_2017.csv")
+    )
     base = csv_path.parent
     splits = _split_of(base)
     groups: dict[tuple[str, str], list[tuple[int, list[str]]]] = {}

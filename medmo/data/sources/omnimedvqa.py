@@ -63,7 +63,6 @@ def load(
     *,
     access: Sequence[str] = ("Open-access",),
     datasets: Sequence[str] | None = None,
-    **kw: Any,
 ) -> Iterator[Sample]:
     """Yield OmniMedVQA samples from the given access groups (and source ``datasets``, if given)."""
     base = next((b for b in (root, root / "OmniMedVQA") if (b / "QA_information").is_dir()), None)

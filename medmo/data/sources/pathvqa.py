@@ -48,7 +48,7 @@ def _sample(r: dict[str, Any], split: str, images: list[Any], key: str) -> Sampl
     )
 
 
-def load(root: Path, split: str | None, ctx: Context, *, dedupe: bool = True, **kw: Any) -> Iterator[Sample]:
+def load(root: Path, split: str | None, ctx: Context, *, dedupe: bool = True) -> Iterator[Sample]:
     """Yield PathVQA samples from the official ``pvqa`` folder."""
     base = next((b for b in (root, root / "pvqa") if (b / "qas").is_dir()), None)
     if base is None:
@@ -71,7 +71,7 @@ def load(root: Path, split: str | None, ctx: Context, *, dedupe: bool = True, **
         yield from ctx.emit(list_rows(str(pkl), _read_pkl(pkl)), convert)
 
 
-def load_hub(hub_id: str, split: str | None, ctx: Context, **kw: Any) -> Iterator[Sample]:
+def load_hub(hub_id: str, split: str | None, ctx: Context) -> Iterator[Sample]:
     """Yield samples of the hub copy (lower-cased, de-duplicated; images written to ``image_dir``)."""
     for name in [split] if split else ["train", "validation", "test"]:
         rows = list_rows(f"{hub_id}[{name}]", hub_split(hub_id, None, name))

@@ -24,7 +24,7 @@ def choice_text(raw: Any, letter: str) -> str:
     """``"A:Diffuse uptake"`` / ``" A: x"`` -> the option text (prefix removed only if it is this letter)."""
     s = text(raw)
     m = _PREFIX.match(s)
-    return s[m.end():].strip() if m and m.group(1) == letter else s
+    return s[m.end() :].strip() if m and m.group(1) == letter else s
 
 
 def _sample(ctx: Context, r: dict[str, Any], split: str, images: Path, version: int, line: int) -> Sample:
@@ -49,7 +49,7 @@ def _sample(ctx: Context, r: dict[str, Any], split: str, images: Path, version: 
     )
 
 
-def load(root: Path, split: str | None, ctx: Context, *, version: int = 1, **kw: Any) -> Iterator[Sample]:
+def load(root: Path, split: str | None, ctx: Context, *, version: int = 1) -> Iterator[Sample]:
     """Yield PMC-VQA samples; ``split`` is ``train``, ``test`` or ``test_clean``."""
     suffix = "_2" if version == 2 else ""
     names = {"train": f"train{suffix}.csv", "test": f"test{suffix}.csv", "test_clean": "test_clean.csv"}

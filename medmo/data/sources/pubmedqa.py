@@ -22,14 +22,26 @@ LETTER = {v: k for k, v in OPTIONS.items()}
 
 
 def _question(question: str, contexts: list[str], labels: list[str], long_answer: str | None) -> str:
-    parts = [f"{text(lab)}: {text(c)}" if text(lab) else text(c) for c, lab in zip(contexts, labels + [""] * len(contexts))]
+    parts = [
+        f"{text(lab)}: {text(c)}" if text(lab) else text(c)
+        for c, lab in zip(contexts, labels + [""] * len(contexts), strict=False)
+    ]
     if long_answer:
         parts.append(f"CONCLUSION: {text(long_answer)}")
     return "Context:\n" + "\n".join(parts) + f"\n\nQuestion: {text(question)}"
 
 
-def _sample(pmid: str, q: str, contexts: list, labels: list, decision: Any, long_answer: str, split: str,
-            with_long_answer: bool, meshes: list) -> Sample:
+def _sample(
+    pmid: str,
+    q: str,
+    contexts: list,
+    labels: list,
+    decision: Any,
+    long_answer: str,
+    split: str,
+    with_long_answer: bool,
+    meshes: list,
+) -> Sample:
     label = text(decision).lower()
     if label not in LETTER:
         raise RecordError(f"PMID {pmid}: final_decision {decision!r} is not yes/no/maybe")
@@ -45,7 +57,7 @@ def _sample(pmid: str, q: str, contexts: list, labels: list, decision: Any, long
     )
 
 
-def load(root: Path, split: str | None, ctx: Context, *, with_long_answer: bool = False, **kw: Any) -> Iterator[Sample]:
+def load(root: Path, split: str | None, ctx: Context, *, with_long_answer: bool = False) -> Iterator[Sample]:
     """Yield the 1,000 PQA-L items as ``test`` (500 official PMIDs) and ``train`` (the rest)."""
     base = next((b for b in (root, root / "data") if (b / "ori_pqal.json").is_file()), None)
     if base is None:
@@ -61,19 +73,35 @@ def load(root: Path, split: str | None, ctx: Context, *, with_long_answer: bool 
         s = "test" if pmid in test else "train"
         if split not in (None, s):
             return None
-        return _sample(pmid, r["QUESTION"], r["CONTEXTS"], r.get("LABELS") or [], r["final_decision"],
-                       r.get("LONG_ANSWER", ""), s, with_long_answer, r.get("MESHES"))
+        return _sample(
+            pmid,
+            r["QUESTION"],
+            r["CONTEXTS"],
+            r.get("LABELS") or [],
+            r["final_decision"],
+            r.get("LONG_ANSWER", ""),
+            s,
+            with_long_answer,
+            r.get("MESHES"),
+        )
 
     yield from ctx.emit(list_rows(str(base / "ori_pqal.json"), data.items()), convert)
 
 
-def load_hub(hub_id: str, split: str | None, ctx: Context, *, test_ids: str | Path | None = None,
-             with_long_answer: bool = False, **kw: Any) -> Iterator[Sample]:
+def load_hub(
+    hub_id: str,
+    split: str | None,
+    ctx: Context,
+    *,
+    test_ids: str | Path | None = None,
+    with_long_answer: bool = False,
+    config: str = "pqa_labeled",
+) -> Iterator[Sample]:
     """Yield ``pqa_labeled`` rows; the test split needs ``test_ids`` (the official test_ground_truth.json)."""
     if split is not None and test_ids is None:
         raise ValueError("the hub copy has no test split: pass test_ids=<path to test_ground_truth.json>")
     test = set(read_json(Path(test_ids))) if test_ids else set()
-    ds = hub_split(hub_id, kw.get("config", "pqa_labeled"), "train")
+    ds = hub_split(hub_id, config, "train")
 
     def convert(r: dict[str, Any]) -> Sample | None:
         pmid = text(r["pubid"])
@@ -81,7 +109,16 @@ def load_hub(hub_id: str, split: str | None, ctx: Context, *, test_ids: str | Pa
         if split not in (None, s):
             return None
         c = r["context"]
-        return _sample(pmid, r["question"], c["contexts"], c.get("labels") or [], r["final_decision"],
-                       r.get("long_answer", ""), s, with_long_answer, c.get("meshes"))
+        return _sample(
+            pmid,
+            r["question"],
+            c["contexts"],
+            c.get("labels") or [],
+            r["final_decision"],
+            r.get("long_answer", ""),
+            s,
+            with_long_answer,
+            c.get("meshes"),
+        )
 
     yield from ctx.emit(list_rows(f"{hub_id}[train]", ds), convert)

@@ -131,10 +131,11 @@ def load(
     lang: str | None = "en",
     grounding: bool = True,
     detection_format: str = "auto",
-    **kw: Any,
 ) -> Iterator[Sample]:
     """Yield SLAKE VQA samples (filtered by ``lang``) and, if ``grounding``, organ-box samples."""
-    base = next((b for b in (root, root / "Slake1.0") if (b / "train.json").is_file() or (b / "test.json").is_file()), None)
+    base = next(
+        (b for b in (root, root / "Slake1.0") if (b / "train.json").is_file() or (b / "test.json").is_file()), None
+    )
     if base is None:
         raise LayoutError(f"no train.json / validate.json / test.json in {root}")
     imgs = base / "imgs"

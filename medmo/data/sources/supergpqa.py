@@ -20,7 +20,8 @@ from medmo.records import RecordError, Sample, options_from_list, stable_id
 
 def _keep(r: dict[str, Any], discipline: str | None, fields: Sequence[str] | None) -> bool:
     return (discipline is None or text(r.get("discipline")) == discipline) and (
-        fields is None or text(r.get("field")) in fields)
+        fields is None or text(r.get("field")) in fields
+    )
 
 
 def _sample(r: dict[str, Any]) -> Sample:
@@ -36,22 +37,42 @@ def _sample(r: dict[str, Any]) -> Sample:
         question=text(r["question"]),
         answer=letter,
         options=options,
-        meta={"uuid": r["uuid"], "discipline": text(r.get("discipline")), "field": text(r.get("field")),
-              "subfield": text(r.get("subfield")), "difficulty": text(r.get("difficulty")),
-              "is_calculation": bool(r.get("is_calculation"))},
+        meta={
+            "uuid": r["uuid"],
+            "discipline": text(r.get("discipline")),
+            "field": text(r.get("field")),
+            "subfield": text(r.get("subfield")),
+            "difficulty": text(r.get("difficulty")),
+            "is_calculation": bool(r.get("is_calculation")),
+        },
     )
 
 
-def load(root: Path, split: str | None, ctx: Context, *, discipline: str | None = "Medicine",
-         fields: Sequence[str] | None = None, **kw: Any) -> Iterator[Sample]:
+def load(
+    root: Path,
+    split: str | None,
+    ctx: Context,
+    *,
+    discipline: str | None = "Medicine",
+    fields: Sequence[str] | None = None,
+) -> Iterator[Sample]:
     """Yield SuperGPQA questions of one discipline (``Medicine`` by default)."""
-    path = root if root.is_file() else find(root, ["SuperGPQA-all.jsonl", "data/SuperGPQA-all.jsonl", "**/*.jsonl"],
-                                            "SuperGPQA-all.jsonl")
+    path = (
+        root
+        if root.is_file()
+        else find(root, ["SuperGPQA-all.jsonl", "data/SuperGPQA-all.jsonl", "**/*.jsonl"], "SuperGPQA-all.jsonl")
+    )
     yield from ctx.emit(jsonl_rows(path), lambda r: _sample(r) if _keep(r, discipline, fields) else None, json.loads)
 
 
-def load_hub(hub_id: str, split: str | None, ctx: Context, *, discipline: str | None = "Medicine",
-             fields: Sequence[str] | None = None, **kw: Any) -> Iterator[Sample]:
+def load_hub(
+    hub_id: str,
+    split: str | None,
+    ctx: Context,
+    *,
+    discipline: str | None = "Medicine",
+    fields: Sequence[str] | None = None,
+) -> Iterator[Sample]:
     """Yield rows of the hub's single ``train`` split, filtered like :func:`load`."""
     rows = list_rows(f"{hub_id}[train]", hub_split(hub_id, None, "train"))
     yield from ctx.emit(rows, lambda r: _sample(r) if _keep(r, discipline, fields) else None)

@@ -48,7 +48,7 @@ def _sample(ctx: Context, r: dict[str, Any], split: str, image_dir: Path) -> Sam
     )
 
 
-def load(root: Path, split: str | None, ctx: Context, **kw: Any) -> Iterator[Sample]:
+def load(root: Path, split: str | None, ctx: Context) -> Iterator[Sample]:
     """Yield VQA-RAD samples from a MEVF ``data_RAD`` folder or the OSF release folder."""
     for base in (root, root / "data_RAD"):
         if any((base / f).is_file() for f in MEVF_FILES.values()):
@@ -56,7 +56,7 @@ def load(root: Path, split: str | None, ctx: Context, **kw: Any) -> Iterator[Sam
             for name, fname in MEVF_FILES.items():
                 if (split is None or split == name) and (base / fname).is_file():
                     rows = list_rows(str(base / fname), read_json(base / fname))
-                    yield from ctx.emit(rows, lambda r, n=name: _sample(ctx, r, n, images))
+                    yield from ctx.emit(rows, lambda r, n=name, d=images: _sample(ctx, r, n, d))
             return
     osf = root / OSF_FILE
     if osf.is_file():
@@ -72,7 +72,7 @@ def load(root: Path, split: str | None, ctx: Context, **kw: Any) -> Iterator[Sam
     raise LayoutError(f"no trainset.json / testset.json / {OSF_FILE!r} in {root}")
 
 
-def load_hub(hub_id: str, split: str | None, ctx: Context, **kw: Any) -> Iterator[Sample]:
+def load_hub(hub_id: str, split: str | None, ctx: Context) -> Iterator[Sample]:
     """Yield samples of the hub copy (``image``, ``question``, ``answer``; images written to ``image_dir``)."""
     from medmo.data.sources._base import hub_split
 

@@ -48,7 +48,9 @@ _SPECS = [
     MetricSpec("rougeL", "text", "rouge_l", "text", "ROUGE-L F1, rouge-score package", {"variant": "rouge_score"}),
     MetricSpec("rougeL_coco", "text", "rouge_l", "text", "ROUGE-L beta=1.2, pycocoevalcap Rouge", {"variant": "coco"}),
     MetricSpec("vqa_standard", "vqa", "vqa", "vqa", "VQA preset 'standard'", {"preset": "standard"}),
-    MetricSpec("vqa_medevalkit", "vqa", "vqa", "vqa", "VQA preset 'medevalkit' (MedEvalKit rules)", {"preset": "medevalkit"}),
+    MetricSpec(
+        "vqa_medevalkit", "vqa", "vqa", "vqa", "VQA preset 'medevalkit' (MedEvalKit rules)", {"preset": "medevalkit"}
+    ),
     MetricSpec("grounding", "grounding", "grounding", "grounding", "IoU first/best/matched, Acc@t(first), F1@0.5"),
     MetricSpec("finding_f1", "findings", "findings_metric", "report", "rule-based finding factuality F1"),
     MetricSpec("ratescore", "plugins", "ratescore", "model", "RaTEScore (needs local weights)"),

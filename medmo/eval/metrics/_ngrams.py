@@ -7,8 +7,13 @@ runtime, so :func:`ptb_lite` reimplements the parts that matter for report and c
 * lowercase;
 * words keep inner hyphens, slashes, apostrophes and decimal points (``x-ray``, ``and/or``, ``3.5``);
 * clitics split like PTB (``isn't`` -> ``is n't``, ``patient's`` -> ``patient 's``);
-* punctuation tokens that coco-caption removes after PTB (``. , : ; ? ! - -- ... ' ` "``, brackets) are
-  dropped; other symbols (``%``, ``+``, ``=``...) stay as their own tokens, as PTB leaves them.
+* punctuation tokens that coco-caption removes after PTB (``. , : ; ? ! - -- ... ' ` "``) are dropped;
+  brackets become ``-lrb-`` / ``-rrb-`` (and ``-lsb-``, ``-lcb-``...) tokens, which coco-caption keeps
+  because its filter lists them in upper case; other symbols (``%``, ``+``, ``=``...) stay tokens;
+* abbreviations keep their period (``e.g.``, ``i.e.``, ``dr.``).
+
+Known difference: PTB splits some number-unit runs (``3.5cm`` -> ``3.5 cm``); ptb_lite keeps them whole.
+``tests/test_metrics_text.py`` compares both on report sentences when Java is available.
 
 Counting n-grams is where the reference implementations spend their time (a Python dict per
 sentence per comparison). :class:`NgramTable` instead maps words to integers, encodes each n-gram as one
@@ -17,25 +22,31 @@ int64 and counts all sentences at once with ``np.unique``.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-_TOKEN = re.compile(r"\w+(?:[-/.'’]\w+)*|[^\w\s]", re.UNICODE)
+_TOKEN = re.compile(r"(?:[a-z]\.){2,}|\w+(?:[-/.'’]\w+)*\.?|[^\w\s]", re.UNICODE)
+_KEEP_DOT = re.compile(r"^(?:(?:[a-z]\.){2,}|(?:dr|mr|mrs|ms|prof|vs)\.)$")  # e.g. i.e. dr. keep their period
+# PTB writes brackets as -LRB- etc.; with -lowerCase they come out as "-lrb-", which pycocoevalcap's
+# punctuation filter (upper-case "-LRB-") does not remove, so they stay tokens.
+_BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-"}
 _CLITIC = re.compile(r"^(.+?)(n't|'s|'re|'ve|'ll|'d|'m)$")
 # Tokens pycocoevalcap's PTBTokenizer wrapper removes (its PUNCTUATIONS list), plus the bracket and
 # quote characters PTB would first have rewritten into -LRB-, ``, '' and so on.
-PTB_PUNCT = frozenset(
-    ["''", "'", "``", "`", ".", "?", "!", ",", ":", "-", "--", "...", ";", '"', "(", ")", "[", "]", "{", "}", "’", "‘"]
-)
+PTB_PUNCT = frozenset(["''", "'", "``", "`", ".", "?", "!", ",", ":", "-", "--", "...", ";", '"', "’", "‘"])
 
 
 def ptb_lite(text: str) -> list[str]:
     """Tokenize like coco-caption's PTB pipeline, without Java (see module docstring for the rules)."""
     out: list[str] = []
     for tok in _TOKEN.findall(str(text).lower().replace("’", "'")):
+        if tok.endswith(".") and len(tok) > 1 and not _KEEP_DOT.match(tok):
+            tok = tok[:-1]  # sentence-final period: PTB splits it off, coco-caption drops it
+        tok = _BRACKETS.get(tok, tok)
         m = _CLITIC.match(tok)
         parts = [m.group(1), m.group(2)] if m else [tok]
         out.extend(p for p in parts if p not in PTB_PUNCT)
@@ -65,10 +76,9 @@ class NgramTable:
     @classmethod
     def build(cls, sentences: Sequence[Sequence[str]], n: int = 4) -> NgramTable:
         """Count the 1..n-grams of already tokenized sentences."""
-        vocab: dict[str, int] = {}
-        words = np.fromiter(
-            (vocab.setdefault(w, len(vocab)) for toks in sentences for w in toks), dtype=np.int64
-        )
+        tokens = list(itertools.chain.from_iterable(sentences))
+        vocab = {w: i for i, w in enumerate(dict.fromkeys(tokens))}  # C-speed dict passes, no Python loop
+        words = np.fromiter(map(vocab.__getitem__, tokens), dtype=np.int64, count=len(tokens))
         lengths = np.fromiter((len(t) for t in sentences), dtype=np.int64, count=len(sentences))
         sent_of = np.repeat(np.arange(len(sentences), dtype=np.int64), lengths)
         W = max(len(vocab), 1)
@@ -80,7 +90,7 @@ class NgramTable:
                 code = np.zeros(len(start), dtype=np.int64)
                 for j in range(k):
                     code = code * W + words[start + j]
-                uniq, inv = np.unique(code, return_inverse=True)
+                uniq, inv = np.unique(code, return_inverse=True)  # sort-based (inverse requested)
             else:  # huge vocabularies: compare the k columns directly
                 cols = np.stack([words[start + j] for j in range(k)], axis=1)
                 uniq, inv = np.unique(cols, axis=0, return_inverse=True)
@@ -89,5 +99,25 @@ class NgramTable:
             orders.append(np.full(len(uniq), k - 1, dtype=np.int64))
             offset += len(uniq)
         G = max(offset, 1)
-        key, count = np.unique(np.concatenate(sents) * G + np.concatenate(grams), return_counts=True)
+        key, count = unique_sorted(np.concatenate(sents) * G + np.concatenate(grams), counts=True)
         return cls(key // G, key % G, count.astype(np.float64), np.concatenate(orders), lengths, offset)
+
+
+def unique_sorted(a: np.ndarray, counts: bool = False):
+    """``np.unique`` for int64 keys by one sort (numpy's hash-based path is much slower on large keys)."""
+    a = np.sort(a)
+    first = np.ones(len(a), dtype=bool)
+    first[1:] = a[1:] != a[:-1]
+    uniq = a[first]
+    if not counts:
+        return uniq
+    starts = np.flatnonzero(first)
+    return uniq, np.diff(np.append(starts, len(a)))
+
+
+def lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``values[i]`` where ``keys[i] == q`` for each query key (``keys`` sorted, unique), else 0."""
+    if len(keys) == 0:
+        return np.zeros(len(query))
+    pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+    return np.where(keys[pos] == query, values[pos], 0.0)

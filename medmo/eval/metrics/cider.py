@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from medmo.eval.metrics._ngrams import NgramTable, ptb_lite
+from medmo.eval.metrics._ngrams import NgramTable, lookup, ptb_lite, unique_sorted
 
 CIDER_VERSION = "cider-1"
 
@@ -71,36 +71,49 @@ def cider_scores(
     ref_sample = np.repeat(np.arange(N), n_refs)  # sample of each flattened reference
     table = NgramTable.build(list(hyps) + [r for rs in refs for r in rs], n=n)
     sample_of = np.concatenate([np.arange(N), ref_sample])  # sample of every sentence
-    G = max(table.n_grams, 1)
-    is_ref = table.sent >= N
-
-    # document frequency: in how many samples' reference sets each n-gram appears
-    doc_keys = np.unique(sample_of[table.sent[is_ref]] * G + table.gram[is_ref])
-    df = np.bincount(doc_keys % G, minlength=G).astype(np.float64)
-    idf = np.log(float(N)) - np.log(np.maximum(1.0, df))
-    vec = table.count * idf[table.gram]
-    order = table.order[table.gram]
-    n_sent = N + len(ref_sample)
-    norm = np.sqrt(np.bincount(table.sent * n + order, weights=vec * vec, minlength=n_sent * n)).reshape(n_sent, n)
-
-    # similarity of each reference with its sample's hypothesis, over the reference's n-grams
-    hyp_keys = table.sent[~is_ref] * G + table.gram[~is_ref]
-    hyp_vec = vec[~is_ref]
-    r_sent, r_vec = table.sent[is_ref], vec[is_ref]
-    look = sample_of[r_sent] * G + table.gram[is_ref]
-    pos = np.minimum(np.searchsorted(hyp_keys, look), max(len(hyp_keys) - 1, 0))
-    h_vec = np.where((len(hyp_keys) > 0) & (hyp_keys[pos] == look), hyp_vec[pos] if len(hyp_vec) else 0.0, 0.0)
-    contrib = (np.minimum(h_vec, r_vec) if variant == "d" else h_vec) * r_vec
-    R = len(ref_sample)
-    dot = np.bincount((r_sent - N) * n + order[is_ref], weights=contrib, minlength=R * n).reshape(R, n)
-    denom = norm[ref_sample] * norm[N:]
-    val = np.divide(dot, denom, out=dot.copy(), where=denom != 0)
-    if variant == "d":
+    vec, norm = _tfidf(table, sample_of, N, n)
+    val = _cosines(table, vec, norm, sample_of, N, n, clip=variant == "d")
+    if variant == "d":  # Gaussian length penalty, "length" = bigram count as in the reference code
         bigrams = np.maximum(table.lengths - 1, 0) if n >= 2 else np.zeros_like(table.lengths)
         delta = (bigrams[:N][ref_sample] - bigrams[N:]).astype(np.float64)
         val = val * np.exp(-(delta**2) / (2 * sigma**2))[:, None]
     per_sample = np.bincount(ref_sample, weights=val.mean(axis=1), minlength=N)
     return per_sample / n_refs * 10.0
+
+
+def _tfidf(table: NgramTable, sample_of: np.ndarray, N: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """tf-idf weight of every table row, and each sentence's per-order vector norms (sentences x n).
+
+    Document frequency = in how many samples' reference *sets* an n-gram appears; idf uses log(#samples).
+    """
+    G = max(table.n_grams, 1)
+    is_ref = table.sent >= N
+    doc_keys = unique_sorted(sample_of[table.sent[is_ref]] * G + table.gram[is_ref])
+    df = np.bincount(doc_keys % G, minlength=G).astype(np.float64)
+    idf = np.log(float(N)) - np.log(np.maximum(1.0, df))
+    vec = table.count * idf[table.gram]
+    n_sent = len(table.lengths)
+    sq = np.bincount(table.sent * n + table.order[table.gram], weights=vec * vec, minlength=n_sent * n)
+    return vec, np.sqrt(sq).reshape(n_sent, n)
+
+
+def _cosines(table, vec, norm, sample_of, N: int, n: int, clip: bool) -> np.ndarray:
+    """Per-order cosine of each reference with its sample's hypothesis (references x n).
+
+    Only n-grams of the reference can contribute, so the sum runs over reference rows, each looking up
+    the hypothesis weight of the same n-gram; CIDEr-D clips it to the reference weight first.
+    """
+    G = max(table.n_grams, 1)
+    is_ref = table.sent >= N
+    r_sent, r_vec = table.sent[is_ref], vec[is_ref]
+    hyp_keys = table.sent[~is_ref] * G + table.gram[~is_ref]
+    h_vec = lookup(hyp_keys, vec[~is_ref], sample_of[r_sent] * G + table.gram[is_ref])
+    contrib = (np.minimum(h_vec, r_vec) if clip else h_vec) * r_vec
+    R = len(table.lengths) - N
+    order = table.order[table.gram[is_ref]]
+    dot = np.bincount((r_sent - N) * n + order, weights=contrib, minlength=R * n).reshape(R, n)
+    denom = norm[sample_of[N:]] * norm[N:]
+    return np.divide(dot, denom, out=dot.copy(), where=denom != 0)
 
 
 def cider(

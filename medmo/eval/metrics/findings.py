@@ -81,7 +81,9 @@ _CLAUSE = re.compile(
     # "no X, and there is Y" / "no X and a small Y": a new positive statement starts
     r"|\b(?:and|while)\s+(?:there\s+(?:is|are)|a|an|the|new|small|large|mild|moderate|severe|increased|persistent)\b"
 )
-_UNCERTAIN = re.compile(r"\b(?:cannot|can not|could not|not|may not)\s+(?:be\s+)?(?:excluded|exclude|ruled out|rule out)\b")
+_UNCERTAIN = re.compile(
+    r"\b(?:cannot|can not|could not|not|may not)\s+(?:be\s+)?(?:excluded|exclude|ruled out|rule out)\b"
+)
 _PRE = re.compile(
     r"\b(?:no|not|without|negative for|free of|clear of|absence of|absent|resolved|resolution of|"
     r"rule[sd]? out|neither|nor)\b"
@@ -96,7 +98,10 @@ _NORMAL = (
     (re.compile(r"\bnormal (?:heart|cardiac) (?:size|silhouette)\b"), ("cardiomegaly",)),
     (re.compile(r"\bcardiac silhouette (?:is )?(?:within normal limits|normal|unremarkable)\b"), ("cardiomegaly",)),
     (
-        re.compile(r"\bcardiomediastinal (?:silhouette|contours?) (?:is |are )?(?:within normal limits|normal|unremarkable|stable)\b"),
+        re.compile(
+            r"\bcardiomediastinal (?:silhouette|contours?) (?:is |are )?"
+            r"(?:within normal limits|normal|unremarkable|stable)\b"
+        ),
         ("cardiomegaly", "enlarged cardiomediastinum"),
     ),
 )

@@ -95,7 +95,8 @@ class LLMJudge:
             return False
 
     def info(self) -> dict:
-        return {"name": "llm_judge", "model": self.config.model, "base_url": self.config.base_url, "version": JUDGE_VERSION}
+        c = self.config
+        return {"name": "llm_judge", "model": c.model, "base_url": c.base_url, "version": JUDGE_VERSION}
 
 
 def judge(

@@ -107,12 +107,17 @@ def _refs(references: Sequence[str | Sequence[str]]) -> list[str]:
 
 
 def ratescore(predictions: Sequence[str], references, *, weights_dir=None, batch_size: int = 8) -> dict:
-    """RaTEScore per sample (package ``RaTEScore``, local NER + embedding models)."""
+    """RaTEScore per sample (package ``RaTEScore``'s ``RaTEScore.compute_score``, local NER + embedding
+    models; the package defaults to CUDA, so the device is chosen here)."""
     path = resolve("ratescore", weights_dir)
+    import torch
     from RaTEScore import RaTEScore
 
     scorer = RaTEScore(
-        bert_model=str(path / "RaTE-NER-Deberta"), eval_model=str(path / "BioLORD-2023-C"), batch_size=batch_size
+        bert_model=str(path / "RaTE-NER-Deberta"),
+        eval_model=str(path / "BioLORD-2023-C"),
+        batch_size=batch_size,
+        use_gpu=torch.cuda.is_available(),
     )
     return _result("ratescore", scorer.compute_score(list(predictions), _refs(references)), "ratescore-plugin-1")
 
@@ -123,9 +128,12 @@ def semb_score(predictions: Sequence[str], references, *, weights_dir=None, devi
     import numpy as np
     from f1chexbert import F1CheXbert
 
-    scorer = F1CheXbert(device=device, model_path=str(path / "chexbert.pth"))
+    try:
+        scorer = F1CheXbert(device=device, model_path=str(path / "chexbert.pth"))
+    except TypeError as e:  # releases that only download their own checkpoint
+        raise MissingPackageError(f"this f1chexbert release cannot load a local checkpoint ({e}); upgrade it") from e
     if not hasattr(scorer, "get_embeddings"):
-        raise MissingPackageError("this f1chexbert version has no get_embeddings(); install a newer f1chexbert")
+        raise MissingPackageError("this f1chexbert release has no get_embeddings(); upgrade f1chexbert")
     a = np.asarray(scorer.get_embeddings(list(predictions)), dtype=np.float64)
     b = np.asarray(scorer.get_embeddings(_refs(references)), dtype=np.float64)
     cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)

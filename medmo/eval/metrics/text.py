@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from medmo.eval.metrics._ngrams import NgramTable, ptb_lite
+from medmo.eval.metrics._ngrams import NgramTable, lookup, ptb_lite
 from medmo.eval.metrics.cider import CIDER_VERSION, as_ref_lists, cider, cider_scores
 
 TEXT_VERSION = f"text-1+{CIDER_VERSION}"
@@ -59,8 +59,7 @@ def _bleu_counts(hyps, refs, n):
     rmax = np.zeros(len(rkey))
     np.maximum.at(rmax, inv.reshape(-1), table.count[is_ref])
     hkey = table.sent[~is_ref] * G + table.gram[~is_ref]
-    pos = np.minimum(np.searchsorted(rkey, hkey), max(len(rkey) - 1, 0))
-    clip = np.where((len(rkey) > 0) & (rkey[pos] == hkey), rmax[pos] if len(rmax) else 0.0, 0.0)
+    clip = lookup(rkey, rmax, hkey)
     correct = np.bincount(
         table.sent[~is_ref] * n + table.order[table.gram[~is_ref]],
         weights=np.minimum(table.count[~is_ref], clip),
@@ -71,7 +70,7 @@ def _bleu_counts(hyps, refs, n):
     reflen = np.empty(N, dtype=np.int64)
     ref_lengths = np.split(table.lengths[N:], np.cumsum(n_refs)[:-1])
     for i, ls in enumerate(ref_lengths):  # "closest": min over (|l - testlen|, l)
-        reflen[i] = min((abs(int(l) - int(testlen[i])), int(l)) for l in ls)[1]
+        reflen[i] = min((abs(int(n_tok) - int(testlen[i])), int(n_tok)) for n_tok in ls)[1]
     return correct, guess, testlen, reflen
 
 

@@ -1,0 +1,218 @@
+"""The speedrun's trivial baseline and its report (``report.md`` + ``report.html``).
+
+The baseline answers without looking at the image: the most frequent training answer of each task and,
+for grounding, the mean training box. It runs through the same evaluation pipeline as the trained
+models, so its row in the tables is scored by exactly the same rules.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from medmo.records import Sample
+
+STAGE_ROWS = (("baseline", "trivial baseline"), ("align", "after alignment"), ("sft", "after instruction tuning"),
+              ("grpo", "after GRPO"))
+
+
+class BaselineBackend:
+    """An evaluation backend that ignores the image: majority answers and the mean training box.
+
+    Args:
+        answers: majority training answer per task.
+        mean_box: mean training box on the 0-1000 grid.
+        tasks: test sample id -> (task, grounding label).
+    """
+
+    name = "baseline"
+
+    def __init__(self, answers: dict[str, str], mean_box: list[int], tasks: dict[str, tuple[str, str]]):
+        self.answers, self.mean_box, self.tasks = answers, mean_box, tasks
+
+    @classmethod
+    def from_records(cls, train_path: str | Path, *test_paths: str | Path) -> BaselineBackend:
+        from medmo.boxes import to_grid
+        from medmo.data.io import read_records
+
+        counts: dict[str, Counter] = {}
+        boxes: list[list[int]] = []
+        for s in read_records(train_path):
+            if s.task == "grounding":
+                boxes += [to_grid(b.box, s.images[b.image].width, s.images[b.image].height) for b in s.boxes]
+            else:
+                counts.setdefault(s.task, Counter())[s.answer] += 1
+        answers = {task: c.most_common(1)[0][0] for task, c in counts.items()}
+        mean = [round(sum(b[i] for b in boxes) / max(1, len(boxes))) for i in range(4)]
+        tasks = {s.id: (s.task, s.answer) for p in test_paths for s in read_records(p)}
+        return cls(answers, mean, tasks)
+
+    def info(self) -> dict[str, Any]:
+        return {"kind": "baseline", "name": self.name, "rule": "majority training answer per task; mean box"}
+
+    def generate(self, requests: list, *, batch_size: int = 8) -> list[str]:
+        from medmo.prompts import format_box_answer
+
+        out = []
+        for r in requests:
+            task, label = self.tasks.get(r.id, ("", ""))
+            if task == "grounding":
+                out.append(format_box_answer(label or "finding", [self.mean_box]))
+            else:
+                out.append(self.answers.get(task, ""))
+        return out
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
+def _curves(run: Path, out: Path) -> Path | None:
+    """Loss (align, sft), reward (grpo) and box reward / IoU curves from the stages' metrics.jsonl."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from medmo.train.logging import read_metrics
+
+    logs = {s: read_metrics(run / s) if (run / s / "metrics.jsonl").exists() else [] for s in ("align", "sft", "grpo")}
+    if not any(logs.values()):
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    offset = 0
+    for stage in ("align", "sft"):
+        pts = [(r["step"] + offset, r["loss"]) for r in logs[stage] if "loss" in r]
+        if pts:
+            axes[0].plot(*zip(*pts), label=f"{stage} train loss")
+        ev = [(r["step"] + offset, r["eval_loss"]) for r in logs[stage] if "eval_loss" in r]
+        if ev:
+            axes[0].plot(*zip(*ev), "o--", label=f"{stage} validation loss")
+        offset = max([offset] + [r["step"] + offset for r in logs[stage]])
+    axes[0].set(title="loss (align, then sft)", xlabel="step", yscale="log")
+    reward_keys = sorted({k for r in logs["grpo"] for k in r if k.startswith("reward")})
+    for key in reward_keys:
+        pts = [(r["step"], r[key]) for r in logs["grpo"] if isinstance(r.get(key), (int, float))]
+        if pts:
+            (axes[2] if "giou" in key or "box" in key else axes[1]).plot(*zip(*pts), label=key)
+    axes[1].set(title="GRPO rewards", xlabel="step")
+    iou = _iou_by_stage(run)
+    if iou:
+        axes[2].bar(list(iou), list(iou.values()), alpha=0.3, color="gray", label="held-out IoU by stage")
+    axes[2].set(title="box reward (GRPO) / held-out IoU", xlabel="step / stage")
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _results(run: Path) -> dict[str, dict]:
+    marker = run / "stages" / "eval.json"
+    if not marker.exists():
+        return {}
+    paths = json.loads(marker.read_text()).get("results", {})
+    return {stage: json.loads(Path(p).read_text()) for stage, p in paths.items() if Path(p).exists()}
+
+
+def _iou_by_stage(run: Path) -> dict[str, float]:
+    out = {}
+    for stage, res in _results(run).items():
+        m = (res.get("benchmarks", {}).get("nano_grounding") or {}).get("metrics", {})
+        if isinstance(m.get("iou_matched_mean"), (int, float)):
+            out[stage] = m["iou_matched_mean"]
+    return out
+
+
+def _stage_times(run: Path) -> list[tuple[str, float, float]]:
+    rows = []
+    for p in sorted((run / "stages").glob("*.json"), key=lambda p: p.stat().st_mtime):
+        d = json.loads(p.read_text())
+        if "seconds" in d:
+            rows.append((p.stem, d["seconds"], d.get("peak_rss_mb", 0.0)))
+    return rows
+
+
+def _relabel(results: dict[str, dict]) -> list[dict]:
+    labels = dict(STAGE_ROWS)
+    return [{**res, "model": labels.get(stage, stage)} for stage, res in results.items()]
+
+
+def write_report(run: str | Path, config: dict[str, Any]) -> dict[str, Path]:
+    """Write ``report.md``, ``report.html``, tables, curves and the grounding page into ``run``."""
+    from medmo.eval.report_html import grounding_page
+    from medmo.eval.tables import build_tables, to_markdown, write_tables
+
+    run = Path(run)
+    out = run / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    results = _relabel(_results(run))
+    files = write_tables(results, out) if results else {}
+    tables = build_tables(results) if results else []
+    curves = _curves(run, out)
+    pages = []
+    for res in results:
+        page = grounding_page(res, out / f"grounding-{res['model'].replace(' ', '_')}.html")
+        if page:
+            pages.append(page)
+    times = _stage_times(run)
+    md = ["# nano MedMO speedrun", "",
+          "Research use only: a nano model trained on synthetic data; not for clinical decisions.", "",
+          "## Results on the held-out nano test split", ""]
+    for t in tables:
+        md += [to_markdown(t), ""]
+    if curves:
+        md += ["## Training curves", "", f"![curves]({curves.relative_to(run)})", ""]
+    if pages:
+        md += ["## Grounding predictions", ""] + [f"- [{p.stem}]({p.relative_to(run)})" for p in pages] + [""]
+    md += ["## Time and peak memory per stage", "", "| stage | seconds | peak RSS (MB) |", "|---|---:|---:|"]
+    md += [f"| {s} | {sec:.1f} | {mem:.0f} |" for s, sec, mem in times]
+    md += ["", f"Total: {sum(t[1] for t in times):.1f} s", "", "## Settings", "", "```json",
+           json.dumps(config, indent=2), "```", ""]
+    report_md = run / "report.md"
+    report_md.write_text("\n".join(md), encoding="utf-8")
+    report_html = run / "report.html"
+    report_html.write_text(_html(md, run), encoding="utf-8")
+    return {"report_md": report_md, "report_html": report_html, **files}
+
+
+def _html(md_lines: list[str], run: Path) -> str:
+    """A self-contained page: markdown tables as HTML tables, images inlined, links kept."""
+    body, table = [], []
+
+    def flush() -> None:
+        if table:
+            rows = [r.strip("|").split("|") for r in table if not set(r.replace("|", "").strip()) <= set("-: ")]
+            cells = ["".join(f"<{'th' if i == 0 else 'td'}>{html.escape(c.strip())}</{'th' if i == 0 else 'td'}>"
+                             for c in row) for i, row in enumerate(rows)]
+            body.append("<table>" + "".join(f"<tr>{c}</tr>" for c in cells) + "</table>")
+            table.clear()
+
+    for line in md_lines:
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
+        elif line.startswith("![") and "](" in line:
+            src = run / line.split("](")[1].rstrip(")")
+            data = base64.b64encode(src.read_bytes()).decode()
+            body.append(f"<img style='max-width:100%' src='data:image/png;base64,{data}'>")
+        elif line.startswith("- [") and "](" in line:
+            text, href = line[3:].split("](")
+            body.append(f"<li><a href='{html.escape(href.rstrip(')'))}'>{html.escape(text.rstrip(']'))}</a></li>")
+        elif line.strip():
+            body.append(f"<p>{html.escape(line)}</p>" if not line.startswith("```") else "")
+    flush()
+    css = "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}" \
+          "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>nano MedMO speedrun</title>" \
+           f"<style>{css}</style></head><body>{''.join(body)}</body></html>"

@@ -1,0 +1,66 @@
+"""A run killed after a checkpoint and resumed follows the same loss curve as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from medmo.train.logging import read_metrics
+from medmo.train.recipe import load_recipe
+
+
+class Killed(Exception):
+    pass
+
+
+def recipe(model_dir, train, out, *extra):
+    return load_recipe(None, [
+        f"model={model_dir}", f"output_dir={out}", f"data.train=[{train}]", "data.max_samples=10",
+        "min_pixels=1024", "max_pixels=4096", "max_tokens=300", "batch_size=1", "max_steps=4",
+        "optim.lr=2e-3", "optim.warmup_steps=2", "save_every=3", "keep_checkpoints=1",
+        "logging.progress=false", "logging.tensorboard=false", *extra,
+    ])
+
+
+def test_resume_continues_the_same_curve(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from medmo.data.synth import build_nano
+    from medmo.train.checkpoint import latest_checkpoint, list_checkpoints
+    from medmo.train.sft import run
+
+    train = build_nano(tmp_path / "data", n_train=2, n_val=1, n_test=1, image_size=64)["train"]
+    full = run(recipe(tiny_model_dir, train, tmp_path / "full"))
+
+    def kill_at_4(state, metrics):
+        if state.step == 4:  # one step past the step-3 checkpoint: that step's work is lost
+            raise Killed
+
+    with pytest.raises(Killed):
+        run(recipe(tiny_model_dir, train, tmp_path / "cut"), on_step=kill_at_4)
+    ckpt = latest_checkpoint(tmp_path / "cut")
+    assert ckpt.name == "step-0000003" and list_checkpoints(tmp_path / "cut") == [ckpt]
+    for name in ("model.safetensors", "optimizer.bin", "random_states_0.pkl", "custom_checkpoint_0.pkl"):
+        assert (ckpt / name).is_file(), name
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    # 10 samples pack into 2 rows per epoch: after 3 steps the stream is 1 row into epoch 1
+    assert (state["step"], state["epoch"], state["offset"]) == (3, 1, 1)
+    assert [r["step"] for r in read_metrics(tmp_path / "cut")] == [1, 2, 3, 4]
+
+    resumed = run(recipe(tiny_model_dir, train, tmp_path / "cut", "resume=true"))
+    a, b = read_metrics(full), read_metrics(resumed)
+    assert [r["step"] for r in b] == list(range(1, 5))
+    assert [r["loss"] for r in b] == pytest.approx([r["loss"] for r in a], abs=1e-6)
+    assert [r["lr"] for r in b] == pytest.approx([r["lr"] for r in a], abs=1e-12)
+    wa, wb = load_file(str(full / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+
+
+def test_resume_from_a_missing_checkpoint_is_clear(tmp_path):
+    from medmo.train.checkpoint import resolve_resume
+
+    assert resolve_resume(True, tmp_path) is None  # nothing yet: a fresh start
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        resolve_resume(str(tmp_path / "nope"), tmp_path)
