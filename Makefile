@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(PIP_FLAGS) torch==2.13.0
-	$(BIN)/python -m pip install -q $(PIP_FLAGS) -e '.[test,serve,plots]'
+	$(BIN)/python -m pip install -q $(PIP_FLAGS) -e '.[test,serve]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/medmo speedrun
 
 test: $(STAMP)
+	bash scripts/install_browser.sh
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -3,10 +3,11 @@
 Run: ``.venv/bin/python bench/eval_batch_bench.py [--samples 48] [--batch-size 16] [--tokens 16]``
 
 Builds a tiny random Qwen3-VL (``medmo.model.build_tiny``) and the nano test split, then evaluates the
-nano closed-VQA benchmark twice through :func:`medmo.eval.runner.evaluate` with a fresh cache each time:
-``batch_size=1`` and ``batch_size=B``. A random model never stops early, so both runs generate exactly
-``--tokens`` tokens per sample and the comparison is like for like. Prints samples/s and the speed-up
-(target: >= 3x).
+nano closed-VQA benchmark through :func:`medmo.eval.runner.evaluate` with a fresh cache each time:
+``batch_size=1`` and ``batch_size=B``, after a warm-up of both shapes, best of ``--repeats`` runs each
+(the CPU is shared, so the best run is the least disturbed one). Greedy decoding gives each sample the
+same answer either way; a batch runs until its longest answer ends, so batching gets no shortcut.
+Prints samples/s and the speed-up (target: >= 3x).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=48)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--tokens", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "2")
 
@@ -50,13 +52,19 @@ def main() -> None:
     model = load(build_tiny(tmp / "model"))
     build_nano(tmp / "nano", n_train=0, n_val=0, n_test=args.samples, image_size=64)
     bench = replace(get("nano_closed"), generation={"max_new_tokens": args.tokens, "greedy": True})
-    run(model, bench, tmp / "nano", tmp / "warmup", 2, 4)  # first-call costs (kernels, allocator) out of the timing
+    for bs in (1, args.batch_size):  # first-call costs (lazy init, kernel selection per shape) out of the timing
+        run(model, bench, tmp / "nano", tmp / f"warmup{bs}", bs, min(args.samples, args.batch_size))
 
-    print(f"tiny Qwen3-VL, {args.samples} nano closed-VQA samples (64 px images), {args.tokens} new tokens each, "
-          f"torch threads {torch.get_num_threads()}")
-    one_gen, one_wall = run(model, bench, tmp / "nano", tmp / "one", 1, args.samples)
+    print(f"tiny Qwen3-VL, {args.samples} nano closed-VQA samples (64 px images), up to {args.tokens} new tokens "
+          f"each, torch threads {torch.get_num_threads()}, best of {args.repeats}")
+
+    def best(bs: int) -> tuple[float, float]:
+        runs = [run(model, bench, tmp / "nano", tmp / f"bs{bs}-{i}", bs, args.samples) for i in range(args.repeats)]
+        return max(runs)
+
+    one_gen, one_wall = best(1)
     print(f"one at a time : {one_gen:7.2f} samples/s generation, {one_wall:7.2f} samples/s end to end")
-    bat_gen, bat_wall = run(model, bench, tmp / "nano", tmp / "batched", args.batch_size, args.samples)
+    bat_gen, bat_wall = best(args.batch_size)
     print(f"batch size {args.batch_size:<3}: {bat_gen:7.2f} samples/s generation, {bat_wall:7.2f} samples/s end to end")
     print(f"speed-up      : {bat_gen / one_gen:.2f}x generation, {bat_wall / one_wall:.2f}x end to end (target >= 3x)")
 

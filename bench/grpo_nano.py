@@ -56,6 +56,7 @@ def warm_start(model_dir: Path, train_jsonl: Path, out: Path, steps: int, lr: fl
 
 def held_out(model_dir: Path, test_jsonl: Path, n: int) -> dict[str, float]:
     """Greedy answers on ``n`` held-out grounding prompts: mean box reward, mean IoU, format rate."""
+    from medmo.answers import parse_boxes
     from medmo.boxes import match_boxes
     from medmo.data.images import load_image
     from medmo.data.io import read_records
@@ -63,7 +64,6 @@ def held_out(model_dir: Path, test_jsonl: Path, n: int) -> dict[str, float]:
     from medmo.model.generate import generate
     from medmo.prompts import messages
     from medmo.train.rewards import box_reward, format_reward, gold_for
-    from medmo.answers import parse_boxes
 
     model, processor = load(model_dir, dtype="float32")
     test = [r for r in read_records(test_jsonl) if r.task == "grounding"][:n]
@@ -76,7 +76,8 @@ def held_out(model_dir: Path, test_jsonl: Path, n: int) -> dict[str, float]:
         m = match_boxes([p.box for p in parse_boxes(o)], g, metric="iou")
         ious.append(sum(m.scores) / max(len(g), len(m.pairs) + m.unmatched_pred, 1))
     fmt = [format_reward("grounding", o) for o in outs]
-    return {"box_reward": sum(box) / len(box), "iou": sum(ious) / len(ious), "format": sum(fmt) / len(fmt), "n": len(test)}
+    n = len(test)
+    return {"box_reward": sum(box) / n, "iou": sum(ious) / n, "format": sum(fmt) / n, "n": n}
 
 
 def grpo(model_dir: Path, train_jsonl: Path, out: Path, steps: int, lr: float, seed: int) -> Path:

@@ -1,4 +1,5 @@
-"""Tests for medmo.data.images on real files bundled with pydicom, nibabel and our own 16-bit images."""
+"""Tests for medmo.data.images (and its DICOM half, medmo.data.dicom) on real files bundled with pydicom,
+nibabel and our own 16-bit images."""
 
 from __future__ import annotations
 
@@ -158,10 +159,32 @@ def test_dicom_errors_never_quote_header_values(tmp_path, caplog, recwarn):
     (tmp_path / "x.dcm").write_bytes(raw.replace(b"987654321", b"MRN998877"))
     with caplog.at_level(logging.DEBUG), pytest.raises(ImageLoadError) as err:
         load_image(tmp_path / "x.dcm")
+    with caplog.at_level(logging.DEBUG):
+        assert image_size(tmp_path / "x.dcm") == (128, 128)  # header-only path, same quiet zone
     meta = safe_dicom_meta(pydicom.dcmread(tmp_path / "x.dcm"))
     everything = str(err.value) + caplog.text + " ".join(str(w.message) for w in recwarn) + repr(meta)
     assert "x.dcm" in str(err.value)
     assert "Doe" not in everything and "998877" not in everything
+
+
+def test_dicom_module_owns_dicom_and_images_reexports_it():
+    import subprocess
+    import sys
+
+    from medmo.data import dicom, images
+
+    assert images.safe_dicom_meta is dicom.safe_dicom_meta and images.DICOM_PHI_KEYWORDS is dicom.DICOM_PHI_KEYWORDS
+    assert {"PatientName", "PatientID", "StudyInstanceUID"} <= dicom.DICOM_PHI_KEYWORDS
+    with pytest.raises(AttributeError, match="no_such_name"):
+        images.no_such_name  # noqa: B018
+    # Either import order works (dicom imports images; images reaches dicom lazily), and neither loads pydicom.
+    code = (
+        "import sys, medmo.data.dicom, medmo.data.images as i\n"
+        "from medmo.data.images import safe_dicom_meta\n"
+        "assert safe_dicom_meta is medmo.data.dicom.safe_dicom_meta and 'pydicom' not in sys.modules"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
 
 
 def test_nifti_slices_match_nibabel():

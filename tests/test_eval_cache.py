@@ -32,3 +32,18 @@ def test_torn_last_line_is_skipped_and_fenced_off(tmp_path):
 def test_slug_is_file_safe():
     assert slug("runs/nano/model/") == "runs__nano__model"
     assert slug("a b:c") == "a__b__c" and slug("") == "model"
+
+
+def test_checkpoint_fingerprint_changes_with_the_weights(tmp_path):
+    import os
+
+    from medmo.eval.backends.hf import checkpoint_fingerprint
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 10)
+    before = checkpoint_fingerprint(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a weight file")
+    assert checkpoint_fingerprint(tmp_path) == before
+    (tmp_path / "model.safetensors").write_bytes(b"y" * 11)
+    os.utime(tmp_path / "model.safetensors", ns=(1, 1))
+    assert checkpoint_fingerprint(tmp_path) != before

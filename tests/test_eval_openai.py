@@ -194,3 +194,48 @@ def test_tiny_model_behind_medmo_serve(tiny_model_dir, tmp_path):
     rows = [json.loads(x) for x in open(entry["predictions_file"])]
     assert entry["n"] == 2 and entry["n_generated"] == 2 and all(isinstance(r["prediction"], str) for r in rows)
     assert 0.0 <= entry["metrics"]["overall_acc"] <= 1.0
+
+
+def test_llm_judge_scores_open_answers_beside_the_rules(tmp_path):
+    pytest.importorskip("uvicorn")
+    import re
+
+    from medmo.eval.metrics.judge import JudgeConfig
+    from medmo.eval.runner import evaluate
+    from medmo.infer.engine import ScriptedEngine, last_user_text
+    from medmo.records import Sample
+    from medmo.serve.app import create_app
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "x.png")
+    rows = [("o1", "Where?", "upper right", "right upper"), ("o2", "Where?", "left", "right")]
+    with open(tmp_path / "test.jsonl", "w") as f:
+        for sid, q, gold, _ in rows:
+            s = Sample(sid, "open_vqa", "t", "test", question=q, answer=gold, images=[ImageRef("x.png", 32, 32)])
+            f.write(json.dumps(s.to_dict()) + "\n")
+
+    def verdict(conv):  # the judge: same words in any order count as correct
+        text = last_user_text(conv)
+        ref = re.search(r"Reference answer: (.*)", text).group(1)
+        ans = re.search(r"Model answer: (.*)", text).group(1)
+        return "CORRECT" if sorted(ref.split()) == sorted(ans.split()) else "INCORRECT"
+
+    server, url = _serve(create_app(ScriptedEngine(verdict), model_name="judge"))
+    answers = {sid: ans for sid, _, _, ans in rows}
+
+    class Fixed:
+        name = "fixed"
+
+        def info(self):
+            return {"kind": "fixed"}
+
+        def generate(self, requests, *, batch_size=8):
+            return [answers[r.id] for r in requests]
+
+    try:
+        res = evaluate(Fixed(), "nano_open", out_dir=tmp_path / "o", data={"nano": tmp_path},
+                       judge=JudgeConfig(url, "judge"))
+    finally:
+        server.should_exit = True
+    m = res["benchmarks"]["nano_open"]["metrics"]
+    assert m["judge_acc"] == pytest.approx(0.5) and m["open_acc"] == 0.0  # exact match keeps its own score
+    assert res["judge"]["model"] == "judge" and "judge" in res["benchmarks"]["nano_open"]["metric_versions"]

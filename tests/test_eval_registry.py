@@ -30,8 +30,12 @@ def test_shipped_config_is_complete(bench):
     assert bench.max_new_tokens > 0 and bench.generation.get("greedy") is True
     assert open(bench.path).readline().startswith(f"# medmo eval run MODEL --bench {bench.name}")
     if "source" in bench.dataset:
+        import inspect
+
         info = SOURCES[bench.dataset["source"]]
         assert canonical_split(bench.dataset["split"]) in info.splits
+        params = inspect.signature(info.loader).parameters  # loaders take **kw: a typo would pass silently
+        assert all(k in params for k in bench.dataset.get("kwargs") or {}), bench.dataset["kwargs"]
     else:
         assert "{data}" in bench.dataset["records"] and bench.where  # says how to build the folder
 
@@ -62,6 +66,9 @@ def test_include_merges_defaults_and_rejects_bad_files(tmp_path):
     (tmp_path / "c.yaml").write_text("name: c\nversion: 1\ngroup: tables\nscorer: qa\ndataset: {source: x}\n")
     with pytest.raises(ValueError, match="group"):
         registry.load_benchmark_file(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text((tmp_path / "b.yaml").read_text().replace("{max_new_tokens: 4}", "{greedy: false}"))
+    with pytest.raises(ValueError, match="greedy"):
+        registry.load_benchmark_file(tmp_path / "d.yaml")
 
 
 def test_filters_read_fields_and_meta_ignoring_case():

@@ -202,3 +202,54 @@ def test_bad_settings_fail_fast(tmp_path):
         evaluate(Scripted({}), "nano_closed", out_dir=tmp_path, preset="lenient")
     with pytest.raises(ValueError, match="limit"):
         evaluate(Scripted({}), "nano_closed", out_dir=tmp_path, limit=0)
+
+
+def test_predictions_files_rescore_to_the_same_metrics(data, tmp_path, capsys):
+    from medmo.cli import main
+
+    folder, answers = data
+    res = evaluate(Scripted(answers), "nano_closed,nano_grounding,nano_report", out_dir=tmp_path,
+                   data={"nano": folder}, preset="medevalkit")
+    for name, key in (("nano_closed", "closed_acc"), ("nano_grounding", "iou_matched_mean"), ("nano_report", "rougeL")):
+        entry = res["benchmarks"][name]
+        assert main(["eval", "score", entry["predictions_file"], "--preset", "medevalkit"]) == 0
+        rescored = json.loads(capsys.readouterr().out)
+        assert rescored["n"] == entry["n"] and not rescored["problems"]
+        assert rescored["aggregate"][key] == pytest.approx(entry["metrics"][key])
+
+
+def test_all_data_folders_are_checked_before_generating(data, tmp_path, monkeypatch):
+    folder, answers = data
+    monkeypatch.delenv("MEDMO_DATA_PATHVQA", raising=False)
+    backend = Scripted(answers)
+    with pytest.raises(DataNotFoundError, match="pathvqa"):
+        evaluate(backend, "nano_closed,pathvqa", out_dir=tmp_path, data={"nano": folder})
+    assert backend.generated == []
+
+
+def test_source_backed_benchmark_end_to_end(tmp_path):
+    """vqa_rad_closed / vqa_rad read a hand-made MEVF-layout folder through medmo.data.sources."""
+    root = tmp_path / "data_RAD"
+    (root / "images").mkdir(parents=True)
+    Image.new("RGB", (48, 48), (80, 80, 80)).save(root / "images" / "synpic1.jpg")
+    rows = [  # MEVF testset.json fields; mixed casing and a trailing space as in the real file
+        {"qid": 1, "image_name": "synpic1.jpg", "image_organ": "HEAD", "answer": "Yes ", "answer_type": "CLOSED",
+         "question_type": "PRES", "question": "Is there a bleed?", "phrase_type": "freeform"},
+        {"qid": 2, "image_name": "synpic1.jpg", "image_organ": "HEAD", "answer": "no", "answer_type": "CLOSED",
+         "question_type": "PRES", "question": "Is there a mass?", "phrase_type": "freeform"},
+        {"qid": 3, "image_name": "synpic1.jpg", "image_organ": "HEAD", "answer": "left temporal lobe",
+         "answer_type": "OPEN", "question_type": "POS", "question": "Where is the lesion?", "phrase_type": "freeform"},
+    ]
+    (root / "testset.json").write_text(json.dumps(rows))
+    (root / "trainset.json").write_text("[]")
+    script = {"Is there a bleed?": "yes", "Is there a mass?": "yes", "Where is the lesion?": "temporal lobe"}
+
+    class ByQuestion(Scripted):
+        def generate(self, requests, *, batch_size=8):
+            return [next(a for q, a in script.items() if q in r.messages[0]["content"][-1]["text"]) for r in requests]
+
+    res = evaluate(ByQuestion({}), "vqa_rad_closed,vqa_rad", out_dir=tmp_path / "o", data={"vqa_rad": tmp_path})
+    closed, full = res["benchmarks"]["vqa_rad_closed"], res["benchmarks"]["vqa_rad"]
+    assert closed["n"] == 2 and closed["metrics"]["closed_acc"] == pytest.approx(0.5)
+    assert full["n"] == 3 and full["metrics"]["overall_acc"] == pytest.approx(1 / 3)
+    assert full["metrics"]["open_recall"] == pytest.approx(2 / 3)  # "temporal lobe" of "left temporal lobe"

@@ -89,9 +89,9 @@ def test_write_tables_and_cli(tmp_path, capsys):
 
 def test_grounding_page_draws_gold_and_predicted_boxes(tmp_path):
     Image.new("RGB", (200, 100), (50, 50, 50)).save(tmp_path / "img.png")
-    rows = [{"id": "g1", "label": "nodule", "image": str(tmp_path / "img.png"), "gold_boxes": [[20, 10, 120, 60]],
+    rows = [{"id": "g1", "label": "nodule", "image": str(tmp_path / "img.png"), "boxes": [[20, 10, 120, 60]],
              "pred_boxes": [[0, 0, 50, 100]], "iou_matched": 0.1, "iou_first": 0.1, "prediction": "nodule <box>"},
-            {"id": "g2", "label": "mass", "image": str(tmp_path / "gone.png"), "gold_boxes": [[0, 0, 5, 5]],
+            {"id": "g2", "label": "mass", "image": str(tmp_path / "gone.png"), "boxes": [[0, 0, 5, 5]],
              "pred_boxes": [], "iou_matched": 0.0, "iou_first": 0.0, "prediction": ""}]
     (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     res = results("m", nih_chestxray14=entry("nih_chestxray14", {"iou_matched_mean": 0.05},
@@ -102,6 +102,11 @@ def test_grounding_page_draws_gold_and_predicted_boxes(tmp_path):
     assert '<rect class="pred" x="0.0" y="0.0" width="50.0" height="100.0"/>' in page
     assert "image not readable" in page  # a missing image does not sink the page
     assert grounding_page(results("m", vqa_rad=entry("vqa_rad", {})), tmp_path / "none.html") is None
+    from medmo.cli import main
+
+    (tmp_path / "r.json").write_text(json.dumps(res))
+    assert main(["eval", "table", str(tmp_path / "r.json"), "--out", str(tmp_path / "t"), "--no-plots"]) == 0
+    assert "<svg" in (tmp_path / "t" / "grounding-m.html").read_text()
 
 
 @pytest.mark.parametrize("bad", ["[]", "not json"])

@@ -122,3 +122,21 @@ def test_wandb_without_the_package_says_how_to_fix(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # import fails like a missing package
     with pytest.raises(ImportError, match="pip install wandb"):
         RunLogger(tmp_path, LoggingConfig(wandb=True, tensorboard=False, progress=False), total_steps=1)
+
+
+def test_unreadable_images_cost_their_sample_not_the_run(tiny_model_dir, data, tmp_path):
+    import dataclasses
+
+    from medmo.model import load
+    from medmo.train.collate import PaddingCollator, SampleEncoder, rope_index_of, select_records
+    from medmo.train.sft import PlannedBatches
+
+    model, processor = load(tiny_model_dir, min_pixels=1024, max_pixels=4096)
+    good = [s for s in select_records([str(data["train"])]) if s.images][:2]
+    bad = dataclasses.replace(good[0], id="broken",
+                              images=[dataclasses.replace(good[0].images[0], path=str(tmp_path / "gone.png"))])
+    encoder = SampleEncoder(processor, rope_index_of(model), max_length=256)
+    batches = PlannedBatches([[[0], [1], [2]]], [good[0], bad, good[1]], encoder,
+                             PaddingCollator(processor.tokenizer.pad_token_id), packing=False)
+    batch = batches[0]
+    assert batch["input_ids"].shape[0] == 2 and batch["image_grid_thw"].shape[0] == 2

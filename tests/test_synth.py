@@ -114,3 +114,13 @@ def test_reports_negate_absent_findings(nano):
 def test_rejects_tiny_images(tmp_path):
     with pytest.raises(ValueError, match="image_size"):
         synth.build_nano(tmp_path, n_train=1, n_val=1, n_test=1, image_size=32)
+
+
+def test_report_findings_are_read_by_the_factuality_labeller(nano):
+    findings = pytest.importorskip("medmo.eval.metrics.findings")
+    name = {"lesion": "lung lesion"}
+    _, _, recs = nano
+    reports = [r for r in recs["train"] if r.task == "report"]
+    for r in reports:
+        positive = {k for k, v in findings.extract_findings(r.answer).items() if v}
+        assert positive == {name.get(f[0], f[0]) for f in r.meta["findings"]}, r.answer

@@ -51,7 +51,8 @@ def test_mcq_and_closed_rows():
                  images=[ImageRef("x.png", 8, 8)])  # fmt: skip
     assert _score(_row(mcq), "B")["accuracy"] == 1.0
     assert _score(_row(mcq), "A")["accuracy"] == 0.0
-    closed = Sample("c", "closed_vqa", "nano_synth", "test", question="Is?", answer="no", images=[ImageRef("x.png", 8, 8)])
+    closed = Sample("c", "closed_vqa", "nano_synth", "test", question="Is?", answer="no",
+                    images=[ImageRef("x.png", 8, 8)])  # fmt: skip
     assert _score(_row(closed), "No.")["score"] == pytest.approx(1.5)
 
 

@@ -9,35 +9,25 @@ Intensity rules (documented once, used everywhere):
   stretched linearly from their own minimum to maximum onto 0-255 (a constant image becomes 0), unless
   ``window=(center, width)`` is given. Min-max keeps every stored value distinguishable and needs no
   tuning; 12-bit data stored in 16-bit containers is therefore not left nearly black.
-- DICOM grayscale: the Modality LUT (RescaleSlope / RescaleIntercept) is applied first, then a VOI
-  window: the caller's ``window``, else the header's first WindowCenter / WindowWidth, else a robust
-  percentile window over the 0.5-99.5 percentiles. The window uses the linear function of DICOM PS3.3
-  C.11.2.1.2.1. MONOCHROME1 images are inverted afterwards so that bright means dense, as in MONOCHROME2.
+- DICOM grayscale: Modality LUT, then the caller's ``window``, else the header's window, else a robust
+  percentile window; MONOCHROME1 is inverted (details in :mod:`medmo.data.dicom`).
 - NIfTI: the header's scaling (scl_slope / scl_inter) is applied by nibabel; the volume is reoriented to
   the closest canonical (RAS+) orientation, one slice is taken (``axis``, default 2 = axial; ``slice_index``,
   default the middle) and windowed like DICOM without a header window (percentiles or ``window``).
 
-Privacy: patient identifiers in DICOM headers (the PS3.15 Annex E basic-profile attributes in
-:data:`DICOM_PHI_KEYWORDS`) never reach an error message or a log line. Errors name the file, never
-header values; pydicom's reading warnings (which can quote values) are withheld; records take their
-DICOM metadata only from :func:`safe_dicom_meta`, an allow-list of technical fields.
+Privacy: DICOM headers are read only by :mod:`medmo.data.dicom`, which keeps patient identifiers out of
+every error, log line and record (its :func:`~medmo.data.dicom.safe_dicom_meta` and
+:data:`~medmo.data.dicom.DICOM_PHI_KEYWORDS` are re-exported here).
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import re
-import warnings
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     from PIL import Image
-
-log = logging.getLogger(__name__)
 
 ImageSource = Union[str, Path, "np.ndarray", "Image.Image"]
 Window = tuple[float, float]
@@ -46,71 +36,22 @@ PERCENTILE_WINDOW = (0.5, 99.5)
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
-# Attributes of DICOM PS3.15 Annex E, Table E.1-1 (Basic Application Level Confidentiality Profile) that
-# identify a patient, a person or an institution, or link a study to them. Used to redact messages and
-# to check that nothing identifying slips into record metadata.
-DICOM_PHI_KEYWORDS = frozenset(
-    """
-    PatientName PatientID PatientBirthDate PatientBirthTime PatientBirthName PatientSex PatientAge
-    PatientSize PatientWeight PatientAddress PatientTelephoneNumbers PatientMotherBirthName
-    OtherPatientIDs OtherPatientNames OtherPatientIDsSequence IssuerOfPatientID PatientComments
-    PatientReligiousPreference EthnicGroup Occupation MilitaryRank BranchOfService MedicalRecordLocator
-    AdditionalPatientHistory PregnancyStatus PatientInsurancePlanCodeSequence ResponsiblePerson
-    ResponsibleOrganization InstitutionName InstitutionAddress InstitutionalDepartmentName
-    InstitutionCodeSequence ReferringPhysicianName ReferringPhysicianAddress
-    ReferringPhysicianTelephoneNumbers ReferringPhysicianIdentificationSequence PerformingPhysicianName
-    PerformingPhysicianIdentificationSequence NameOfPhysiciansReadingStudy PhysiciansOfRecord
-    PhysiciansReadingStudyIdentificationSequence OperatorsName OperatorIdentificationSequence
-    RequestingPhysician RequestingService ScheduledPerformingPhysicianName AccessionNumber StudyID
-    StudyDate StudyTime SeriesDate SeriesTime AcquisitionDate AcquisitionTime AcquisitionDateTime
-    ContentDate ContentTime OverlayDate OverlayTime CurveDate CurveTime StudyInstanceUID
-    SeriesInstanceUID SOPInstanceUID FrameOfReferenceUID SynchronizationFrameOfReferenceUID
-    InstanceCreatorUID ReferencedSOPInstanceUID StorageMediaFileSetUID StationName DeviceSerialNumber
-    StudyDescription SeriesDescription ImageComments RequestAttributesSequence
-    PerformedProcedureStepID PerformedProcedureStepStartDate PerformedProcedureStepDescription
-    ScheduledProcedureStepID RequestedProcedureID AdmissionID AdmittingDiagnosesDescription
-    CurrentPatientLocation PatientState InterpretationAuthor TextValue PersonName
-    """.split()
-)
-
-# The allow-list of technical, non-identifying fields records may carry (see :func:`safe_dicom_meta`),
-# with the type each must have: "int", "float" (one or more numbers) or "code" (a short code string).
-_SAFE_DICOM_FIELDS = (
-    ("Modality", "modality", "code"),
-    ("Rows", "rows", "int"),
-    ("Columns", "cols", "int"),
-    ("PhotometricInterpretation", "photometric", "code"),
-    ("SamplesPerPixel", "samples_per_pixel", "int"),
-    ("BitsAllocated", "bits_allocated", "int"),
-    ("BitsStored", "bits_stored", "int"),
-    ("NumberOfFrames", "frames", "int"),
-    ("PixelSpacing", "pixel_spacing", "float"),
-    ("ImagerPixelSpacing", "imager_pixel_spacing", "float"),
-    ("SliceThickness", "slice_thickness", "float"),
-    ("SpacingBetweenSlices", "spacing_between_slices", "float"),
-    ("RescaleSlope", "rescale_slope", "float"),
-    ("RescaleIntercept", "rescale_intercept", "float"),
-    ("BodyPartExamined", "body_part", "code"),
-    ("ViewPosition", "view_position", "code"),
-)
-
-# Compressed transfer syntaxes pydicom cannot decode with numpy + Pillow alone -> what to install.
-_DECODER_HINTS = {
-    "1.2.840.10008.1.2.4.57": "pylibjpeg pylibjpeg-libjpeg",  # JPEG lossless, process 14
-    "1.2.840.10008.1.2.4.70": "pylibjpeg pylibjpeg-libjpeg",  # JPEG lossless, SV1
-    "1.2.840.10008.1.2.4.51": "pylibjpeg pylibjpeg-libjpeg",  # JPEG extended (12-bit)
-    "1.2.840.10008.1.2.4.80": "pylibjpeg pylibjpeg-libjpeg",  # JPEG-LS lossless
-    "1.2.840.10008.1.2.4.81": "pylibjpeg pylibjpeg-libjpeg",  # JPEG-LS near-lossless
-    "1.2.840.10008.1.2.4.90": "pylibjpeg pylibjpeg-openjpeg",  # JPEG 2000 lossless
-    "1.2.840.10008.1.2.4.91": "pylibjpeg pylibjpeg-openjpeg",  # JPEG 2000
-    "1.2.840.10008.1.2.4.201": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K lossless
-    "1.2.840.10008.1.2.4.202": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K lossless RPCL
-    "1.2.840.10008.1.2.4.203": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K
-}
-
 
 class ImageLoadError(ValueError):
     """An image that cannot be loaded; the message names the file and what to do (never header values)."""
+
+
+# DICOM names that are part of this module's API. medmo.data.dicom imports this module, so they are looked
+# up on first use (PEP 562) instead of imported at the top, which would be circular.
+_DICOM_EXPORTS = frozenset({"DICOM_PHI_KEYWORDS", "safe_dicom_meta"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DICOM_EXPORTS:
+        from medmo.data import dicom
+
+        return getattr(dicom, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -152,7 +93,9 @@ def load_image(
         raise ImageLoadError(f"image {path} {what}; check the path (relative paths resolve against the record file's folder)")
     kind = _kind(path)
     if kind == "dicom":
-        return _load_dicom(path, frame=frame, window=window)
+        from medmo.data.dicom import load_dicom
+
+        return load_dicom(path, frame=frame, window=window)
     if kind == "nifti":
         return _load_nifti(path, slice_index=slice_index, axis=axis, frame=frame, window=window)
     return _load_pil_file(path, frame=frame, window=window)
@@ -180,12 +123,9 @@ def image_size(src: ImageSource, *, axis: int = 2) -> tuple[int, int]:
         raise ImageLoadError(f"image {path} does not exist; check the path")
     kind = _kind(path)
     if kind == "dicom":
-        ds = _read_dicom(path, stop_before_pixels=True)
-        try:
-            with _quiet_pydicom():
-                return int(ds.Columns), int(ds.Rows)
-        except (AttributeError, TypeError, ValueError):
-            raise ImageLoadError(f"DICOM {path} has no valid Rows/Columns; it holds no image") from None
+        from medmo.data.dicom import dicom_size
+
+        return dicom_size(path)
     if kind == "nifti":
         shape = _nifti_canonical_shape(path)
         plane = [shape[i] for i in range(3) if i != axis]
@@ -195,62 +135,6 @@ def image_size(src: ImageSource, *, axis: int = 2) -> tuple[int, int]:
             return im.size
     except Exception as e:  # PIL raises many types for corrupt files
         raise ImageLoadError(f"cannot read image {path}: {type(e).__name__}; re-download or re-export the file") from None
-
-
-def safe_dicom_meta(ds: Any) -> dict[str, Any]:
-    """Technical, non-identifying fields of a DICOM dataset, JSON-serializable, for ``Sample.meta``.
-
-    Only the allow-list in ``_SAFE_DICOM_FIELDS`` (modality, rows, cols, photometric, bits, frames,
-    pixel spacing, slice thickness, rescale, body part, view position) plus the transfer syntax name is
-    returned, each checked against its type (numbers must be numbers; code strings must be short
-    upper-case codes that contain no identifier of the same header). Identifiers
-    (:data:`DICOM_PHI_KEYWORDS`), dates and UIDs never are.
-    """
-    out: dict[str, Any] = {}
-    with _quiet_pydicom():
-        phi = _phi_strings(ds)
-        for keyword, name, kind in _SAFE_DICOM_FIELDS:
-            try:
-                value = _typed_value(ds.get(keyword), kind)
-            except (TypeError, ValueError, OverflowError):  # invalid header value: leave the field out
-                continue
-            if value is None or (isinstance(value, str) and any(p in value for p in phi)):
-                continue
-            out[name] = value
-    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if ts is not None and ts.is_transfer_syntax:
-        out["transfer_syntax"] = ts.name
-    return out
-
-
-def _typed_value(value: Any, kind: str) -> Any:
-    if value is None or value == "":
-        return None
-    if kind == "int":
-        if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
-            raise ValueError("not an integer")
-        return int(value)
-    if kind == "float":
-        values = [float(v) for v in (value if _is_multi(value) else [value])]
-        return values if _is_multi(value) else values[0]
-    code = str(value).strip().upper()
-    return code if re.fullmatch(r"[A-Z][A-Z0-9 _]{0,31}", code) else None
-
-
-def _phi_strings(ds: Any) -> set[str]:
-    """String forms (3+ characters) of the identifying elements present in ``ds``, upper-cased."""
-    found = set()
-    for keyword in DICOM_PHI_KEYWORDS:
-        try:
-            value = ds.get(keyword)
-        except Exception:
-            continue
-        if value is None or _is_multi(value) and not isinstance(value, str) and len(value) == 0:
-            continue
-        for part in re.split(r"[\\^=]", str(value)):
-            if len(part.strip()) >= 3:
-                found.add(part.strip().upper())
-    return found
 
 
 def to_uint8(arr: np.ndarray, window: Window | None = None, *, percentile: bool = False) -> np.ndarray:
@@ -401,122 +285,6 @@ def _take_slice(vol: np.ndarray, index: int | None, axis: int, name: str) -> np.
     plane = np.take(vol, i, axis=axis)
     # Voxel axes (x, y) -> display (rows = y from top = anterior/superior first, cols = x).
     return np.flipud(plane.T)
-
-
-# ----------------------------------------------------------------------------------------------------
-# DICOM (pydicom)
-
-
-def _read_dicom(path: Path, *, stop_before_pixels: bool = False) -> Any:
-    import pydicom
-
-    try:
-        with _quiet_pydicom():
-            return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=path.suffix.lower() in DICOM_SUFFIXES)
-    except Exception as e:
-        # pydicom's read errors describe structure (preamble, lengths); still, quote only the type.
-        raise ImageLoadError(
-            f"cannot read DICOM {path} ({type(e).__name__}); the file is corrupt or not DICOM: "
-            "re-export it from the PACS/archive"
-        ) from None
-
-
-def _load_dicom(path: Path, *, frame: int | None, window: Window | None) -> Image.Image:
-    ds = _read_dicom(path)
-    # pydicom converts element values lazily and its validation warnings/logs quote them: keep the
-    # whole rendering inside the quiet zone.
-    with _quiet_pydicom():
-        return _dicom_to_image(ds, path, frame, window)
-
-
-def _dicom_to_image(ds: Any, path: Path, frame: int | None, window: Window | None) -> Image.Image:
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise ImageLoadError(f"DICOM {path} has no pixel data (a report, structure set or other non-image object)")
-    n = _n_frames(ds)
-    index = frame or 0
-    if not 0 <= index < n:
-        raise ImageLoadError(f"DICOM {path} has {n} frame(s); frame {index} is out of range")
-    arr = _dicom_pixels(ds, path, index if n > 1 else None)
-    return _render_dicom(ds, arr, window, path)
-
-
-def _n_frames(ds: Any) -> int:
-    try:
-        return max(int(ds.get("NumberOfFrames") or 1), 1)
-    except (TypeError, ValueError):
-        return 1
-
-
-def _dicom_pixels(ds: Any, path: Path, index: int | None) -> np.ndarray:
-    """Decode one frame, with a clear message when a decoder package is missing."""
-    from pydicom.pixels import pixel_array
-
-    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    try:
-        return pixel_array(ds, index=index)
-    except Exception as e:
-        ts_name = ts.name if ts is not None else "an unknown transfer syntax"
-        hint = _DECODER_HINTS.get(str(ts)) if ts is not None else None
-        if hint and ("missing dependencies" in str(e) or "Unable to decode" in str(e) or "not support" in str(e)):
-            raise ImageLoadError(
-                f"DICOM {path}: pixel data is compressed with {ts_name}, which needs an extra decoder; "
-                f"install it with `pip install {hint}` (or `pip install python-gdcm`)"
-            ) from None
-        raise ImageLoadError(
-            f"DICOM {path}: cannot decode pixel data ({type(e).__name__}, transfer syntax {ts_name}); "
-            "the pixel data is truncated or corrupt: re-export the file"
-        ) from None
-
-
-@contextlib.contextmanager
-def _quiet_pydicom() -> Iterator[None]:
-    """Silence pydicom's decoder warnings and tracebacks; our own error says what failed and what to do."""
-    logger = logging.getLogger("pydicom")
-    old = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(old)
-
-
-def _render_dicom(ds: Any, arr: np.ndarray, window: Window | None, path: Path) -> Image.Image:
-    import numpy as np
-    from PIL import Image
-    from pydicom.pixels import apply_color_lut, apply_modality_lut
-
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if photometric == "PALETTE COLOR":
-        arr = apply_color_lut(arr, ds)
-    if arr.ndim == 3:  # colour (pydicom already converted YBR to RGB)
-        bits = int(ds.get("BitsStored") or 8)
-        if arr.dtype != np.uint8:
-            arr = (arr.astype(np.float64) / max(2**bits - 1, 1) * 255).clip(0, 255).astype(np.uint8)
-        return Image.fromarray(np.ascontiguousarray(arr[..., :3]), mode="RGB")
-    values = apply_modality_lut(arr, ds).astype(np.float64)
-    win = window if window is not None else _header_window(ds)
-    out = to_uint8(values, win, percentile=win is None)
-    if photometric == "MONOCHROME1":
-        out = 255 - out
-    return Image.fromarray(np.stack([out] * 3, axis=-1), mode="RGB")
-
-
-def _header_window(ds: Any) -> Window | None:
-    c, w = ds.get("WindowCenter"), ds.get("WindowWidth")
-    if c is None or w is None:
-        return None
-    try:
-        c = float(c[0] if _is_multi(c) else c)
-        w = float(w[0] if _is_multi(w) else w)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return (c, w) if w > 0 else None
-
-
-def _is_multi(v: Any) -> bool:
-    return isinstance(v, Sequence) and not isinstance(v, str)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -9,8 +9,10 @@ modality with 0, 1 or 2 inserted findings of a known class and box:
   ``anatomical.nii``) or are procedural (a chest-radiograph-like field, an ultrasound speckle fan), with
   random crops, flips and intensity jitter; their range is compressed to mid-grey so that findings stay
   salient on every background;
-* findings: ``nodule`` (small bright disk), ``mass`` (large bright irregular blob), ``cyst`` (dark disk
-  with a bright rim), ``lesion`` (dark irregular blob); a finding's box is the tight box of its mask.
+* findings: ``nodule`` (small bright disk), ``mass`` (large bright irregular blob), ``calcification``
+  (a bright rim around a dark centre, like rim calcification), ``lesion`` (dark irregular blob); a
+  finding's box is the tight box of its mask. The class names are terms of the report factuality
+  vocabulary (:mod:`medmo.eval.metrics.findings`), so report rewards and metrics see them.
 
 Every image yields one record per task (grounding when it has findings, closed VQA, multiple choice, open
 VQA, caption, report), and each split gets a few text-only QA records. Answers are balanced (yes/no
@@ -21,7 +23,6 @@ streams, so they share no image.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -35,7 +36,7 @@ from medmo.records import Box, ImageRef, Sample, options_from_list, stable_id
 
 SOURCE = "nano_synth"
 SYNTH_VERSION = "nano-synth-1"
-CLASSES = ("nodule", "mass", "cyst", "lesion")
+CLASSES = ("nodule", "mass", "calcification", "lesion")
 BACKGROUNDS = ("fundus", "pathology", "microscopy", "ct", "mri", "x-ray", "ultrasound")
 QUADRANTS = ("upper left", "upper right", "lower left", "lower right")
 COUNT_WORDS = ("zero", "one", "two")
@@ -184,7 +185,7 @@ def background(rng: np.random.Generator, modality: str, size: int) -> np.ndarray
 
 # ---------------------------------------------------------------------------------------- findings
 
-_RADIUS = {"nodule": (5, 8), "mass": (13, 19), "cyst": (8, 12), "lesion": (8, 13)}
+_RADIUS = {"nodule": (5, 8), "mass": (13, 19), "calcification": (8, 12), "lesion": (8, 13)}
 
 
 def _blob_mask(rng: np.random.Generator, n: int, cx: float, cy: float, r: float, irregular: bool) -> np.ndarray:
@@ -208,7 +209,7 @@ def draw_finding(rng: np.random.Generator, img: np.ndarray, label: str, cx: floa
     n = img.shape[0]
     r = rng.uniform(*_RADIUS[label])
     mask = _blob_mask(rng, n, cx, cy, r, irregular=label in ("mass", "lesion"))
-    if label == "cyst":
+    if label == "calcification":
         inner = _blob_mask(rng, n, cx, cy, r - 2.5, irregular=False)
         img[:] = img * (1 - mask[..., None]) + rng.uniform(0.9, 1.0) * mask[..., None]
         img[:] = img * (1 - inner[..., None]) + rng.uniform(0.0, 0.06) * inner[..., None]
@@ -276,7 +277,9 @@ def _closed(rng: np.random.Generator, modality: str, findings: list[Finding], si
     return _pick(rng, [c for c in cands if c[1] == want] or cands)
 
 
-def _mcq(rng: np.random.Generator, modality: str, findings: list[Finding], size: int) -> tuple[str, list[str], str, str]:
+def _mcq(
+    rng: np.random.Generator, modality: str, findings: list[Finding], size: int
+) -> tuple[str, list[str], str, str]:
     """(question, options, gold text, type) for a modality, finding-class or quadrant question."""
     kinds = ["modality"]
     if len({f.label for f in findings}) <= 1:
@@ -421,15 +424,13 @@ def build_nano(
     """
     if image_size < 64:
         raise ValueError(f"image_size must be at least 64 px to hold the findings, got {image_size}")
+    from medmo.data.io import write_jsonl
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     for split, n in zip(SPLITS, (n_train, n_val, n_test)):
-        records = build_split(out, split, int(n), image_size, seed)
-        paths[split] = out / f"{split}.jsonl"
-        with open(paths[split], "w", encoding="utf-8") as f:
-            for r in records:
-                f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+        paths[split] = write_jsonl(build_split(out, split, int(n), image_size, seed), out / f"{split}.jsonl")
     return paths
 
 

@@ -2,8 +2,9 @@
 
 A line is written (and flushed to disk) as soon as its batch is generated, so a run that is killed
 keeps every finished sample and the next run generates only the rest. A line counts for a later run
-only when its benchmark version, prompt version and generation settings match (``key``); a changed
-prompt template or benchmark version therefore regenerates instead of silently reusing old answers.
+only when its benchmark version, prompt version, generation settings and model fingerprint match
+(``key``); a changed prompt template, benchmark version or checkpoint therefore regenerates instead of
+silently reusing old answers.
 A torn last line (the process died mid-write) is skipped, never an error.
 """
 
@@ -27,9 +28,15 @@ def slug(text: str) -> str:
     return s.strip("_.") or "model"
 
 
-def cache_key(benchmark_version: str, prompt_version: str, generation: dict[str, Any]) -> str:
-    """A short digest of everything that changes a prediction besides the model and the sample."""
-    blob = json.dumps([CACHE_VERSION, benchmark_version, prompt_version, generation], sort_keys=True)
+def cache_key(
+    benchmark_version: str, prompt_version: str, generation: dict[str, Any], model_fingerprint: str | None = None
+) -> str:
+    """A short digest of everything that changes a prediction besides the model's name and the sample.
+
+    ``model_fingerprint`` (e.g. sizes and times of a checkpoint's weight files) makes a retrained model
+    saved under the same name regenerate instead of reusing the old model's answers.
+    """
+    blob = json.dumps([CACHE_VERSION, benchmark_version, prompt_version, generation, model_fingerprint], sort_keys=True)
     return hashlib.sha1(blob.encode("utf-8")).hexdigest()[:12]
 
 

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("model", help="model folder or hub id (hf), or the served model name (openai)")
     run.add_argument("--bench", required=True, help="benchmark names or groups, comma-separated (see `medmo eval list`)")
     run.add_argument("--backend", choices=("hf", "openai"), default="hf")
-    run.add_argument("--base-url", help="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1")
+    run.add_argument("--base-url", help="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1 "
+                     "(a bearer key, if the server needs one, is read from MEDMO_API_KEY)")
     run.add_argument("--concurrency", type=int, default=8, help="requests in flight (openai backend)")
     run.add_argument("--limit", type=int, help="only the first N samples of each benchmark")
     run.add_argument("--batch-size", type=int, default=8)
@@ -41,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sc.add_argument("file")
     sc.add_argument("--metric", action="append", help="metric name; repeatable (default: by the file's task)")
     sc.add_argument("--preset", choices=("standard", "medevalkit"), default="standard")
+    sc.add_argument("--task", help="task of every record (default: each record's task field)")
+    sc.add_argument("--units", choices=("grid", "pixel"), default="grid", help="units of predicted boxes")
+    sc.add_argument("--per-sample", action="store_true", help="print per-sample scores too")
     sc.set_defaults(func=_score)
 
     tb = esub.add_parser("table", help="tables (Markdown, CSV, PNG) from one or more results files")
@@ -56,13 +60,16 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from medmo.eval.backends import make_backend
-    from medmo.eval.data import parse_data_args
+    from medmo.eval.registry import resolve
+    from medmo.eval.data import data_root, parse_data_args
     from medmo.eval.report_html import grounding_page
     from medmo.eval.runner import evaluate
     from medmo.eval.tables import build_tables, to_markdown, write_tables
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     data = parse_data_args(args.data)
+    for bench in resolve(args.bench):  # name and data mistakes surface before a model is loaded
+        data_root(bench, data)
     kw = {"concurrency": args.concurrency} if args.backend == "openai" else {}
     backend = make_backend(args.backend, args.model, base_url=args.base_url, **kw)
     judge = None
@@ -101,17 +108,27 @@ def _score(args: argparse.Namespace) -> int:
 
     from medmo.eval.score import score_file
 
-    res = score_file(args.file, metrics=args.metric, preset=args.preset)
+    res = score_file(args.file, metrics=args.metric, preset=args.preset, task=args.task, units=args.units)
+    if not args.per_sample:
+        res = {k: v for k, v in res.items() if k != "per_sample"}
     print(json.dumps(res, indent=2, default=str))
     return 0
 
 
 def _table(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from medmo.eval.cache import slug
+    from medmo.eval.report_html import grounding_page
     from medmo.eval.runner import load_results
     from medmo.eval.tables import build_tables, to_markdown, write_tables
 
     results = [load_results(p) for p in args.results]
     written = write_tables(results, args.out, plots=not args.no_plots)
+    for res in results:  # grounding pages for results whose predictions files are still there
+        page = grounding_page(res, Path(args.out) / f"grounding-{slug(str(res['model']))}.html")
+        if page:
+            written[page.name] = page
     print("".join(to_markdown(t) for t in build_tables(results)))
     print("wrote " + ", ".join(str(p) for p in written.values()))
     return 0

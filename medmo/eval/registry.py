@@ -138,6 +138,8 @@ def load_benchmark_file(path: str | Path) -> Benchmark:
     ds = d["dataset"]
     if not isinstance(ds, dict) or not ({"source", "records"} & set(ds)):
         raise ValueError(f"{path}: dataset needs `source:` (a registered source) or `records:` (a file)")
+    if (d.get("generation") or {}).get("greedy", True) is not True:
+        raise ValueError(f"{path}: evaluation decodes greedily (generation.greedy: true) so scores are reproducible")
     prompt = d.get("prompt") or {}
     from medmo.prompts import PROMPT_VERSION
 

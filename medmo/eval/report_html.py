@@ -57,7 +57,7 @@ def card(row: dict[str, Any]) -> str:
         body = (
             f'<svg viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg">'
             f'<image href="{url}" width="{w}" height="{h}"/>'
-            f"{_rects(row.get('gold_boxes') or [], 'gold')}{_rects(row.get('pred_boxes') or [], 'pred')}</svg>"
+            f"{_rects(row.get('boxes') or [], 'gold')}{_rects(row.get('pred_boxes') or [], 'pred')}</svg>"
         )
     return (
         f'<div class="card">{body}<div><b>{html.escape(str(row.get("label", "")))}</b> {scores}</div>'

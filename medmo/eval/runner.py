@@ -22,7 +22,7 @@ from typing import Any
 from medmo.eval import tasks
 from medmo.eval.backends import Backend, Request
 from medmo.eval.cache import PredictionCache, cache_key, slug
-from medmo.eval.data import load_samples
+from medmo.eval.data import data_root, load_samples
 from medmo.eval.registry import Benchmark, resolve
 from medmo.records import Sample
 
@@ -112,7 +112,7 @@ def run_benchmark(
     samples = load_samples(bench, data, limit)
     if not samples:
         raise ValueError(f"{bench.name}: no samples after filters {bench.dataset.get('filters')}; check the data folder")
-    key = cache_key(bench.version, bench.prompt_version, bench.generation)
+    key = cache_key(bench.version, bench.prompt_version, bench.generation, getattr(backend, "fingerprint", None))
     cache = PredictionCache(out_dir / "cache", backend.name, bench.name, key)
     n_cached = sum(s.id in cache for s in samples)
     t_gen = time.perf_counter()
@@ -194,19 +194,16 @@ def evaluate(
         raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive number of samples, got {limit}")
-    backend = as_backend(model_or_backend, model_name)
     benches = _bench_list(benchmarks)
+    if not benches:
+        raise ValueError("no benchmark given; see `medmo eval list`")
+    for bench in benches:  # every data folder is checked before a model is loaded or anything generated
+        data_root(bench, data)
+    backend = as_backend(model_or_backend, model_name)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    started = _now()
-    entries = {}
-    for bench in benches:
-        log.info("%s: evaluating %s", bench.name, backend.name)
-        entries[bench.name] = run_benchmark(
-            backend, bench, out_dir=out, limit=limit, batch_size=batch_size, preset=preset, data=data, judge=judge
-        )
     path = results_path(out, backend.name, preset)
-    results = _merge_previous(path, {
+    results = {
         "model": backend.name,
         "backend": backend.info(),
         "preset": preset,
@@ -214,13 +211,21 @@ def evaluate(
         "limit": limit,
         "batch_size": batch_size,
         "versions": _versions(),
-        "started": started,
-        "finished": _now(),
-        "benchmarks": entries,
-    })
-    path.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    results["path"] = str(path)
-    return results
+        "started": _now(),
+        "finished": None,
+        "benchmarks": {},
+    }
+    for bench in benches:
+        log.info("%s: evaluating %s", bench.name, backend.name)
+        results["benchmarks"][bench.name] = run_benchmark(
+            backend, bench, out_dir=out, limit=limit, batch_size=batch_size, preset=preset, data=data, judge=judge
+        )
+        results["finished"] = _now()
+        written = _merge_previous(path, results)  # after every benchmark: a later crash keeps this one
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(written, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+        tmp.replace(path)  # atomic: a kill mid-write never leaves a torn results file
+    return {**written, "path": str(path)}
 
 
 def _merge_previous(path: Path, new: dict[str, Any]) -> dict[str, Any]:

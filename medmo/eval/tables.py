@@ -186,11 +186,12 @@ def bar_chart(t: Table, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     n_models = max(1, len(t.rows))
-    width = 0.8 / n_models
+    width = min(0.8 / n_models, 0.5)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(t.columns) + 2), 4.0))
     for i, (label, vals) in enumerate(t.rows):
         xs = [j + (i - (n_models - 1) / 2) * width for j in range(len(t.columns))]
         ax.bar(xs, [vals.get(c) or 0.0 for c in t.columns], width=width, label=label)
+    ax.set_xlim(-0.75, len(t.columns) - 0.25)  # keeps a lone column from filling the whole plot
     ax.set_xticks(range(len(t.columns)))
     ax.set_xticklabels([t.header(c) for c in t.columns], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("score x 100")

@@ -130,8 +130,9 @@ def score_qa(samples: list[Sample], answers: list[str], *, preset: str, judge: A
     notes = {}
     if judge is not None:
         metrics, versions, notes = _apply_judge(judge, samples, answers, kinds, res["per_sample"], metrics, versions)
+    # Rows keep the fields medmo.eval.score.score_file reads, so `medmo eval score` can rescore the file.
     rows = [
-        {"id": s.id, "task": s.task, "gold": s.answer, **{k: v for k, v in r.items()}}
+        {"id": s.id, "task": s.task, "question": s.question, "answer": s.answer, "options": s.options, **r}
         for s, r in zip(samples, res["per_sample"])
     ]
     return Scored(metrics, rows, versions, notes)
@@ -180,7 +181,7 @@ def score_report(samples: list[Sample], answers: list[str], *, preset: str, judg
     parts = {"rouge_l": rouge_l(answers, refs), "cider": cider(answers, refs), "bleu": bleu(answers, refs),
              "finding_f1": findings_metric(answers, refs)}
     metrics: dict[str, float | None] = {}
-    rows = [{"id": s.id, "gold": r} for s, r in zip(samples, refs)]
+    rows = [{"id": s.id, "task": s.task, "reference": r} for s, r in zip(samples, refs)]
     versions, notes = {}, {}
     for name, res in parts.items():
         metrics.update({k: float(v) for k, v in res["aggregate"].items()})
@@ -219,11 +220,11 @@ def score_grounding(samples: list[Sample], answers: list[str], *, preset: str, j
     golds = [gold_boxes(s) for s in samples]
     res = grounding(preds, golds, units="pixel")
     metrics = {k: float(v) for k, v in res["aggregate"].items()}
-    rows = [
-        {"id": s.id, "label": s.boxes[0].label if s.boxes else "", "image": _box_image(s), "gold_boxes": g,
-         "pred_boxes": p, **per}
-        for s, g, p, per in zip(samples, golds, preds, res["per_sample"])
-    ]
+    rows = []
+    for s, g, p, per in zip(samples, golds, preds, res["per_sample"]):
+        w, h = image_size(s, s.boxes[0].image if s.boxes else 0)
+        rows.append({"id": s.id, "task": s.task, "label": s.boxes[0].label if s.boxes else "", "image": _box_image(s),
+                     "width": w, "height": h, "boxes": g, "pred_boxes": p, **per})
     return Scored(metrics, rows, {"grounding": res["version"]}, {"iou": IOU_NOTE})
 
 

@@ -9,9 +9,10 @@ its queue) is engine-agnostic, so the same code serves a local transformers chec
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -19,11 +20,13 @@ if TYPE_CHECKING:  # pragma: no cover
 Conversation = list[dict[str, Any]]
 
 
-@runtime_checkable
-class Engine(Protocol):
+class Engine(ABC):
     """What MedMO needs from a model: batched chat generation.
 
-    ``name`` identifies the model (``/v1/models``); ``generate`` answers one text per conversation, in order.
+    ``name`` identifies the model (``/v1/models``); :meth:`generate` answers one text per conversation, in
+    order. Engines subclass this and implement :meth:`_generate`; the batch checks live here once. (The
+    server and :class:`~medmo.infer.MedMO` only call ``name`` and ``generate``, so any object with those
+    works too.)
     """
 
     name: str
@@ -36,10 +39,30 @@ class Engine(Protocol):
         max_new_tokens: int = 256,
         do_sample: bool = False,
         temperature: float = 1.0,
-    ) -> list[str]: ...
+    ) -> list[str]:
+        """Answer every conversation; ``images[i]`` fills the image placeholders of ``conversations[i]``.
+
+        Raises:
+            ValueError: the two lists differ in length.
+        """
+        if len(conversations) != len(images):
+            raise ValueError(f"{len(conversations)} conversations but {len(images)} image lists; pass one list each")
+        return self._generate(
+            [list(c) for c in conversations],
+            [list(i) for i in images],
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature,
+        )
+
+    @abstractmethod
+    def _generate(
+        self, conversations: list[Conversation], images: list[list[Image.Image]], **sampling: Any
+    ) -> list[str]:
+        """One answer per conversation; ``sampling`` holds ``max_new_tokens``, ``do_sample``, ``temperature``."""
 
 
-class HFEngine:
+class HFEngine(Engine):
     """A transformers Qwen3-VL checkpoint run through :func:`medmo.model.generate.generate`.
 
     Calls are serialized with a lock: one model, one generation at a time (batching happens inside a call).
@@ -62,28 +85,13 @@ class HFEngine:
         name = Path(str(path_or_id)).name or str(path_or_id)
         return cls(model, processor, name=name, batch_size=batch_size)
 
-    def generate(
-        self,
-        conversations: Sequence[Conversation],
-        images: Sequence[Sequence[Image.Image]],
-        *,
-        max_new_tokens: int = 256,
-        do_sample: bool = False,
-        temperature: float = 1.0,
+    def _generate(
+        self, conversations: list[Conversation], images: list[list[Image.Image]], **sampling: Any
     ) -> list[str]:
         from medmo.model.generate import generate
 
         with self._lock:
-            return generate(
-                self.model,
-                self.processor,
-                [list(c) for c in conversations],
-                [list(i) for i in images],
-                max_new_tokens=max_new_tokens,
-                batch_size=self.batch_size,
-                do_sample=do_sample,
-                temperature=temperature,
-            )
+            return generate(self.model, self.processor, conversations, images, batch_size=self.batch_size, **sampling)
 
     def stream(
         self,
@@ -146,7 +154,7 @@ class HFEngine:
 Reply = str | Callable[[Conversation], str]
 
 
-class ScriptedEngine:
+class ScriptedEngine(Engine):
     """Replies with scripted text instead of running a model: for testing clients, pages and servers.
 
     Args:
@@ -161,19 +169,11 @@ class ScriptedEngine:
         self.delay_s = delay_s
         self.calls: list[int] = []  # batch size of every generate call, in order
 
-    def generate(
-        self,
-        conversations: Sequence[Conversation],
-        images: Sequence[Sequence[Image.Image]],
-        *,
-        max_new_tokens: int = 256,
-        do_sample: bool = False,
-        temperature: float = 1.0,
+    def _generate(
+        self, conversations: list[Conversation], images: list[list[Image.Image]], **sampling: Any
     ) -> list[str]:
         import time
 
-        if len(conversations) != len(images):
-            raise ValueError(f"{len(conversations)} conversations but {len(images)} image lists")
         self.calls.append(len(conversations))
         if self.delay_s:
             time.sleep(self.delay_s)

@@ -39,8 +39,11 @@ from medmo.records import Sample
 log = logging.getLogger(__name__)
 
 # Keys of TRL's log dict that go into metrics.jsonl besides the per-reward means.
-_LOGGED = ("loss", "reward", "reward_std", "kl", "entropy", "learning_rate", "grad_norm",
-           "completions/mean_length", "clip_ratio/region_mean", "frac_reward_zero_std")  # fmt: skip
+# Keys of TRL's log dict that go into metrics.jsonl besides the per-reward means, renamed where the
+# SFT loop's metrics.jsonl uses another name (medmo.train.logging).
+_LOGGED = {"loss": "loss", "reward": "reward", "reward_std": "reward_std", "kl": "kl", "entropy": "entropy",
+           "learning_rate": "lr", "grad_norm": "grad_norm", "completions/mean_length": "completion_length",
+           "clip_ratio/region_mean": "clip_ratio", "frac_reward_zero_std": "frac_reward_zero_std"}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -186,8 +189,9 @@ def _number(value: Any) -> float | None:
 
 
 def metrics_callback(path: Path) -> Any:
-    """A ``TrainerCallback`` appending one JSON line per logging step: step, total reward and each
-    reward's mean (``reward/<name>``), loss, KL, entropy, completion length."""
+    """A ``TrainerCallback`` appending one JSON line per logging step: ``step``, ``reward`` (weighted
+    total), each reward's mean as ``reward/<name>`` (``null`` when no row of the step had it), ``loss``,
+    ``lr``, ``kl``, ``entropy``, ``completion_length``, ``clip_ratio``."""
     from transformers import TrainerCallback
 
     class _Metrics(TrainerCallback):
@@ -199,7 +203,7 @@ def metrics_callback(path: Path) -> Any:
                 if key.startswith("rewards/") and key.endswith("/mean"):
                     row["reward/" + key.split("/")[1].removesuffix("_reward")] = _number(value)
                 elif key in _LOGGED:
-                    row[key] = _number(value)
+                    row[_LOGGED[key]] = _number(value)
             with open(path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
 
@@ -222,12 +226,25 @@ def _pixels(recipe: Any) -> dict[str, int]:
     return {k: getattr(recipe, k) for k, d in defaults.items() if getattr(recipe, k) != d}
 
 
-def _resume_arg(recipe: Any) -> bool | str | None:
+def _resume_arg(recipe: Any) -> str | None:
+    """The TRL checkpoint to resume from: ``resume`` as a folder, or the newest under ``checkpoints/``."""
     if isinstance(recipe.resume, str):
         return recipe.resume
-    if recipe.resume and any((Path(recipe.output_dir) / "checkpoints").glob("checkpoint-*")):
-        return True
-    return None
+    found = sorted((Path(recipe.output_dir) / "checkpoints").glob("checkpoint-*"),
+                   key=lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name.rsplit("-", 1)[-1].isdigit() else -1)
+    return str(found[-1]) if recipe.resume and found else None
+
+
+def _trim_metrics(path: Path, resume: str | None) -> None:
+    """Keep ``metrics.jsonl`` the curve of one continuous run: empty for a fresh run, cut at the
+    checkpoint's step on resume."""
+    if not path.is_file():
+        return
+    tail = Path(resume).name.rsplit("-", 1)[-1] if resume else ""
+    keep_to = int(tail) if tail.isdigit() else 0
+    rows = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in rows if resume and json.loads(line).get("step", 0) <= keep_to]
+    path.write_text("".join(line + "\n" for line in kept))
 
 
 def run(recipe: Any) -> Path:
@@ -259,6 +276,8 @@ def run(recipe: Any) -> Path:
     samples = load_samples(recipe)
     dataset = build_dataset(samples, think=recipe.data.think)
     funcs, weights = reward_setup(recipe.grpo.reward_weights, {s.task for s in samples})
+    resume = _resume_arg(recipe)
+    _trim_metrics(out / "metrics.jsonl", resume)
     trainer = GRPOTrainer(
         model=model,
         processing_class=processor,
@@ -267,7 +286,7 @@ def run(recipe: Any) -> Path:
         train_dataset=dataset,
         callbacks=[metrics_callback(out / "metrics.jsonl")],
     )
-    trainer.train(resume_from_checkpoint=_resume_arg(recipe))
+    trainer.train(resume_from_checkpoint=resume)
     model = trainer.accelerator.unwrap_model(trainer.model).eval()
     processor.tokenizer.padding_side = side
     return save(model, processor, out)

@@ -14,6 +14,7 @@ which owns devices, mixed precision, DDP / DeepSpeed / FSDP wrapping and gradien
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +29,7 @@ from medmo.train.collate import IGNORE_INDEX, PaddingCollator, SampleEncoder, ro
 from medmo.train.packing import PackingCollator, plan_batches
 from medmo.train.recipe import Recipe, dump_recipe
 
+log = logging.getLogger(__name__)
 FREEZE_STAGE = {"align": "align", "sft": "sft", "grpo": "rl"}
 NON_MODEL_KEYS = ("labels", "seq_ids")
 
@@ -138,16 +140,34 @@ class PlannedBatches(torch.utils.data.Dataset):
         return len(self.plan)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        rows = [[self.encoder(self.samples[j]) for j in row] for row in self.plan[i]]
+        rows = [[it for it in (self._encode(j) for j in row) if it is not None] for row in self.plan[i]]
+        rows = [row for row in rows if row]
+        if not rows:
+            raise ValueError(f"every sample of micro-batch {i} failed to load; see the warnings above")
         return self.collate(rows) if self.packing else self.collate([it for row in rows for it in row])
+
+    def _encode(self, j: int) -> Any:
+        """One sample's tensors, or ``None`` (with a warning) if its image cannot be read: a bad file
+        costs that sample, not the run."""
+        try:
+            return self.encoder(self.samples[j])
+        except (ValueError, OSError) as e:
+            log.warning("skipping sample %s: %s", getattr(self.samples[j], "id", j), e)
+            return None
 
 
 class Batches:
     """Micro-batches for one process: the epoch plans, sharded by rank, resumable at (epoch, offset)."""
 
     def __init__(self, samples: Sequence[Any], encoder: SampleEncoder, recipe: Recipe, model: Any, accelerator: Any):
-        self.samples, self.encoder, self.recipe = samples, encoder, recipe
-        self.lengths = [encoder.length(s) for s in samples]
+        self.encoder, self.recipe = encoder, recipe
+        self.samples, self.lengths = [], []
+        for s in samples:
+            try:
+                self.lengths.append(encoder.length(s))
+                self.samples.append(s)
+            except (ValueError, OSError) as e:  # unreadable image: drop the record, keep the run
+                log.warning("skipping sample %s: %s", s.id, e)
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
         pad = encoder.processor.tokenizer.pad_token_id
         if recipe.packing:
@@ -234,14 +254,17 @@ def run(recipe: Recipe, *, on_step: Callable[[TrainState, dict], None] | None = 
             progress and that step's metrics; raising from it stops the run like a kill would.
     """
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
     from medmo.model import freeze_for_stage
     from medmo.train.logging import RunLogger
 
     if recipe.stage not in ("align", "sft"):
         raise ValueError(f"medmo.train.sft runs stages align and sft, not {recipe.stage!r}")
-    accelerator = Accelerator(mixed_precision=recipe.mixed_precision, gradient_accumulation_steps=recipe.grad_accum)
+    # text-only micro-batches leave the vision tower and mergers unused on that process
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    accelerator = Accelerator(mixed_precision=recipe.mixed_precision, gradient_accumulation_steps=recipe.grad_accum,
+                              kwargs_handlers=[ddp])
     set_seed(recipe.seed)
     out = Path(recipe.output_dir)
     d = recipe.data

@@ -11,7 +11,7 @@ Image names keep their case (``.JPG`` exists).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,28 @@ def _sample(ctx: Context, r: dict[str, Any], split: str, image_dirs: list[Path],
     )
 
 
-def _files(root: Path, subset: str | None) -> list[tuple[Path, str, str]]:
+def _subsets(subset: str | None) -> tuple[str, ...]:
+    """The subsets to read for the ``subset`` option: ``"mm"``, ``"text"`` (any case) or None for both."""
+    if subset is None:
+        return ("mm", "text")
+    if subset.lower() not in ("mm", "text"):
+        raise ValueError(f"medxpertqa: subset must be 'mm', 'text' or None (both), got {subset!r}")
+    return (subset.lower(),)
+
+
+def _image_dirs(images: str | Path | None, *search: Path) -> list[Path]:
+    """Folders an image name is looked up in, in order: the ``images`` option first, then ``search``."""
+    return [Path(images), *search] if images else list(search)
+
+
+def _emit(
+    ctx: Context, rows: Any, split: str, dirs: list[Path], keep_choices: bool, parse: Callable[[Any], Any] | None = None
+) -> Iterator[Sample]:
+    """The samples of one jsonl file or hub split (bad rows handled by ``ctx``'s policy)."""
+    return ctx.emit(rows, lambda r: _sample(ctx, r, split, dirs, keep_choices), parse)
+
+
+def _files(root: Path, subsets: tuple[str, ...]) -> list[tuple[Path, str, str]]:
     """``(file, subset, split)`` for every MedXpertQA jsonl under root (sampled subsets excluded)."""
     out = []
     for p in sorted(root.rglob("*.jsonl")) if root.is_dir() else [root]:
@@ -81,7 +102,7 @@ def _files(root: Path, subset: str | None) -> list[tuple[Path, str, str]]:
             if ("_text_" in name or p.parent.name.lower() == "text")
             else None
         )
-        if sub and subset in (None, sub):
+        if sub in subsets:
             out.append((p, sub, "dev" if "dev" in name else "test"))
     return out
 
@@ -96,16 +117,14 @@ def load(
     images: str | Path | None = None,
 ) -> Iterator[Sample]:
     """Yield MedXpertQA samples; ``subset`` is ``"mm"``, ``"text"`` or None (both)."""
-    subset = subset.lower() if subset else None
-    files = _files(root, subset)
+    files = _files(root, _subsets(subset))
     if not files:
         raise LayoutError(f"no medxpertqa_{{mm,text}}_input.jsonl or {{MM,Text}}/*.jsonl under {root}")
     for path, _sub, name in files:
         if split not in (None, name):
             continue
-        dirs = [Path(images)] if images else []
-        dirs += [root / "images", path.parent / "images", root / "MM" / "images", path.parent]
-        yield from ctx.emit(jsonl_rows(path), lambda r, n=name, d=dirs: _sample(ctx, r, n, d, keep_choices), json.loads)
+        dirs = _image_dirs(images, root / "images", path.parent / "images", root / "MM" / "images", path.parent)
+        yield from _emit(ctx, jsonl_rows(path), name, dirs, keep_choices, json.loads)
 
 
 def load_hub(
@@ -118,8 +137,8 @@ def load_hub(
     images: str | Path | None = None,
 ) -> Iterator[Sample]:
     """Yield samples from the hub configs ``MM`` / ``Text``; MM images are looked up in ``images``."""
-    dirs = [Path(images)] if images else [Path(".")]
-    for config in [c for c in ("MM", "Text") if subset in (None, c.lower())]:
-        name = split or "test"
+    dirs = _image_dirs(images) or [Path(".")]
+    name = split or "test"
+    for config in [c for c in ("MM", "Text") if c.lower() in _subsets(subset)]:
         rows = list_rows(f"{hub_id}/{config}[{name}]", hub_split(hub_id, config, name))
-        yield from ctx.emit(rows, lambda r, n=name: _sample(ctx, r, n, dirs, keep_choices))
+        yield from _emit(ctx, rows, name, dirs, keep_choices)

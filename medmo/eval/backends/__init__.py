@@ -67,7 +67,10 @@ def make_backend(kind: str, model: str, *, base_url: str | None = None, **kw: An
     if kind == "openai":
         if not base_url:
             raise ValueError("the openai backend needs --base-url, e.g. http://127.0.0.1:8000/v1")
+        import os
+
         from medmo.eval.backends.openai import OpenAIBackend
 
+        kw.setdefault("api_key", os.environ.get("MEDMO_API_KEY"))  # for servers started with an API key
         return OpenAIBackend(model, base_url, **kw)
     raise ValueError(f"unknown backend {kind!r}; use hf or openai")

@@ -8,6 +8,15 @@ from typing import Any
 from medmo.eval.backends import Request, load_pil
 
 
+def checkpoint_fingerprint(folder: Path) -> str:
+    """Names, sizes and modification times of a checkpoint's weight and config files, hashed (cheap for 8B)."""
+    import hashlib
+
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".json") and p.is_file())
+    blob = "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
 class HFBackend:
     """Generate with an already loaded model and processor (e.g. the speedrun's nano model).
 
@@ -17,8 +26,8 @@ class HFBackend:
         name: the model name written into results and cache paths.
     """
 
-    def __init__(self, model: Any, processor: Any, name: str = "model"):
-        self.model, self.processor, self.name = model, processor, name
+    def __init__(self, model: Any, processor: Any, name: str = "model", fingerprint: str | None = None):
+        self.model, self.processor, self.name, self.fingerprint = model, processor, name, fingerprint
 
     @classmethod
     def from_pretrained(cls, path_or_id: str, **load_kw: Any) -> HFBackend:
@@ -27,12 +36,14 @@ class HFBackend:
 
         model, processor = load(path_or_id, **load_kw)
         p = Path(path_or_id)
-        return cls(model, processor, name=p.name if p.exists() else str(path_or_id))
+        name = p.name if p.exists() else str(path_or_id)
+        return cls(model, processor, name=name, fingerprint=checkpoint_fingerprint(p) if p.is_dir() else None)
 
     def info(self) -> dict[str, Any]:
         cfg = getattr(self.model, "config", None)
         n_params = sum(p.numel() for p in self.model.parameters()) if hasattr(self.model, "parameters") else None
-        return {"kind": "hf", "name": self.name, "model_type": getattr(cfg, "model_type", None), "n_params": n_params}
+        return {"kind": "hf", "name": self.name, "model_type": getattr(cfg, "model_type", None), "n_params": n_params,
+                "fingerprint": self.fingerprint}
 
     def generate(self, requests: list[Request], *, batch_size: int = 8) -> list[str]:
         """Answer ``requests`` in order; requests with different budgets are generated separately."""

@@ -1,0 +1,143 @@
+"""The grpo stage: TRL dataset layout, config mapping, and an end-to-end CPU run on a tiny model.
+
+The "GRPO raises the held-out box reward" demonstration needs minutes of CPU, so it lives in
+``bench/grpo_nano.py``; here a short run checks the plumbing: rewards logged per step, only the language
+model updated, the output folder loadable by ``medmo.model.load``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medmo.train import grpo
+from medmo.train.recipe import load_recipe
+
+
+@pytest.fixture(scope="module")
+def nano_data(tmp_path_factory):
+    from medmo.data.synth import build_nano
+
+    return build_nano(tmp_path_factory.mktemp("nano"), n_train=24, n_val=2, n_test=2, seed=1)
+
+
+def _recipe(model, data, out, *extra):
+    return load_recipe(None, [
+        "stage=grpo", f"model={model}", f"output_dir={out}", f"data.train=[{data['train']}]",
+        "logging.progress=false", "logging.tensorboard=false", *extra,
+    ])  # fmt: skip
+
+
+def test_dataset_has_trl_columns_and_loads_images_lazily(nano_data):
+    recipe = _recipe("unused", nano_data, "unused", "data.tasks=[grounding, mcq]", "data.max_samples=6")
+    samples = grpo.load_samples(recipe)
+    assert len(samples) == 6 and {s.task for s in samples} <= {"grounding", "mcq"}
+    ds = grpo.build_dataset(samples, think=True)
+    row = ds[0]
+    assert {"prompt", "images", "task", "gold"} <= set(row)
+    assert row["prompt"][0]["role"] == "user" and row["prompt"][0]["content"][0]["type"] == "image"
+    assert "<think>" in row["prompt"][0]["content"][-1]["text"]
+    assert row["images"][0].size == (128, 128)  # a PIL image, loaded on access
+    gold = json.loads(row["gold"])
+    assert gold["task"] == row["task"] and gold["think"] is True
+
+
+def test_load_samples_explains_an_empty_selection(nano_data):
+    with pytest.raises(ValueError, match="no usable records"):
+        grpo.load_samples(_recipe("x", nano_data, "x", "data.sources=[nowhere]"))
+
+
+def test_reward_setup_keeps_weighted_rewards_that_apply():
+    funcs, weights = grpo.reward_setup({"giou": 2.0, "format": 0.5, "accuracy": 0.0}, {"grounding", "closed_vqa"})
+    assert [f.__name__ for f in funcs] == ["box_reward", "format_reward"]
+    assert weights == [2.0, 0.5]
+    with pytest.raises(ValueError, match="no reward"):
+        grpo.reward_setup({"box": 0.0, "format": 0.0}, {"grounding"})
+
+
+def test_config_maps_the_recipe(nano_data, tmp_path):
+    recipe = _recipe("m", nano_data, tmp_path, "batch_size=3", "grpo.num_generations=4", "max_steps=7")
+    cfg = grpo.grpo_config(recipe, [1.0, 0.5])
+    assert cfg.per_device_train_batch_size == 12 and cfg.num_generations == 4
+    assert (cfg.epsilon, cfg.epsilon_high) == (0.15, 0.25)  # DAPO clip-higher defaults
+    assert cfg.max_steps == 7 and cfg.reward_weights == [1.0, 0.5] and not cfg.use_vllm
+    assert cfg.output_dir == str(tmp_path / "checkpoints")
+
+
+def test_refuses_a_random_starting_model(nano_data, tmp_path):
+    recipe = _recipe("unused", nano_data, tmp_path)
+    recipe.model = "nano:"
+    with pytest.raises(ValueError, match="trained model"):
+        grpo.run(recipe)
+
+
+def test_resume_picks_newest_checkpoint_and_trims_the_curve(nano_data, tmp_path):
+    for step in (2, 10, 4):
+        (tmp_path / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps({"step": i, "reward": 0.1 * i}) + "\n" for i in range(1, 13)))
+    recipe = _recipe("m", nano_data, tmp_path, "resume=true")
+    resume = grpo._resume_arg(recipe)
+    assert resume == str(tmp_path / "checkpoints" / "checkpoint-10")
+    grpo._trim_metrics(metrics, resume)
+    assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == list(range(1, 11))
+    grpo._trim_metrics(metrics, grpo._resume_arg(_recipe("m", nano_data, tmp_path)))  # a fresh run
+    assert metrics.read_text() == ""
+
+
+def _warm_start(model_dir, train_jsonl, out, steps=40):
+    """A few supervised steps on grounding so sampled answers carry boxes and rewards vary."""
+    import torch
+
+    from medmo.data.io import read_records
+    from medmo.model import load, save
+    from medmo.train.collate import PaddingCollator, SampleEncoder, rope_index_of
+
+    model, processor = load(model_dir, dtype="float32")
+    encode = SampleEncoder(processor, rope_index_of(model), max_length=256)
+    items = [encode(r) for r in read_records(train_jsonl) if r.task == "grounding"]
+    collate = PaddingCollator(processor.tokenizer.pad_token_id)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    model.train()
+    for _ in range(steps):
+        batch = collate([items[i] for i in torch.randint(len(items), (8,)).tolist()])
+        batch.pop("seq_ids", None)
+        model(**batch).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return save(model.eval(), processor, out)
+
+
+@pytest.mark.slow
+def test_grpo_run_logs_rewards_updates_llm_only_and_saves(tiny_model_dir, nano_data, tmp_path):
+    import torch
+
+    from medmo.model import load
+
+    start = _warm_start(tiny_model_dir, nano_data["train"], tmp_path / "sft")
+    recipe = _recipe(
+        start, nano_data, tmp_path / "grpo", "data.tasks=[grounding]", "max_steps=2", "batch_size=2",
+        "grpo.num_generations=4", "grpo.max_completion_length=24", "optim.lr=0.01", "optim.warmup_steps=0",
+        "optim.scheduler=constant", "grpo.reward_weights={box: 1.0, format: 0.2}",
+    )  # fmt: skip
+    out = grpo.run(recipe)
+
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        assert 0.0 <= r["reward/box"] <= 1.0 and 0.0 <= r["reward/format"] <= 1.0
+        assert r["reward"] == pytest.approx(r["reward/box"] + 0.2 * r["reward/format"], abs=1e-4)
+        assert r["lr"] == pytest.approx(0.01)
+    assert any(r["reward_std"] > 0 for r in rows)  # groups disagreed, so there was a policy gradient
+
+    before, _ = load(start, dtype="float32")
+    after, processor = load(out, dtype="float32")
+    assert processor.tokenizer.padding_side == "right"  # saved as loaded, not as trained
+    old, new = dict(before.named_parameters()), dict(after.named_parameters())
+    llm = [n for n in new if ".language_model." in n and "embed" not in n]
+    vision = [n for n in new if ".visual." in n]
+    assert llm and vision
+    assert any(not torch.equal(old[n], new[n]) for n in llm)
+    assert all(torch.equal(old[n], new[n]) for n in vision)  # the rl stage freezes the vision side
