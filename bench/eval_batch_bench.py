@@ -5,8 +5,8 @@ Run: ``.venv/bin/python bench/eval_batch_bench.py [--samples 48] [--batch-size 1
 Builds a tiny random Qwen3-VL (``medmo.model.build_tiny``) and the nano test split, then evaluates the
 nano closed-VQA benchmark through :func:`medmo.eval.runner.evaluate` with a fresh cache each time:
 ``batch_size=1`` and ``batch_size=B``, after a warm-up of both shapes, best of ``--repeats`` runs each
-(the CPU is shared, so the best run is the least disturbed one). Greedy decoding gives each sample the
-same answer either way; a batch runs until its longest answer ends, so batching gets no shortcut.
+(the CPU is shared, so the best run is the least disturbed one). End tokens are switched off so every
+sample generates exactly ``--tokens`` tokens in both modes: the comparison is like for like.
 Prints samples/s and the speed-up (target: >= 3x).
 """
 
@@ -50,12 +50,15 @@ def main() -> None:
     torch.manual_seed(0)
     tmp = Path(tempfile.mkdtemp(prefix="medmo-eval-bench-"))
     model = load(build_tiny(tmp / "model"))
+    # A random model's answer lengths are noise (it hits an end token anywhere); without end tokens every
+    # sample generates exactly --tokens tokens in both modes, as a trained model's full answers would.
+    model[0].generation_config.eos_token_id = None
     build_nano(tmp / "nano", n_train=0, n_val=0, n_test=args.samples, image_size=64)
     bench = replace(get("nano_closed"), generation={"max_new_tokens": args.tokens, "greedy": True})
     for bs in (1, args.batch_size):  # first-call costs (lazy init, kernel selection per shape) out of the timing
         run(model, bench, tmp / "nano", tmp / f"warmup{bs}", bs, min(args.samples, args.batch_size))
 
-    print(f"tiny Qwen3-VL, {args.samples} nano closed-VQA samples (64 px images), up to {args.tokens} new tokens "
+    print(f"tiny Qwen3-VL, {args.samples} nano closed-VQA samples (64 px images), {args.tokens} new tokens "
           f"each, torch threads {torch.get_num_threads()}, best of {args.repeats}")
 
     def best(bs: int) -> tuple[float, float]:

@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--base-url", help="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1 "
                      "(a bearer key, if the server needs one, is read from MEDMO_API_KEY)")
     run.add_argument("--concurrency", type=int, default=8, help="requests in flight (openai backend)")
+    run.add_argument("--dtype", default="auto", help="weight dtype for the hf backend: auto, bfloat16, float32")
+    run.add_argument("--device-map", help="hf backend: e.g. auto (spread a large model over the GPUs) or cuda:0")
+    run.add_argument("--attn-implementation", help="hf backend: sdpa, eager or flash_attention_2")
     run.add_argument("--limit", type=int, help="only the first N samples of each benchmark")
     run.add_argument("--batch-size", type=int, default=8)
     run.add_argument("--preset", choices=("standard", "medevalkit"), default="standard")
@@ -70,7 +73,10 @@ def _run(args: argparse.Namespace) -> int:
     data = parse_data_args(args.data)
     for bench in resolve(args.bench):  # name and data mistakes surface before a model is loaded
         data_root(bench, data)
-    kw = {"concurrency": args.concurrency} if args.backend == "openai" else {}
+    if args.backend == "openai":
+        kw = {"concurrency": args.concurrency}
+    else:
+        kw = {"dtype": args.dtype, "device_map": args.device_map, "attn_implementation": args.attn_implementation}
     backend = make_backend(args.backend, args.model, base_url=args.base_url, **kw)
     judge = None
     if args.judge_url or args.judge_model:

@@ -7,7 +7,8 @@ here is a pure function of a completion and the gold answer, with values in ``[0
   the Hungarian algorithm on GIoU (:func:`medmo.boxes.match_boxes`); the score is the sum of the matched
   ``(GIoU + 1) / 2`` divided by ``max(#predicted, #gold)``, so missing and extra boxes both cost, and an
   output without a readable box scores 0. GIoU (Rezatofighi et al., CVPR 2019) still gives a gradient
-  when a box misses the target entirely, which plain IoU does not;
+  when a box misses the target entirely, which plain IoU does not. Box labels are not compared: the
+  prompt names the one target to locate;
 * ``accuracy``: yes/no (:func:`medmo.answers.yes_no`) and option letters
   (:func:`medmo.answers.extract_choice`) exact; free-text answers by SQuAD-style normalized token F1
   (Rajpurkar et al. 2016);

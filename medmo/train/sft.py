@@ -121,7 +121,9 @@ def make_optimizer(model: Any, recipe: Recipe, total_steps: int) -> tuple[Any, A
                           weight_decay=o.weight_decay)
     if not groups:
         raise ValueError(f"stage {recipe.stage!r} leaves no trainable parameter in {recipe.model}")
-    optimizer = torch.optim.AdamW(groups, betas=tuple(o.betas), eps=o.eps)
+    # one multi-tensor kernel per update instead of a Python loop over parameters (fused on GPU)
+    fast = {"fused": True} if torch.cuda.is_available() else {"foreach": True}
+    optimizer = torch.optim.AdamW(groups, betas=tuple(o.betas), eps=o.eps, **fast)
     warmup = o.warmup_steps or math.ceil(o.warmup_ratio * total_steps)
     scheduler = get_scheduler(o.scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
     return optimizer, scheduler
