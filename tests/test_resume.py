@@ -64,3 +64,15 @@ def test_resume_from_a_missing_checkpoint_is_clear(tmp_path):
     assert resolve_resume(True, tmp_path) is None  # nothing yet: a fresh start
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         resolve_resume(str(tmp_path / "nope"), tmp_path)
+
+
+def test_a_fresh_run_sets_old_checkpoints_aside(tmp_path):
+    from medmo.train.checkpoint import latest_checkpoint, set_aside_stale
+
+    old = tmp_path / "checkpoints" / "step-0000009"
+    old.mkdir(parents=True)
+    (old / "trainer_state.json").write_text("{}")
+    assert latest_checkpoint(tmp_path) == old
+    moved = set_aside_stale(tmp_path)
+    assert moved.name == "checkpoints.stale-1" and (moved / "step-0000009").is_dir()
+    assert latest_checkpoint(tmp_path) is None and set_aside_stale(tmp_path) is None

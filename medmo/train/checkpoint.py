@@ -60,6 +60,23 @@ def resolve_resume(resume: bool | str, output_dir: str | Path) -> Path | None:
     return path
 
 
+def set_aside_stale(output_dir: str | Path) -> Path | None:
+    """Move checkpoints of an earlier run out of the way when a run starts afresh in the same folder.
+
+    Otherwise a later ``--resume`` could pick the old run's newest step. Nothing is deleted: the folder
+    is renamed ``checkpoints.stale-N``. Returns the new name, or ``None`` when there was nothing.
+    """
+    root = checkpoint_dir(output_dir)
+    if not list_checkpoints(output_dir):
+        return None
+    n = 1
+    while root.with_name(f"checkpoints.stale-{n}").exists():
+        n += 1
+    target = root.with_name(f"checkpoints.stale-{n}")
+    root.rename(target)
+    return target
+
+
 def save_checkpoint(accelerator: Any, output_dir: str | Path, state: TrainState, keep: int = 2) -> Path:
     """Write a checkpoint for ``state.step`` (all ranks call this) and prune old ones; return its folder."""
     final = checkpoint_dir(output_dir) / f"step-{state.step:07d}"

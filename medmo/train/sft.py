@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from medmo.train.checkpoint import TrainState, load_checkpoint, resolve_resume, save_checkpoint
+from medmo.train.checkpoint import TrainState, load_checkpoint, resolve_resume, save_checkpoint, set_aside_stale
 from medmo.train.collate import IGNORE_INDEX, PaddingCollator, SampleEncoder, rope_index_of, select_records
 from medmo.train.packing import PackingCollator, plan_batches
 from medmo.train.recipe import Recipe, dump_recipe
@@ -287,14 +287,7 @@ def run(recipe: Recipe, *, on_step: Callable[[TrainState, dict], None] | None = 
         val = select_records(d.validation, d.tasks, d.sources, d.max_eval_samples)
         evals = Batches(val, encoder, recipe, model, accelerator)
 
-    state = TrainState(total_steps=total)
-    ckpt = resolve_resume(recipe.resume, out)
-    if ckpt is not None:
-        state = load_checkpoint(accelerator, ckpt)
-        state.total_steps = total
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        dump_recipe(recipe, out / "recipe.yaml")
+    state = _start_state(recipe, accelerator, total)
     log = RunLogger(out, recipe.logging, total, start_step=state.step, enabled=accelerator.is_main_process,
                     run_config=recipe.to_dict())
     try:
@@ -303,6 +296,23 @@ def run(recipe: Recipe, *, on_step: Callable[[TrainState, dict], None] | None = 
         log.close()
     _save_final(model, processor, accelerator, out)
     return out
+
+
+def _start_state(recipe: Recipe, accelerator: Any, total: int) -> TrainState:
+    """Fresh progress, or the resumed checkpoint's (model, optimizer, scheduler and RNG restored)."""
+    out = Path(recipe.output_dir)
+    state = TrainState(total_steps=total)
+    ckpt = resolve_resume(recipe.resume, out)
+    if ckpt is not None:
+        state = load_checkpoint(accelerator, ckpt)
+        state.total_steps = total
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        dump_recipe(recipe, out / "recipe.yaml")
+        if ckpt is None and (stale := set_aside_stale(out)) is not None:
+            log.warning("%s held checkpoints of an earlier run; moved them to %s (use --resume to continue a run)",
+                        out, stale)
+    return state
 
 
 def _loop(model, optimizer, scheduler, batches, evals, accelerator, recipe, state, log, on_step) -> None:
