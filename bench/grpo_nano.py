@@ -11,6 +11,21 @@
    0.15/0.25) from the warm start and scores the same held-out images again.
 
 Prints one line per phase and a final JSON summary.
+
+Measured on a shared 2-core CPU (60 held-out grounding prompts, 400 training images, GRPO: 4 prompts x 8
+samples per step, lr 2e-4 constant, box + 0.2 x format reward):
+
+========  ==========  =====================  =====================  ==========================
+model     SFT steps   held-out box reward    held-out mean IoU      GRPO time (40 steps)
+========  ==========  =====================  =====================  ==========================
+tiny      300         0.243 -> 0.262         0.038 -> 0.040         11 s
+nano      400         0.133 -> 0.498         0.018 -> 0.063         39 s
+========  ==========  =====================  =====================  ==========================
+
+The training-batch box reward of the nano run rose from 0.19 (first 10 steps) to 0.43 (last 10), and
+its numbers repeat exactly on a second run (same seeds). The short warm start leaves boxes far from
+their targets (negative GIoU); GRPO moves them towards the right place and size, which GIoU rewards
+before the boxes overlap (IoU).
 """
 
 from __future__ import annotations

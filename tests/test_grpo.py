@@ -44,7 +44,7 @@ def test_dataset_has_trl_columns_and_loads_images_lazily(nano_data):
 
 
 def test_load_samples_explains_an_empty_selection(nano_data):
-    with pytest.raises(ValueError, match="no usable records"):
+    with pytest.raises(ValueError, match="no training records"):
         grpo.load_samples(_recipe("x", nano_data, "x", "data.sources=[nowhere]"))
 
 

@@ -38,7 +38,6 @@ from medmo.records import Sample
 
 log = logging.getLogger(__name__)
 
-# Keys of TRL's log dict that go into metrics.jsonl besides the per-reward means.
 # Keys of TRL's log dict that go into metrics.jsonl besides the per-reward means, renamed where the
 # SFT loop's metrics.jsonl uses another name (medmo.train.logging).
 _LOGGED = {"loss": "loss", "reward": "reward", "reward_std": "reward_std", "kl": "kl", "entropy": "entropy",
@@ -50,25 +49,17 @@ _LOGGED = {"loss": "loss", "reward": "reward", "reward_std": "reward_std", "kl":
 
 
 def load_samples(recipe: Any) -> list[Sample]:
-    """Training records of ``recipe.data``, filtered by task and source and capped at ``max_samples``."""
-    from medmo.data.io import read_records
+    """Training records of ``recipe.data`` (tasks, sources, ``max_samples``) that have a reward."""
+    from medmo.train.collate import select_records
     from medmo.train.rewards import TASK_REWARDS
 
     data = recipe.data
     if not data.train:
         raise ValueError("grpo needs prompts with gold answers: set data.train to record files (e.g. train.jsonl)")
-    out: list[Sample] = []
-    for path in data.train:
-        for s in read_records(path):
-            if (data.tasks and s.task not in data.tasks) or (data.sources and s.source not in data.sources):
-                continue
-            if s.task in TASK_REWARDS:
-                out.append(s)
-            if data.max_samples is not None and len(out) >= data.max_samples:
-                return out
+    out = [s for s in select_records(data.train, data.tasks, data.sources, data.max_samples) if s.task in TASK_REWARDS]
     if not out:
-        raise ValueError(f"no usable records in data.train={data.train} with tasks={data.tasks or 'all'}; "
-                         "check the paths and data.tasks")  # fmt: skip
+        raise ValueError(f"no records with a reward in data.train={data.train}; rewarded tasks: "
+                         f"{', '.join(TASK_REWARDS)}")  # fmt: skip
     return out
 
 
@@ -77,7 +68,7 @@ def _load_images(batch: dict[str, list]) -> dict[str, list]:
     from medmo.data.images import load_image
 
     batch["images"] = [
-        [load_image(p, frame=f) if f is not None else load_image(p) for p, f in zip(paths, frames)]
+        [load_image(p, frame=f) for p, f in zip(paths, frames)]
         for paths, frames in zip(batch["images"], batch["frames"])
     ]
     return batch
@@ -264,6 +255,7 @@ def run(recipe: Any) -> Path:
     if str(recipe.model).startswith(("nano:", "tiny:")):
         raise ValueError(f"grpo starts from a trained model, got model={recipe.model!r}; "
                          "point model at an SFT output folder (e.g. runs/nano/sft)")  # fmt: skip
+    samples = load_samples(recipe)  # fail on bad data before loading the model
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     dump_recipe(recipe, out / "recipe.yaml")
@@ -273,7 +265,6 @@ def run(recipe: Any) -> Path:
     # TRL left-pads prompt ids itself but takes mm_token_type_ids from the processor as returned:
     # the processor must pad on the same side or image tokens get the wrong rope positions.
     side, processor.tokenizer.padding_side = processor.tokenizer.padding_side, "left"
-    samples = load_samples(recipe)
     dataset = build_dataset(samples, think=recipe.data.think)
     funcs, weights = reward_setup(recipe.grpo.reward_weights, {s.task for s in samples})
     resume = _resume_arg(recipe)
