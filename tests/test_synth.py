@@ -94,7 +94,7 @@ def test_answers_are_balanced_and_baselines_are_weak(nano):
     closed = Counter(r.answer for r in recs["train"] if r.task == "closed_vqa")
     assert set(closed) == {"yes", "no"} and min(closed.values()) / sum(closed.values()) > 0.3
     letters = Counter(r.answer for r in recs["train"] if r.task == "mcq")
-    assert len(letters) == 4
+    assert len(letters) >= 4  # options in a fixed order per question type: letters A-G
     base = synth.baselines(recs["train"], recs["test"])
     assert 0.3 < base["closed_vqa_majority_acc"] < 0.7
     assert base["mcq_majority_acc"] < 0.45

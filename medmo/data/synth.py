@@ -280,7 +280,13 @@ def _closed(rng: np.random.Generator, modality: str, findings: list[Finding], si
 def _mcq(
     rng: np.random.Generator, modality: str, findings: list[Finding], size: int
 ) -> tuple[str, list[str], str, str]:
-    """(question, options, gold text, type) for a modality, finding-class or quadrant question."""
+    """(question, options, gold text, type) for a modality, finding-class or quadrant question.
+
+    Each question type lists its options in one fixed order (every modality; every finding class plus
+    "no abnormality"; the four quadrants), as exam banks with fixed answer lists do. The letter then
+    depends on the image alone, which a few-million-parameter model learns within the CPU budget;
+    shuffled options would also demand matching the answer to its position in the prompt.
+    """
     kinds = ["modality"]
     if len({f.label for f in findings}) <= 1:
         kinds.append("finding")
@@ -288,19 +294,15 @@ def _mcq(
         kinds.append("quadrant")
     kind = _pick(rng, kinds)
     if kind == "modality":
-        gold = _MODALITY_NAMES[modality]
-        others = [v for v in _MODALITY_NAMES.values() if v != gold]
-        opts = [gold] + [others[i] for i in rng.choice(len(others), 3, replace=False)]
+        gold, opts = _MODALITY_NAMES[modality], list(_MODALITY_NAMES.values())
         q = "Which imaging modality is this?"
     elif kind == "finding":
         gold = findings[0].label if findings else "no abnormality"
-        pool = [c for c in CLASSES if c != gold] + ([] if gold == "no abnormality" else ["no abnormality"])
-        opts = [gold] + [pool[i] for i in rng.choice(len(pool), 3, replace=False)]
+        opts = [*CLASSES, "no abnormality"]
         q = "Which finding is shown in this image?"
     else:
         gold, opts = quadrant(findings[0].box, size), list(QUADRANTS)
         q = f"In which quadrant of the image is the {findings[0].label}?"
-    rng.shuffle(opts)
     return q, opts, gold, kind
 
 
