@@ -18,7 +18,7 @@ class Killed(Exception):
 def recipe(model_dir, train, out, *extra):
     return load_recipe(None, [
         f"model={model_dir}", f"output_dir={out}", f"data.train=[{train}]", "data.max_samples=10",
-        "min_pixels=1024", "max_pixels=4096", "max_tokens=300", "batch_size=1", "max_steps=4",
+        "min_pixels=1024", "max_pixels=4096", "max_tokens=600", "batch_size=1", "max_steps=4",
         "optim.lr=2e-3", "optim.warmup_steps=2", "save_every=3", "keep_checkpoints=1",
         "logging.progress=false", "logging.tensorboard=false", *extra,
     ])
