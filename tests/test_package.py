@@ -14,6 +14,17 @@ def test_torchvision_is_not_installed():
     assert importlib.util.find_spec("torchvision") is None
 
 
+def test_no_dependency_pulls_torchvision():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
+    deps = list(project["dependencies"]) + [d for ds in project["optional-dependencies"].values() for d in ds]
+    # torchvision itself, and packages that require it (vllm) or install it as an extra.
+    banned = ("torchvision", "vllm", "transformers[vision]", "trl[vlm]")
+    assert not [d for d in deps if d.lower().replace(" ", "").startswith(banned)], deps
+
+
 def test_import_medmo_is_light():
     code = (
         "import sys, medmo, medmo.records, medmo.prompts, medmo.cli;"
