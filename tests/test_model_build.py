@@ -64,6 +64,23 @@ def test_build_is_seeded():
     assert torch.equal(wa, wb) and not torch.equal(wa, wc)
 
 
+def test_vision_positions_start_as_a_sincos_grid():
+    from medmo.model import build_model, tiny_config, train_tokenizer
+    from medmo.model.build import sincos_positions
+
+    table = sincos_positions(16, 8)  # 4 x 4 grid, 2 channels each for sin/cos of rows and of columns
+    grid = table.view(4, 4, 8)
+    assert torch.equal(grid[:, 0, :4], grid[:, 3, :4])  # row channels ignore the column
+    assert torch.equal(grid[0, :, 4:], grid[3, :, 4:])  # column channels ignore the row
+    assert torch.cdist(table, table).add(torch.eye(16)).min() > 0.1  # every cell distinct
+    assert torch.allclose(grid[1, 2, 4:6], torch.tensor([2.0, 2.0 / 10]).sin())  # sin(col * 100**(-k/2))
+    with pytest.raises(ValueError, match="square"):
+        sincos_positions(15, 8)
+    model = build_model(tiny_config(train_tokenizer(vocab_size=400)))
+    pos = model.model.visual.pos_embed.weight
+    assert torch.equal(pos, sincos_positions(*pos.shape))
+
+
 def test_save_load_round_trip_gives_same_logits(tiny_model_dir, retina, tmp_path):
     from medmo.model import load, save
 

@@ -82,13 +82,47 @@ def nano_config(tokenizer: Any, **overrides: Any) -> Any:
     return _config(tokenizer, text, vision, dict(overrides))
 
 
+def sincos_positions(num_positions: int, dim: int, base: float = 100.0) -> Any:
+    """A 2-D sine-cosine table for the ViT's square learned position grid, ``(num_positions, dim)``.
+
+    Half the channels encode the row and half the column, each as sines and cosines of geometric
+    frequencies (He et al., "Masked Autoencoders Are Scalable Vision Learners", 2022). Rows are laid out
+    ``row * side + col``, the order in which transformers' Qwen3-VL interpolates its ``pos_embed`` table.
+    """
+    import math
+
+    import torch
+
+    side = math.isqrt(num_positions)
+    if side * side != num_positions or dim % 4:
+        raise ValueError(f"need a square grid and dim divisible by 4, got {num_positions} positions, dim {dim}.")
+    rows, cols = torch.meshgrid(torch.arange(side).float(), torch.arange(side).float(), indexing="ij")
+    quarter = dim // 4
+    freq = base ** (-torch.arange(quarter).float() / quarter)
+
+    def encode(v: Any) -> Any:
+        angles = v.reshape(-1, 1) * freq
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    return torch.cat([encode(rows), encode(cols)], dim=1)
+
+
 def build_model(config: Any, seed: int = 0) -> Any:
-    """A randomly initialized ``Qwen3VLForConditionalGeneration`` (float32, eval mode), reproducible by ``seed``."""
+    """A randomly initialized ``Qwen3VLForConditionalGeneration`` (float32, eval mode), reproducible by ``seed``.
+
+    The ViT's position table starts as a 2-D sine-cosine grid (:func:`sincos_positions`) instead of
+    Qwen's small random init: a from-scratch model otherwise carries almost no absolute position in
+    its visual tokens, and the nano model then never learns where a finding is (held-out grounding
+    IoU 0.17 with the random table vs 0.43 with this one, 900 grounding steps on the nano data).
+    """
     import torch
     from transformers import GenerationConfig, Qwen3VLForConditionalGeneration
 
     torch.manual_seed(seed)
     model = Qwen3VLForConditionalGeneration(config).float().eval()
+    table = model.model.visual.pos_embed.weight
+    with torch.no_grad():
+        table.copy_(sincos_positions(*table.shape))
     text = config.text_config
     eos = [text.eos_token_id] + ([text.pad_token_id] if text.pad_token_id not in (None, text.eos_token_id) else [])
     model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=text.pad_token_id, do_sample=False)
