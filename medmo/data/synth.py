@@ -185,7 +185,8 @@ def background(rng: np.random.Generator, modality: str, size: int) -> np.ndarray
         img = img[:, ::-1]
     img = np.clip(img, 0, 1) ** rng.uniform(0.7, 1.4)  # gamma jitter
     if rng.random() < FLAT_FRACTION:
-        # A flat variant: the modality's colour and shading, without texture (see FLAT_FRACTION).
+        # A flat variant: texture blurred away and contrast cut to +-0.02, so little modality cue is left
+        # beyond colour (see FLAT_FRACTION).
         from scipy.ndimage import gaussian_filter
 
         img = gaussian_filter(img, sigma=(size / 10, size / 10, 0), mode="nearest")
