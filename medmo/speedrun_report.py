@@ -130,6 +130,43 @@ def _iou_by_stage(run: Path) -> dict[str, float]:
     return out
 
 
+BREAKDOWN = (("nano_closed", "closed"), ("nano_mcq", "mcq"), ("nano_open", "open"))
+
+
+def breakdown(results: dict[str, dict], test_records: str | Path) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """Accuracy per question type and grounding IoU per findings count, per stage.
+
+    The headline columns average over question types; this shows which skills a stage learned (a
+    modality question at chance can hide behind a well-learned finding question). Each cell reads
+    ``value (n)``; the question type is the record's ``meta.question_type`` (:mod:`medmo.data.synth`).
+
+    Returns:
+        ``(columns, {stage: {column: cell}})``.
+    """
+    from medmo.data.io import read_records
+
+    meta = {s.id: s.meta for s in read_records(test_records)}
+    cols: dict[str, None] = {}
+    table: dict[str, dict[str, str]] = {}
+    for stage, res in results.items():
+        groups: dict[str, list[float]] = {}
+        for bench, short in (*BREAKDOWN, ("nano_grounding", "grounding IoU")):
+            path = (res.get("benchmarks", {}).get(bench) or {}).get("predictions_file")
+            if not path or not Path(path).exists():
+                continue
+            for line in Path(path).read_text(encoding="utf-8").splitlines():
+                row = json.loads(line)
+                m = meta.get(row.get("id"), {})
+                if bench == "nano_grounding":
+                    key, value = f"{short}, {len(m.get('findings', []))} findings", row.get("iou_matched", 0.0)
+                else:
+                    key, value = f"{short}: {m.get('question_type', 'other')}", row.get("correct", 0.0)
+                groups.setdefault(key, []).append(float(value))
+        table[stage] = {k: f"{100 * sum(v) / len(v):.1f} ({len(v)})" for k, v in groups.items()}
+        cols.update(dict.fromkeys(sorted(groups)))
+    return list(cols), table
+
+
 def _stage_times(run: Path) -> list[tuple[str, float, float]]:
     rows = []
     for p in sorted((run / "stages").glob("*.json"), key=lambda p: p.stat().st_mtime):
@@ -167,6 +204,15 @@ def write_report(run: str | Path, config: dict[str, Any]) -> dict[str, Path]:
           "## Results on the held-out nano test split", ""]
     for t in tables:
         md += [to_markdown(t), ""]
+    cols, by_type = breakdown(_results(run), run / "data" / "test.jsonl") if results else ([], {})
+    if cols:
+        labels = dict(STAGE_ROWS)
+        md += ["## By question type and findings count", "",
+               "Accuracy (or IoU) x 100 and the number of test samples, per stage.", "",
+               "| | " + " | ".join(labels.get(st, st) for st in by_type) + " |",
+               "|---|" + "---:|" * len(by_type)]
+        md += [f"| {c} | " + " | ".join(by_type[st].get(c, "-") for st in by_type) + " |" for c in cols]
+        md += [""]
     if curves:
         md += ["## Training curves", "", f"![curves]({curves.relative_to(run)})", ""]
     if pages:

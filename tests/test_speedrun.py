@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
+from medmo.records import Box, ImageRef, Sample
 from medmo.speedrun import STAGES, SpeedrunConfig
+from medmo.speedrun_report import breakdown
 
 
 @pytest.mark.slow
@@ -26,6 +28,7 @@ def test_quick_speedrun_writes_the_report(tmp_path):
     for row in ("trivial baseline", "after alignment", "after instruction tuning", "after GRPO"):
         assert row in report
     assert "nano grounding" in report and "peak RSS" in report
+    assert "By question type and findings count" in report and "mcq: modality" in report
     assert (run / "report" / "curves.png").stat().st_size > 1000
     page = (run / "report.html").read_text()
     assert "<table>" in page and "data:image/png;base64," in page
@@ -40,3 +43,31 @@ def test_quick_config_is_smaller_than_the_demo():
     quick, full = SpeedrunConfig.quick(), SpeedrunConfig()
     assert quick.sft_steps < full.sft_steps and quick.n_train < full.n_train
     assert quick.run_dir.name == "nano"
+
+
+def test_breakdown_splits_accuracy_by_question_type_and_iou_by_findings(tmp_path):
+    from medmo.data.io import write_jsonl
+
+    img, opts = [ImageRef("a.png", 128, 128)], {"A": "CT", "B": "MRI", "C": "X-ray"}
+
+    def mcq(sid: str, kind: str) -> Sample:
+        return Sample(sid, "mcq", "nano_synth", "test", images=img, question="Which?", options=opts, answer="A",
+                      meta={"question_type": kind})
+
+    recs = [
+        mcq("q1", "modality"), mcq("q2", "modality"), mcq("q3", "quadrant"),
+        Sample("g1", "grounding", "nano_synth", "test", images=img, answer="mass", boxes=[Box("mass", [0, 0, 9, 9])],
+               meta={"findings": [["mass", 0, 0, 9, 9], ["nodule", 50, 50, 60, 60]]}),
+    ]
+    write_jsonl(recs, tmp_path / "test.jsonl")
+    mcq = tmp_path / "mcq.jsonl"
+    mcq.write_text("\n".join(json.dumps({"id": i, "correct": c}) for i, c in (("q1", 1.0), ("q2", 0.0), ("q3", 1.0))))
+    ground = tmp_path / "ground.jsonl"
+    ground.write_text(json.dumps({"id": "g1", "iou_matched": 0.25}))
+    results = {"sft": {"benchmarks": {"nano_mcq": {"predictions_file": str(mcq)},
+                                      "nano_grounding": {"predictions_file": str(ground)}}}}
+    cols, table = breakdown(results, tmp_path / "test.jsonl")
+    assert table["sft"]["mcq: modality"] == "50.0 (2)"
+    assert table["sft"]["mcq: quadrant"] == "100.0 (1)"
+    assert table["sft"]["grounding IoU, 2 findings"] == "25.0 (1)"
+    assert set(cols) == {"mcq: modality", "mcq: quadrant", "grounding IoU, 2 findings"}

@@ -35,7 +35,7 @@ import numpy as np
 from medmo.records import Box, ImageRef, Sample, options_from_list, stable_id
 
 SOURCE = "nano_synth"
-SYNTH_VERSION = "nano-synth-2"
+SYNTH_VERSION = "nano-synth-3"
 CLASSES = ("nodule", "mass", "calcification", "lesion")
 BACKGROUNDS = ("fundus", "pathology", "microscopy", "ct", "mri", "x-ray", "ultrasound")
 QUADRANTS = ("upper left", "upper right", "lower left", "lower right")
@@ -185,16 +185,19 @@ def background(rng: np.random.Generator, modality: str, size: int) -> np.ndarray
         img = img[:, ::-1]
     img = np.clip(img, 0, 1) ** rng.uniform(0.7, 1.4)  # gamma jitter
     if rng.random() < FLAT_FRACTION:
-        # A flat variant: texture blurred away and contrast cut to +-0.02, so little modality cue is left
-        # beyond colour (see FLAT_FRACTION).
+        # A flat variant (see FLAT_FRACTION): texture blurred away and its contrast cut to +-0.02 around
+        # the image's own mean colour, which keeps a modality cue (fundus red, stained slides brown and
+        # blue, dark ultrasound fans) while the finding stays the only edge in the image.
         from scipy.ndimage import gaussian_filter
 
+        mean = img.mean(axis=(0, 1))
         img = gaussian_filter(img, sigma=(size / 10, size / 10, 0), mode="nearest")
-        half = 0.02
+        centre = np.clip(0.5 + 0.6 * (mean - 0.5), 0.3, 0.7)
+        img = centre + 0.04 * (img - img.mean(axis=(0, 1)))
     else:
-        half = rng.uniform(0.08, 0.14)
-    lo, hi = 0.5 - half, 0.5 + half  # well clear of the findings' intensities (< 0.06 or > 0.9)
-    img = lo + (hi - lo) * img + rng.normal(0, 0.01, img.shape)
+        half = rng.uniform(0.08, 0.14)  # well clear of the findings' intensities (< 0.06 or > 0.9)
+        img = 0.5 - half + 2 * half * img
+    img = img + rng.normal(0, 0.01, img.shape)
     if img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
     return np.clip(img, 0, 1).astype(np.float32)

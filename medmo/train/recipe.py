@@ -97,7 +97,9 @@ class GRPOConfig:
     """Group Relative Policy Optimization settings, read by :mod:`medmo.train.grpo`.
 
     The asymmetric clip (``epsilon_low`` < ``epsilon_high``) is DAPO's "clip-higher" (Yu et al. 2025,
-    arXiv:2503.14476); MedMO samples 8 completions per prompt.
+    arXiv:2503.14476); MedMO samples 8 completions per prompt. ``scale_rewards`` is TRL's advantage
+    scaling: ``group`` divides by each prompt's reward std (GRPO), ``batch`` by the batch's, ``none``
+    only centres (Dr. GRPO, Liu et al. 2025, arXiv:2503.20783).
     """
 
     num_generations: int = 8
@@ -111,6 +113,7 @@ class GRPOConfig:
         default_factory=lambda: {"accuracy": 1.0, "giou": 1.0, "factuality": 1.0, "format": 0.5}
     )
     loss_type: str = "dapo"
+    scale_rewards: str = "group"
     use_vllm: bool = False
 
 
