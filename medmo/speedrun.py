@@ -34,6 +34,7 @@ class SpeedrunConfig:
         out: parent folder of runs.
         n_train / n_val / n_test: nano dataset images per split (each image yields ~6 records).
         grounding_weight: extra copies of each grounding record in the instruction-tuning mixture.
+        caption_weight: extra copies of each caption record (captions name the modality and every finding).
         align_steps / sft_steps / grpo_steps: optimizer steps per stage.
         eval_limit: samples per nano benchmark at evaluation (None: the whole test split).
         seed: one seed for data, model and training.
@@ -44,9 +45,10 @@ class SpeedrunConfig:
     n_train: int = 5000
     n_val: int = 100
     n_test: int = 200
-    grounding_weight: float = 5.0
+    grounding_weight: float = 7.0
+    caption_weight: float = 2.0
     align_steps: int = 100
-    sft_steps: int = 2400
+    sft_steps: int = 2800
     grpo_steps: int = 150
     eval_limit: int | None = None
     vocab_size: int = 1024
@@ -76,13 +78,16 @@ def stage_data(cfg: SpeedrunConfig) -> dict:
     paths = build_nano(data, n_train=cfg.n_train, n_val=cfg.n_val, n_test=cfg.n_test, seed=cfg.seed)
     cells = build_cells(cfg.run_dir / "cells", split="test", seed=cfg.seed)
     # Boxes are the slowest skill to learn and grounding is ~1/9 of the records: repeat it, as MedMO's
-    # own mixture up-weights its detection sets.
-    write_jsonl((s for s in read_records(paths["train"]) if s.task == "grounding"), data / "train_grounding.jsonl")
+    # own mixture up-weights its detection sets. With grounding repeated alone the model stopped reading
+    # the modality (every caption began "CT"); repeated captions keep that skill in the mix.
+    extra = []
+    for task, weight in (("grounding", cfg.grounding_weight), ("caption", cfg.caption_weight)):
+        write_jsonl((s for s in read_records(paths["train"]) if s.task == task), data / f"train_{task}.jsonl")
+        extra.append({"records": str(data / f"train_{task}.jsonl"), "weight": weight})
     mix = build_mixture({
         "seed": cfg.seed,
         "dedup": False,  # the repeats are intended
-        "sources": [{"records": str(paths["train"])},
-                    {"records": str(data / "train_grounding.jsonl"), "weight": cfg.grounding_weight}],
+        "sources": [{"records": str(paths["train"])}, *extra],
         "decontaminate_against": [str(paths["validation"]), str(paths["test"])],
     }, data / "sft")
     return {"data": {k: str(v) for k, v in paths.items()}, "cells": {k: cells[k] for k in ("records", "samples")},

@@ -63,6 +63,10 @@ def test_config_maps_the_recipe(nano_data, tmp_path):
     assert (cfg.epsilon, cfg.epsilon_high) == (0.15, 0.25)  # DAPO clip-higher defaults
     assert cfg.max_steps == 7 and cfg.reward_weights == [1.0, 0.5] and not cfg.use_vllm
     assert cfg.output_dir == str(tmp_path / "checkpoints")
+    assert cfg.scale_rewards == "group" and cfg.num_iterations == 1
+    tuned = grpo.grpo_config(_recipe("m", nano_data, tmp_path, "grpo.scale_rewards=none", "grpo.num_iterations=2"),
+                             [1.0])
+    assert tuned.scale_rewards == "none" and tuned.num_iterations == 2
 
 
 def test_refuses_a_random_starting_model(nano_data, tmp_path):

@@ -137,6 +137,7 @@ def grpo_config(recipe: Any, reward_weights: list[float]) -> Any:
         epsilon_high=g.epsilon_high,
         loss_type=g.loss_type,
         scale_rewards=g.scale_rewards,
+        num_iterations=g.num_iterations,
         use_vllm=g.use_vllm,
         reward_weights=reward_weights,
         learning_rate=o.lr,

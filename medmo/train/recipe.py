@@ -99,7 +99,8 @@ class GRPOConfig:
     The asymmetric clip (``epsilon_low`` < ``epsilon_high``) is DAPO's "clip-higher" (Yu et al. 2025,
     arXiv:2503.14476); MedMO samples 8 completions per prompt. ``scale_rewards`` is TRL's advantage
     scaling: ``group`` divides by each prompt's reward std (GRPO), ``batch`` by the batch's, ``none``
-    only centres (Dr. GRPO, Liu et al. 2025, arXiv:2503.20783).
+    only centres (Dr. GRPO, Liu et al. 2025, arXiv:2503.20783). ``num_iterations`` is PPO's reuse of
+    each batch of completions for several updates (the clip keeps them within the trust region).
     """
 
     num_generations: int = 8
@@ -114,6 +115,7 @@ class GRPOConfig:
     )
     loss_type: str = "dapo"
     scale_rewards: str = "group"
+    num_iterations: int = 1
     use_vllm: bool = False
 
 
