@@ -70,7 +70,6 @@ class SpeedrunConfig:
 def stage_data(cfg: SpeedrunConfig) -> dict:
     """Nano data, a Cell set, and the instruction-tuning mixture (grounding up-weighted, decontaminated)."""
     from medmo.data.cells import build_cells
-    from medmo.data.io import read_records, write_jsonl
     from medmo.data.mixture import build_mixture
     from medmo.data.synth import build_nano
 
@@ -82,7 +81,10 @@ def stage_data(cfg: SpeedrunConfig) -> dict:
     # the modality (every caption began "CT"); repeated captions keep that skill in the mix.
     extra = []
     for task, weight in (("grounding", cfg.grounding_weight), ("caption", cfg.caption_weight)):
-        write_jsonl((s for s in read_records(paths["train"]) if s.task == task), data / f"train_{task}.jsonl")
+        # Raw lines, not re-serialized records: their image paths stay relative to this same folder.
+        lines = [line for line in paths["train"].read_text(encoding="utf-8").splitlines()
+                 if line.strip() and json.loads(line).get("task") == task]
+        (data / f"train_{task}.jsonl").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
         extra.append({"records": str(data / f"train_{task}.jsonl"), "weight": weight})
     mix = build_mixture({
         "seed": cfg.seed,
@@ -90,6 +92,10 @@ def stage_data(cfg: SpeedrunConfig) -> dict:
         "sources": [{"records": str(paths["train"])}, *extra],
         "decontaminate_against": [str(paths["validation"]), str(paths["test"])],
     }, data / "sft")
+    for src in mix["sources"]:
+        if src["read"] and not src["available"]:
+            raise RuntimeError(f"instruction-tuning source {src['source']} lost all {src['read']} records "
+                               f"({src['skip_reasons']}); check that its image paths resolve from its folder")
     return {"data": {k: str(v) for k, v in paths.items()}, "cells": {k: cells[k] for k in ("records", "samples")},
             "sft_mixture": {"written": mix["written"], "contamination": mix["contamination"].get("mode"),
                             "shards": len(mix["shards"])}}

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from medmo.records import Box, ImageRef, Sample
-from medmo.speedrun import STAGES, SpeedrunConfig
+from medmo.speedrun import STAGES, SpeedrunConfig, stage_data
 from medmo.speedrun_report import breakdown
 
 
@@ -71,3 +71,14 @@ def test_breakdown_splits_accuracy_by_question_type_and_iou_by_findings(tmp_path
     assert table["sft"]["mcq: quadrant"] == "100.0 (1)"
     assert table["sft"]["grounding IoU, 2 findings"] == "25.0 (1)"
     assert set(cols) == {"mcq: modality", "mcq: quadrant", "grounding IoU, 2 findings"}
+
+
+def test_data_stage_repeats_records_from_a_relative_run_folder(tmp_path, monkeypatch):
+    # `make demo` writes under the relative folder runs/: the repeated grounding and caption records
+    # must still find their images (they once resolved against the wrong folder and were all dropped).
+    monkeypatch.chdir(tmp_path)
+    stage_data(SpeedrunConfig.quick(out="runs", n_train=12, n_val=2, n_test=2))
+    report = json.loads((tmp_path / "runs" / "nano" / "data" / "sft" / "mixture_report.json").read_text())
+    assert [src["skipped"] for src in report["sources"]] == [0, 0, 0]
+    base, grounding, caption = (src["selected"] for src in report["sources"])
+    assert grounding > 0 and caption == 2 * 12 and report["written"] == base + grounding + caption
