@@ -48,8 +48,8 @@ class SpeedrunConfig:
     grounding_weight: float = 7.0
     caption_weight: float = 2.0
     align_steps: int = 100
-    sft_steps: int = 2800
-    grpo_steps: int = 150
+    sft_steps: int = 2600
+    grpo_steps: int = 100
     eval_limit: int | None = None
     vocab_size: int = 1024
     seed: int = 0
