@@ -79,12 +79,14 @@ def stage_data(cfg: SpeedrunConfig) -> dict:
     # Boxes are the slowest skill to learn and grounding is ~1/9 of the records: repeat it, as MedMO's
     # own mixture up-weights its detection sets. With grounding repeated alone the model stopped reading
     # the modality (every caption began "CT"); repeated captions keep that skill in the mix.
+    # Raw lines, not re-serialized records: their image paths stay relative to this same folder.
+    by_task: dict[str, list[str]] = {}
+    for line in paths["train"].read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            by_task.setdefault(json.loads(line).get("task"), []).append(f"{line}\n")
     extra = []
     for task, weight in (("grounding", cfg.grounding_weight), ("caption", cfg.caption_weight)):
-        # Raw lines, not re-serialized records: their image paths stay relative to this same folder.
-        lines = [line for line in paths["train"].read_text(encoding="utf-8").splitlines()
-                 if line.strip() and json.loads(line).get("task") == task]
-        (data / f"train_{task}.jsonl").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        (data / f"train_{task}.jsonl").write_text("".join(by_task.get(task, [])), encoding="utf-8")
         extra.append({"records": str(data / f"train_{task}.jsonl"), "weight": weight})
     mix = build_mixture({
         "seed": cfg.seed,

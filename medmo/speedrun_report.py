@@ -189,7 +189,8 @@ def write_report(run: str | Path, config: dict[str, Any]) -> dict[str, Path]:
     run = Path(run)
     out = run / "report"
     out.mkdir(parents=True, exist_ok=True)
-    results = _relabel(_results(run))
+    raw = _results(run)
+    results = _relabel(raw)
     files = write_tables(results, out) if results else {}
     tables = build_tables(results) if results else []
     curves = _curves(run, out)
@@ -204,7 +205,7 @@ def write_report(run: str | Path, config: dict[str, Any]) -> dict[str, Path]:
           "## Results on the held-out nano test split", ""]
     for t in tables:
         md += [to_markdown(t), ""]
-    cols, by_type = breakdown(_results(run), run / "data" / "test.jsonl") if results else ([], {})
+    cols, by_type = breakdown(raw, run / "data" / "test.jsonl") if raw else ([], {})
     if cols:
         labels = dict(STAGE_ROWS)
         md += ["## By question type and findings count", "",
