@@ -70,7 +70,7 @@ class BaselineBackend:
 # ---------------------------------------------------------------------------------------- report
 
 
-def _curves(run: Path, out: Path) -> Path | None:
+def _curves(run: Path, out: Path, iou: dict[str, float]) -> Path | None:
     """Loss (align, sft), reward (grpo) and box reward / IoU curves from the stages' metrics.jsonl."""
     import matplotlib
 
@@ -99,7 +99,6 @@ def _curves(run: Path, out: Path) -> Path | None:
         if pts:
             (axes[2] if "giou" in key or "box" in key else axes[1]).plot(*zip(*pts), label=key)
     axes[1].set(title="GRPO rewards", xlabel="step")
-    iou = _iou_by_stage(run)
     if iou:
         axes[2].bar(list(iou), list(iou.values()), alpha=0.3, color="gray", label="held-out IoU by stage")
     axes[2].set(title="box reward (GRPO) / held-out IoU", xlabel="step / stage")
@@ -117,13 +116,35 @@ def _results(run: Path) -> dict[str, dict]:
     marker = run / "stages" / "eval.json"
     if not marker.exists():
         return {}
-    paths = json.loads(marker.read_text()).get("results", {})
-    return {stage: json.loads(Path(p).read_text()) for stage, p in paths.items() if Path(p).exists()}
-
-
-def _iou_by_stage(run: Path) -> dict[str, float]:
     out = {}
-    for stage, res in _results(run).items():
+    for stage, p in json.loads(marker.read_text()).get("results", {}).items():
+        path = _locate(p, run)
+        if path.exists():
+            res = json.loads(path.read_text())
+            for bench in res.get("benchmarks", {}).values():
+                if bench.get("predictions_file"):
+                    bench["predictions_file"] = str(_locate(bench["predictions_file"], run))
+            out[stage] = res
+    return out
+
+
+def _locate(path: str, run: Path) -> Path:
+    """A file the eval stage wrote under ``run/eval``, found from any working directory.
+
+    The evaluation records paths as the run saw them, relative to its working directory; the report can
+    be rebuilt from elsewhere, so a path that does not resolve is re-rooted at the run's ``eval`` folder.
+    """
+    p = Path(path)
+    if p.exists() or "eval" not in p.parts:
+        return p
+    parts = p.parts
+    return run.joinpath(*parts[len(parts) - 1 - parts[::-1].index("eval"):])
+
+
+def _iou(results: dict[str, dict]) -> dict[str, float]:
+    """Held-out mean IoU (matched) by stage."""
+    out = {}
+    for stage, res in results.items():
         m = (res.get("benchmarks", {}).get("nano_grounding") or {}).get("metrics", {})
         if isinstance(m.get("iou_matched_mean"), (int, float)):
             out[stage] = m["iou_matched_mean"]
@@ -167,6 +188,72 @@ def breakdown(results: dict[str, dict], test_records: str | Path) -> tuple[list[
     return list(cols), table
 
 
+def grpo_diagnosis(headroom: dict[str, dict], metrics: list[dict], iou: dict[str, float],
+                   completions: int) -> list[str]:
+    """Markdown lines on what the GRPO stage had to learn from and what it changed.
+
+    Sets the held-out IoU change beside the signal GRPO trains on: the sampling headroom of the policy
+    before and after (:mod:`medmo.train.headroom`: greedy vs sampled vs best-of-group box reward on the
+    test grounding prompts) and the training box reward and entropy over the first and last fifth of
+    its steps. Entropy that falls while the greedy reward stays put means GRPO sharpened the policy
+    around the answer greedy decoding already gives, rather than moving that answer.
+
+    Args:
+        headroom: ``{"sft" | "grpo": headroom stats}`` from the eval stage (may be empty).
+        metrics: the GRPO stage's ``metrics.jsonl`` rows.
+        iou: held-out mean IoU (matched) by stage.
+        completions: completions GRPO sampled (steps x prompts per step x group size).
+    """
+    labels = dict(STAGE_ROWS)
+    lines = []
+    if "sft" in iou and "grpo" in iou:
+        lines += [f"Held-out grounding IoU: {100 * iou['sft']:.2f} after instruction tuning, {100 * iou['grpo']:.2f} "
+                  f"after GRPO ({100 * (iou['grpo'] - iou['sft']):+.2f}), from {completions:,} sampled completions.",
+                  ""]  # fmt: skip
+    if headroom:
+        first = next(iter(headroom.values()))
+        k = first.get("k", 0)
+        lines += [f"Box reward ((GIoU + 1) / 2, matched) on {first.get('prompts', 0)} test grounding prompts, "
+                  "sampled as GRPO samples:", "",
+                  f"| policy | greedy | sampled (mean) | best of {k} | within-group std | groups with no spread |",
+                  "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for stage, h in headroom.items():
+            lines.append(f"| {labels.get(stage, stage)} | {h['greedy']:.3f} | {h['sample_mean']:.3f} | "
+                         f"{h['best_of_k']:.3f} | {h['group_std']:.3f} | {100 * h['zero_spread']:.0f}% |")
+        lines.append("")
+    rows = [r for r in metrics if isinstance(r.get("reward/box"), (int, float))]
+    if len(rows) >= 5:
+        n = len(rows) // 5
+
+        def fifth(key: str, part: list[dict]) -> float:
+            vals = [r[key] for r in part if isinstance(r.get(key), (int, float))]
+            return sum(vals) / len(vals) if vals else float("nan")
+
+        first, last = rows[:n], rows[-n:]
+        lines += [f"Training box reward {fifth('reward/box', first):.3f} -> {fifth('reward/box', last):.3f} and "
+                  f"entropy {fifth('entropy', first):.3f} -> {fifth('entropy', last):.3f} (first vs last fifth of "
+                  "the GRPO steps).", ""]  # fmt: skip
+    if lines:
+        lines += ["Best-of-group above greedy is the signal GRPO learns from. If the entropy falls while greedy "
+                  "stays put, GRPO has sharpened the policy around the answer greedy decoding already gives "
+                  "rather than moved that answer (recipes/nano/grpo.yaml lists the settings tried).", ""]  # fmt: skip
+    return lines
+
+
+def _grpo_lines(run: Path, results: dict[str, dict]) -> list[str]:
+    import yaml
+
+    from medmo.train.logging import read_metrics
+
+    marker, recipe = run / "stages" / "eval.json", run / "grpo" / "recipe.yaml"
+    headroom = (json.loads(marker.read_text()).get("headroom") or {}) if marker.exists() else {}
+    completions = 0
+    if recipe.exists():
+        r = yaml.safe_load(recipe.read_text())
+        completions = r["max_steps"] * r["batch_size"] * r["grad_accum"] * r["grpo"]["num_generations"]
+    return grpo_diagnosis(headroom, read_metrics(run / "grpo"), _iou(results), completions)
+
+
 def _stage_times(run: Path) -> list[tuple[str, float, float]]:
     rows = []
     for p in sorted((run / "stages").glob("*.json"), key=lambda p: p.stat().st_mtime):
@@ -193,7 +280,7 @@ def write_report(run: str | Path, config: dict[str, Any]) -> dict[str, Path]:
     results = _relabel(raw)
     files = write_tables(results, out) if results else {}
     tables = build_tables(results) if results else []
-    curves = _curves(run, out)
+    curves = _curves(run, out, _iou(raw))
     pages = []
     for res in results:
         page = grounding_page(res, out / f"grounding-{res['model'].replace(' ', '_')}.html")
@@ -214,6 +301,9 @@ def write_report(run: str | Path, config: dict[str, Any]) -> dict[str, Path]:
                "|---|" + "---:|" * len(by_type)]
         md += [f"| {c} | " + " | ".join(by_type[st].get(c, "-") for st in by_type) + " |" for c in cols]
         md += [""]
+    grpo_lines = _grpo_lines(run, raw)
+    if grpo_lines:
+        md += ["## What GRPO had to learn from", "", *grpo_lines]
     if curves:
         md += ["## Training curves", "", f"![curves]({curves.relative_to(run)})", ""]
     if pages:

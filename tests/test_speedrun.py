@@ -29,6 +29,9 @@ def test_quick_speedrun_writes_the_report(tmp_path):
         assert row in report
     assert "nano grounding" in report and "peak RSS" in report
     assert "By question type and findings count" in report and "mcq: modality" in report
+    headroom = json.loads((run / "stages" / "eval.json").read_text())["headroom"]
+    assert set(headroom) == {"sft", "grpo"} and headroom["sft"]["prompts"] == 4
+    assert "What GRPO had to learn from" in report and "| after GRPO |" in report
     assert (run / "report" / "curves.png").stat().st_size > 1000
     page = (run / "report.html").read_text()
     assert "<table>" in page and "data:image/png;base64," in page
@@ -82,3 +85,32 @@ def test_data_stage_repeats_records_from_a_relative_run_folder(tmp_path, monkeyp
     assert [src["skipped"] for src in report["sources"]] == [0, 0, 0]
     base, grounding, caption = (src["selected"] for src in report["sources"])
     assert grounding > 0 and caption == 2 * 12 and report["written"] == base + grounding + caption
+
+
+def test_settings_override_config_fields_with_their_types():
+    from medmo.speedrun import parse_settings
+
+    got = parse_settings(["grpo_steps=150", "grpo_batch=16", "caption_weight=2.5", "eval_limit=none"])
+    assert got == {"grpo_steps": 150, "grpo_batch": 16, "caption_weight": 2.5, "eval_limit": None}
+    assert SpeedrunConfig.quick(**got).grpo_batch == 16
+    for bad, why in (("grpo_step=1", "KEY one of"), ("grpo_steps", "KEY one of"), ("sft_steps=1.5", "takes int"),
+                     ("name=x", "KEY one of")):
+        with pytest.raises(ValueError, match=why):
+            parse_settings([bad])
+
+
+def test_grpo_stage_gets_the_configured_prompts_per_step(tmp_path, monkeypatch):
+    import medmo.train.grpo as grpo_mod
+    from medmo.speedrun import stage_grpo
+
+    seen = {}
+
+    def fake_run(recipe):
+        seen["recipe"] = recipe
+        return tmp_path
+
+    monkeypatch.setattr(grpo_mod, "run", fake_run)
+    stage_grpo(SpeedrunConfig.quick(out=str(tmp_path), grpo_batch=16, grpo_steps=7))
+    recipe = seen["recipe"]
+    assert recipe.batch_size == 16 and recipe.max_steps == 7 and recipe.stage == "grpo"
+    assert recipe.data.tasks == ["grounding"]
