@@ -251,12 +251,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_settings(settings: list[str]) -> dict:
-    """``KEY=VALUE`` strings -> SpeedrunConfig fields, values converted to the field's type.
+    """``KEY=VALUE`` strings -> SpeedrunConfig fields, values read as YAML (``none`` for None) and
+    type-checked against the field by the recipe loader's :func:`medmo.train.recipe.from_dict`.
 
     Raises:
         ValueError: an unknown key, a missing ``=``, or a value of the wrong type.
     """
     import dataclasses
+
+    import yaml
+
+    from medmo.train.recipe import RecipeError, from_dict
 
     types = {f.name: f.type for f in dataclasses.fields(SpeedrunConfig) if f.name not in ("name", "out")}
     out = {}
@@ -264,11 +269,10 @@ def parse_settings(settings: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or key not in types:
             raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(types)}")
-        kind = types[key].split("|")[0].strip()
         try:
-            out[key] = None if value.lower() == "none" and "None" in types[key] else \
-                {"int": int, "float": float, "str": str}[kind](value)
-        except ValueError:
+            parsed = None if value.lower() == "none" else yaml.safe_load(value)
+            out[key] = getattr(from_dict(SpeedrunConfig, {key: parsed}, where="--set"), key)
+        except (RecipeError, yaml.YAMLError):
             raise ValueError(f"--set {item!r}: {key} takes {types[key]}") from None
     return out
 

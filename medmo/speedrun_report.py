@@ -241,16 +241,15 @@ def grpo_diagnosis(headroom: dict[str, dict], metrics: list[dict], iou: dict[str
 
 
 def _grpo_lines(run: Path, results: dict[str, dict]) -> list[str]:
-    import yaml
-
     from medmo.train.logging import read_metrics
+    from medmo.train.recipe import load_recipe
 
     marker, recipe = run / "stages" / "eval.json", run / "grpo" / "recipe.yaml"
     headroom = (json.loads(marker.read_text()).get("headroom") or {}) if marker.exists() else {}
     completions = 0
     if recipe.exists():
-        r = yaml.safe_load(recipe.read_text())
-        completions = r["max_steps"] * r["batch_size"] * r["grad_accum"] * r["grpo"]["num_generations"]
+        r = load_recipe(recipe)
+        completions = r.max_steps * r.batch_size * r.grad_accum * r.grpo.num_generations
     return grpo_diagnosis(headroom, read_metrics(run / "grpo"), _iou(results), completions)
 
 
