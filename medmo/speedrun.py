@@ -50,15 +50,15 @@ class SpeedrunConfig:
     caption_weight: float = 2.0
     align_steps: int = 100
     sft_steps: int = 2600
-    grpo_steps: int = 100
-    grpo_batch: int = 4
+    grpo_steps: int = 150
+    grpo_batch: int = 16
     eval_limit: int | None = None
     vocab_size: int = 1024
     seed: int = 0
 
     @classmethod
     def quick(cls, **kw) -> SpeedrunConfig:
-        base = dict(n_train=40, n_val=8, n_test=16, align_steps=3, sft_steps=10, grpo_steps=2, eval_limit=4)
+        base = dict(n_train=40, n_val=8, n_test=16, align_steps=3, sft_steps=10, grpo_steps=2, grpo_batch=4, eval_limit=4)
         return cls(**{**base, **kw})
 
     @property
@@ -163,7 +163,9 @@ def stage_eval(cfg: SpeedrunConfig) -> dict:
     baseline = BaselineBackend.from_records(run / "data" / "train.jsonl", run / "data" / "test.jsonl")
     results["baseline"] = evaluate(baseline, "nano", out_dir=out, limit=cfg.eval_limit, data=data)["path"]
     for stage in ("align", "sft", "grpo"):
-        r = evaluate(str(run / stage), "nano", out_dir=out, limit=cfg.eval_limit, data=data, model_name=f"nano-{stage}")
+        # 32 prompts per batch: a quarter less time than the default 8 for the nano model, same outputs.
+        r = evaluate(str(run / stage), "nano", out_dir=out, limit=cfg.eval_limit, data=data, batch_size=32,
+                     model_name=f"nano-{stage}")  # fmt: skip
         results[stage] = r["path"]
     return {"results": results, "headroom": _headroom(cfg)}
 

@@ -421,7 +421,9 @@ def build_split(out_dir: Path, split: str, n_images: int, image_size: int, seed:
     for i in range(n_images):
         pixels, _, modality, findings = render(rng, image_size)
         rel = f"images/{split}/{split}-{i:06d}.png"
-        Image.fromarray(pixels).save(out_dir / rel, optimize=False)
+        # zlib level 1: a quarter of the default level's encode time (1 ms vs 3.5 ms per image), files ~10%
+        # larger; the pixels are the same.
+        Image.fromarray(pixels).save(out_dir / rel, optimize=False, compress_level=1)
         ref = ImageRef(rel, image_size, image_size)
         records.extend(image_records(rng, split, f"{seed}-{i}", ref, modality, findings))
     records.extend(text_records(rng, split, seed, max(2, n_images // 10)))

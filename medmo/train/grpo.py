@@ -271,7 +271,12 @@ def run(recipe: Any) -> Path:
     funcs, weights = reward_setup(recipe.grpo.reward_weights, {s.task for s in samples})
     resume = _resume_arg(recipe)
     _trim_metrics(out / "metrics.jsonl", resume)
-    trainer = GRPOTrainer(
+    trainer_cls = GRPOTrainer
+    if recipe.grpo.shared_prefix:
+        from medmo.train.shared_prefix import SharedPrefixMixin
+
+        trainer_cls = type("SharedPrefixGRPOTrainer", (SharedPrefixMixin, GRPOTrainer), {})
+    trainer = trainer_cls(
         model=model,
         processing_class=processor,
         reward_funcs=funcs,
