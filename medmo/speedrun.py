@@ -247,7 +247,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="the CI variant: same pipeline, far fewer steps")
     p.add_argument("--fresh", action="store_true", help="delete the run folder and start over")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                   help="change one setting, e.g. --set grpo_steps=150 --set grpo_batch=16 (keys: the fields "
+                   help="change one setting, e.g. --set grpo_steps=300 --set sft_steps=3000 (keys: the fields "
                         "of SpeedrunConfig; use a new --name, finished stages of a run are not redone)")
     p.set_defaults(func=_main)
 

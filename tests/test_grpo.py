@@ -114,13 +114,18 @@ def _warm_start(model_dir, train_jsonl, out, steps=40):
     return save(model.eval(), processor, out)
 
 
+@pytest.fixture(scope="module")
+def warm_start(tiny_model_dir, nano_data, tmp_path_factory):
+    return _warm_start(tiny_model_dir, nano_data["train"], tmp_path_factory.mktemp("warm") / "sft")
+
+
 @pytest.mark.slow
-def test_grpo_run_logs_rewards_updates_llm_only_and_saves(tiny_model_dir, nano_data, tmp_path):
+def test_grpo_run_logs_rewards_updates_llm_only_and_saves(warm_start, nano_data, tmp_path):
     import torch
 
     from medmo.model import load
 
-    start = _warm_start(tiny_model_dir, nano_data["train"], tmp_path / "sft")
+    start = warm_start
     recipe = _recipe(
         start, nano_data, tmp_path / "grpo", "data.tasks=[grounding]", "max_steps=2", "batch_size=2",
         "grpo.num_generations=4", "grpo.max_completion_length=24", "optim.lr=0.01", "optim.warmup_steps=0",
@@ -145,3 +150,21 @@ def test_grpo_run_logs_rewards_updates_llm_only_and_saves(tiny_model_dir, nano_d
     assert llm and vision
     assert any(not torch.equal(old[n], new[n]) for n in llm)
     assert all(torch.equal(old[n], new[n]) for n in vision)  # the rl stage freezes the vision side
+
+
+@pytest.mark.slow
+def test_a_step_is_the_same_with_and_without_the_shared_prefix(warm_start, nano_data, tmp_path):
+    """Same seed, same completions; scoring each prompt once must give TRL's loss and gradient."""
+    rows = {}
+    for flag in ("true", "false"):
+        recipe = _recipe(
+            warm_start, nano_data, tmp_path / flag, "data.tasks=[grounding]", "max_steps=1", "batch_size=2",
+            "grpo.num_generations=4", "grpo.max_completion_length=24", "save_every=0", f"grpo.shared_prefix={flag}",
+        )  # fmt: skip
+        out = grpo.run(recipe)
+        rows[flag] = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    on, off = rows["true"], rows["false"]
+    assert on["reward"] == off["reward"] and on["completion_length"] == off["completion_length"]
+    assert on["reward_std"] > 0 and on["grad_norm"] > 0  # there was a gradient to compare
+    assert on["grad_norm"] == pytest.approx(off["grad_norm"], rel=1e-3)
+    assert on["entropy"] == pytest.approx(off["entropy"], rel=1e-3)

@@ -1,23 +1,26 @@
-"""Score GRPO completions with each distinct prompt run once (a shared-prefix forward).
+"""GRPO with each distinct prompt run once: a shared-prefix prefill for sampling and for scoring.
 
-GRPO samples every prompt ``num_generations`` times, and TRL's ``GRPOTrainer`` scores each completion
-with its own copy of the prompt (``_get_per_token_logps_and_entropies``). For box grounding the prompt
-(image tokens and the instruction) is most of the sequence: in the nano recipe a 70-token prompt
-precedes a 26-token answer, so three quarters of the policy forward and backward recompute the same
-prompt four times. Here each distinct prompt (same tokens, same mask, same pixels) runs once, its
-key/value cache is gathered to the rows that share it (autograd sums their gradients back), and only
-the completions run against it. The log-probabilities are the ones the full forward gives, to float
-rounding. The idea is Prefix Grouper's (Liu et al. 2025, arXiv:2506.05433); neither TRL nor
-transformers has this path for multimodal models, hence this module.
+GRPO samples every prompt ``num_generations`` times, and TRL's ``GRPOTrainer`` runs each copy of the
+prompt separately, both when sampling (``generate`` on the repeated prompts) and when scoring
+(``_get_per_token_logps_and_entropies``). For box grounding the prompt (image tokens and the
+instruction) is most of the sequence: in the nano recipe a 70-token prompt precedes a 26-token answer,
+so most of the compute recomputes the same prompt four times. Here each distinct prompt (same tokens,
+same mask, same pixels) runs once, its key/value cache is gathered to the rows that share it (autograd
+sums their gradients back), and only the completions run against it. Sampled tokens (same seed) and
+log-probabilities are those of the full forward, to float rounding. The idea is Prefix Grouper's (Liu
+et al. 2025, arXiv:2506.05433), done here through transformers' key/value cache; neither TRL nor
+transformers has it for multimodal models, hence this module.
 
 It applies to Qwen3-VL models (3-D rope positions from ``get_rope_index``) without gradient
 checkpointing (a recomputed layer would append to the cache twice) and without MoE auxiliary losses;
-elsewhere :func:`shared_prefix_logps` returns ``None`` and the caller keeps TRL's path.
+elsewhere :func:`prefill` returns ``None`` and TRL's own path runs.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -70,13 +73,83 @@ def _cache_kwarg(model: Any) -> str:
     return "past_key_values"
 
 
+def _checkpointing(model: Any) -> bool:
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):  # the first is transformers>=5.x's
+        if hasattr(type(model), name):
+            return bool(getattr(model, name))
+    return False
+
+
 def supported(model: Any, compute_aux_loss: bool = False) -> bool:
     """Whether :func:`shared_prefix_logps` can score this model exactly."""
     return (
         not compute_aux_loss
-        and not getattr(model, "is_gradient_checkpointing", False)
+        and not _checkpointing(model)
         and _rope_module(model) is not None
     )
+
+
+@dataclass
+class Prefill:
+    """Distinct prompts run once, their cache gathered back to every row.
+
+    Attributes:
+        cache: key/value cache of each row's prompt without its last token, ``B`` rows.
+        last_positions: ``(3, B, 1)`` rope positions of each row's last prompt token.
+        rope_deltas: ``(B, 1)`` offsets of text positions after the prompt (Qwen3-VL's ``rope_deltas``).
+        cache_kwarg: the name the model's forward takes the cache under.
+    """
+
+    cache: Any
+    last_positions: torch.Tensor
+    rope_deltas: torch.Tensor
+    cache_kwarg: str
+
+
+def prefill(
+    model: Any,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    *,
+    pixel_values: torch.Tensor | None = None,
+    image_grid_thw: torch.Tensor | None = None,
+    num_images: list[int] | None = None,
+    mm_token_type_ids: torch.Tensor | None = None,
+) -> Prefill | None:
+    """Run each distinct left-padded prompt once, all but its last token, and gather the cache to its rows.
+
+    Gradients flow through the cache when grad is enabled. Returns ``None`` when the model is not
+    supported, the prompts are not left-padded, or no two rows share a prompt.
+    """
+    if not supported(model) or prompt_ids.size(1) < 2 or not bool(prompt_mask[:, -1].all()):
+        return None  # the last prompt column must be a real token in every row (left padding)
+    n = prompt_ids.size(0)
+    pixels, grids = _per_row_images(n, pixel_values, image_grid_thw, num_images)
+    firsts, inverse = prompt_groups(prompt_ids, prompt_mask, pixels)
+    if len(firsts) == n:
+        return None
+
+    from transformers import DynamicCache
+
+    rope = _rope_module(model)
+    mm = mm_token_type_ids if mm_token_type_ids is not None else torch.zeros_like(prompt_ids)
+    rows = torch.tensor(firsts, device=prompt_ids.device)
+    images: dict[str, torch.Tensor] = {}
+    if any(pixels[r] is not None for r in firsts):
+        images["pixel_values"] = torch.cat([pixels[r] for r in firsts if pixels[r] is not None])
+        images["image_grid_thw"] = torch.cat([grids[r] for r in firsts if grids[r] is not None])
+    # The prompts' 3-D rope positions, computed as the full forward computes them.
+    positions, deltas = rope.get_rope_index(
+        prompt_ids[rows], mm_token_type_ids=mm[rows], image_grid_thw=images.get("image_grid_thw"),
+        attention_mask=prompt_mask[rows],
+    )  # fmt: skip
+    cache, cache_kw = DynamicCache(), _cache_kwarg(model)
+    model(
+        input_ids=prompt_ids[rows, :-1], attention_mask=prompt_mask[rows, :-1], position_ids=positions[..., :-1],
+        mm_token_type_ids=mm[rows, :-1], use_cache=True, logits_to_keep=1, **{cache_kw: cache}, **images,
+    )  # fmt: skip
+    cache.reorder_cache(inverse)
+    return Prefill(cache, positions[:, inverse, -1:], deltas[inverse], cache_kw)
 
 
 def shared_prefix_logps(
@@ -103,51 +176,55 @@ def shared_prefix_logps(
         no two rows share a prompt or the model is not supported: then the caller's own path is exact
         and no slower.
     """
-    if not supported(model):
-        return None
     prompt_len = input_ids.size(1) - logits_to_keep
-    prompt_ids, prompt_mask = input_ids[:, :prompt_len], attention_mask[:, :prompt_len]
-    if prompt_len < 2 or not bool(prompt_mask[:, -1].all()):
-        return None  # not left-padded: the last prompt column must be a real token in every row
-    pixels, grids = _per_row_images(input_ids.size(0), pixel_values, image_grid_thw, num_images)
-    firsts, inverse = prompt_groups(prompt_ids, prompt_mask, pixels)
-    if len(firsts) == input_ids.size(0):
+    mm = mm_token_type_ids[:, :prompt_len] if mm_token_type_ids is not None else None
+    pre = prefill(model, input_ids[:, :prompt_len], attention_mask[:, :prompt_len], pixel_values=pixel_values,
+                  image_grid_thw=image_grid_thw, num_images=num_images, mm_token_type_ids=mm)  # fmt: skip
+    if pre is None:
         return None
-
-    rope = _rope_module(model)
-    mm = mm_token_type_ids[:, :prompt_len] if mm_token_type_ids is not None else torch.zeros_like(prompt_ids)
-    rows = torch.tensor(firsts, device=input_ids.device)
-    images: dict[str, torch.Tensor] = {}
-    if pixel_values is not None and any(pixels[r] is not None for r in firsts):
-        images["pixel_values"] = torch.cat([pixels[r] for r in firsts if pixels[r] is not None])
-        images["image_grid_thw"] = torch.cat([grids[r] for r in firsts if grids[r] is not None])
-    # The prompts' 3-D rope positions, computed as the full forward computes them.
-    positions, _ = rope.get_rope_index(
-        prompt_ids[rows], mm_token_type_ids=mm[rows], image_grid_thw=images.get("image_grid_thw"),
-        attention_mask=prompt_mask[rows],
-    )  # fmt: skip
-
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    cache_kw = _cache_kwarg(model)
-    # All but the last prompt token go into the cache; the last one is run again with the completions,
-    # so the fused head scores the first completion token like every other.
-    model(
-        input_ids=prompt_ids[rows, :-1], attention_mask=prompt_mask[rows, :-1], position_ids=positions[..., :-1],
-        mm_token_type_ids=mm[rows, :-1], use_cache=True, logits_to_keep=1, **{cache_kw: cache}, **images,
-    )  # fmt: skip
-    cache.reorder_cache(inverse)
+    # The last prompt token runs again with the completions, so the fused head scores the first
+    # completion token like every other. Text after the prompt: all three rope axes advance together.
     tail = input_ids[:, prompt_len - 1 :]
-    steps = torch.arange(tail.size(1), device=input_ids.device)
-    tail_positions = positions[:, inverse, -1:] + steps  # text after the prompt: all three axes advance together
+    positions = pre.last_positions + torch.arange(tail.size(1), device=tail.device)
     labels = tail.masked_fill(attention_mask[:, prompt_len - 1 :] == 0, IGNORE_INDEX)
     out = model(
-        input_ids=tail, attention_mask=attention_mask, position_ids=tail_positions, labels=labels,
-        fused_lm_head=True, **{cache_kw: cache},
+        input_ids=tail, attention_mask=attention_mask, position_ids=positions, labels=labels, fused_lm_head=True,
+        **{pre.cache_kwarg: pre.cache},
     )  # fmt: skip
-    entropies = out.entropy if compute_entropy else None
-    return out.log_probs, entropies
+    return out.log_probs, (out.entropy if compute_entropy else None)
+
+
+def shared_prefix_generate(
+    model: Any,
+    generate: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    pixel_values: torch.Tensor | None = None,
+    image_grid_thw: torch.Tensor | None = None,
+    mm_token_type_ids: torch.Tensor | None = None,
+    **kwargs: Any,
+) -> Any:
+    """``generate`` (the model's own) with each distinct prompt prefilled once.
+
+    HF ``generate`` continues from a given cache: it runs only the uncached last prompt token, takes
+    text positions from the model's stored ``rope_deltas``, and returns the same sequences as a
+    full prefill (same tokens under the same seed). The images are already in the cache, so they are
+    not passed on. Anything else (one row per prompt, a cache given, several sequences per row) goes
+    to ``generate`` unchanged.
+    """
+    config = kwargs.get("generation_config")
+    plain = dict(pixel_values=pixel_values, image_grid_thw=image_grid_thw, mm_token_type_ids=mm_token_type_ids)
+    if any(k in kwargs for k in ("cache", "past_key_values")) or (getattr(config, "num_return_sequences", 1) or 1) > 1:
+        return generate(input_ids=input_ids, attention_mask=attention_mask, **plain, **kwargs)
+    with torch.no_grad():
+        pre = prefill(model, input_ids, attention_mask, pixel_values=pixel_values, image_grid_thw=image_grid_thw,
+                      mm_token_type_ids=mm_token_type_ids)  # fmt: skip
+    if pre is None:
+        return generate(input_ids=input_ids, attention_mask=attention_mask, **plain, **kwargs)
+    _rope_module(model).rope_deltas = pre.rope_deltas
+    return generate(input_ids=input_ids, attention_mask=attention_mask, mm_token_type_ids=mm_token_type_ids,
+                    **{pre.cache_kwarg: pre.cache}, **kwargs)  # fmt: skip
 
 
 def _per_row_images(
@@ -164,13 +241,29 @@ def _per_row_images(
 
 
 class SharedPrefixMixin:
-    """A ``GRPOTrainer`` mixin: completions are scored with :func:`shared_prefix_logps` where it applies.
+    """A ``GRPOTrainer`` mixin: each distinct prompt is prefilled once when sampling (transformers
+    generation) and run once when scoring, where :func:`prefill` applies.
 
-    Used as ``class Trainer(SharedPrefixMixin, GRPOTrainer)``; every other case (and ``batch_size``
-    chunking smaller than the batch) falls through to TRL's own method.
+    Used as ``class Trainer(SharedPrefixMixin, GRPOTrainer)``. vLLM and continuous-batching generation,
+    scoring in chunks smaller than the batch, and unsupported models keep TRL's own paths.
     """
 
-    def _get_per_token_logps_and_entropies(  # noqa: D401 - TRL's name and signature
+    def _generate_single_turn(self, *args, **kwargs):
+        if self.use_vllm or getattr(self, "use_transformers_continuous_batching", False):
+            return super()._generate_single_turn(*args, **kwargs)
+        # TRL calls ``generate`` on the unwrapped model inside this method; route that one call here.
+        model = self.accelerator.unwrap_model(self.model)
+        own = vars(model).get("generate")
+        model.generate = functools.partial(shared_prefix_generate, model, model.generate)
+        try:
+            return super()._generate_single_turn(*args, **kwargs)
+        finally:
+            if own is None:
+                del model.generate
+            else:
+                model.generate = own
+
+    def _get_per_token_logps_and_entropies(
         self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, compute_entropy=False,
         compute_aux_loss=False, **kw,
     ):  # fmt: skip
