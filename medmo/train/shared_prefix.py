@@ -40,11 +40,12 @@ def prompt_groups(
     Returns:
         The first row of each distinct prompt, and for every row the index of its prompt in that list.
     """
+    ids, mask = prompt_ids.cpu().numpy(), prompt_mask.cpu().numpy()
     by_tokens: dict[bytes, list[int]] = {}
     firsts: list[int] = []
     inverse = []
-    for row in range(prompt_ids.size(0)):
-        key = prompt_ids[row].cpu().numpy().tobytes() + prompt_mask[row].cpu().numpy().tobytes()
+    for row in range(len(ids)):
+        key = ids[row].tobytes() + mask[row].tobytes()
         candidates = by_tokens.setdefault(key, [])
         for group in candidates:
             a, b = pixels[firsts[group]], pixels[row]
@@ -74,14 +75,12 @@ def _cache_kwarg(model: Any) -> str:
 
 
 def _checkpointing(model: Any) -> bool:
-    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):  # the first is transformers>=5.x's
-        if hasattr(type(model), name):
-            return bool(getattr(model, name))
-    return False
+    """Whether activation checkpointing is on anywhere in ``model`` (PEFT and accelerate wrappers included)."""
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
 
 
 def supported(model: Any, compute_aux_loss: bool = False) -> bool:
-    """Whether :func:`shared_prefix_logps` can score this model exactly."""
+    """Whether :func:`prefill` applies to this model (else TRL's own paths run)."""
     return (
         not compute_aux_loss
         and not _checkpointing(model)
