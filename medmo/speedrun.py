@@ -58,7 +58,8 @@ class SpeedrunConfig:
 
     @classmethod
     def quick(cls, **kw) -> SpeedrunConfig:
-        base = dict(n_train=40, n_val=8, n_test=16, align_steps=3, sft_steps=10, grpo_steps=2, grpo_batch=4, eval_limit=4)
+        base = dict(n_train=40, n_val=8, n_test=16, align_steps=3, sft_steps=10, grpo_steps=2, grpo_batch=4,
+                    eval_limit=4)
         return cls(**{**base, **kw})
 
     @property

@@ -144,8 +144,9 @@ def test_generate_gives_the_same_sequences(tiny_model_dir):
     prompts = [("nodule", 0), ("nodule", 1), ("enlarged cardiac silhouette", 2)]
     batch, _ = _batch(processor, prompts, ["a"] * 7, [0, 0, 1, 2, 2, 1, 0])
     inputs = {k: batch[k] for k in ("pixel_values", "image_grid_thw", "mm_token_type_ids")}
-    inputs["mm_token_type_ids"] = inputs["mm_token_type_ids"][:, : -batch["logits_to_keep"]]
-    ids, mask = batch["input_ids"][:, : -batch["logits_to_keep"]], batch["attention_mask"][:, : -batch["logits_to_keep"]]
+    cut = -batch["logits_to_keep"]
+    inputs["mm_token_type_ids"] = inputs["mm_token_type_ids"][:, :cut]
+    ids, mask = batch["input_ids"][:, :cut], batch["attention_mask"][:, :cut]
     assert prefill(model, ids, mask, **inputs) is not None  # three distinct prompts for seven rows
     for sample in (False, True):
         config = GenerationConfig(max_new_tokens=8, do_sample=sample, temperature=1.0, top_k=0, top_p=1.0,

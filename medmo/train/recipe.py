@@ -101,8 +101,8 @@ class GRPOConfig:
     scaling: ``group`` divides by each prompt's reward std (GRPO), ``batch`` by the batch's, ``none``
     only centres (Dr. GRPO, Liu et al. 2025, arXiv:2503.20783). ``num_iterations`` is PPO's reuse of
     each batch of completions for several updates (the clip keeps them within the trust region).
-    ``shared_prefix`` scores the completions of one prompt against a single run of that prompt
-    (:mod:`medmo.train.shared_prefix`; same log-probabilities, less compute).
+    ``shared_prefix`` samples and scores the completions of one prompt against a single run of that
+    prompt (:mod:`medmo.train.shared_prefix`; same samples and log-probabilities, less compute).
     """
 
     num_generations: int = 8

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from medmo.train.collate import IGNORE_INDEX
+from medmo.train.collate import IGNORE_INDEX, rope_index_of
 
 
 def prompt_groups(
@@ -60,18 +60,16 @@ def prompt_groups(
 
 
 def _rope_module(model: Any) -> Any | None:
-    for module in model.modules():
-        if hasattr(module, "get_rope_index") and hasattr(module, "get_vision_position_ids"):
-            return module
-    return None
+    """The module holding Qwen3-VL's ``get_rope_index`` (and its ``rope_deltas``), or ``None``."""
+    try:
+        return rope_index_of(model).__self__
+    except ValueError:
+        return None
 
 
-def _cache_kwarg(model: Any) -> str:
+def _cache_kwarg(rope: Any) -> str:
     """transformers 5.x renamed ``past_key_values`` to ``cache``; pass whichever the model takes."""
-    for module in model.modules():
-        if hasattr(module, "get_rope_index"):
-            return "cache" if "cache" in inspect.signature(type(module).forward).parameters else "past_key_values"
-    return "past_key_values"
+    return "cache" if "cache" in inspect.signature(type(rope).forward).parameters else "past_key_values"
 
 
 def _checkpointing(model: Any) -> bool:
@@ -81,11 +79,7 @@ def _checkpointing(model: Any) -> bool:
 
 def supported(model: Any, compute_aux_loss: bool = False) -> bool:
     """Whether :func:`prefill` applies to this model (else TRL's own paths run)."""
-    return (
-        not compute_aux_loss
-        and not _checkpointing(model)
-        and _rope_module(model) is not None
-    )
+    return not compute_aux_loss and not _checkpointing(model) and _rope_module(model) is not None
 
 
 @dataclass
@@ -142,7 +136,7 @@ def prefill(
         prompt_ids[rows], mm_token_type_ids=mm[rows], image_grid_thw=images.get("image_grid_thw"),
         attention_mask=prompt_mask[rows],
     )  # fmt: skip
-    cache, cache_kw = DynamicCache(), _cache_kwarg(model)
+    cache, cache_kw = DynamicCache(), _cache_kwarg(rope)
     model(
         input_ids=prompt_ids[rows, :-1], attention_mask=prompt_mask[rows, :-1], position_ids=positions[..., :-1],
         mm_token_type_ids=mm[rows, :-1], use_cache=True, logits_to_keep=1, **{cache_kw: cache}, **images,
