@@ -31,11 +31,13 @@ def _batch(processor, prompts, answers, order):
     from medmo.prompts import grounding_prompt
 
     texts, images = [], []
-    for target, seed in prompts:
-        conv = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": grounding_prompt(target)}]}]
+    for target, seeds in prompts:
+        seeds = seeds if isinstance(seeds, tuple) else (seeds,)  # one image per seed
+        content = [{"type": "image"} for _ in seeds] + [{"type": "text", "text": grounding_prompt(target)}]
+        conv = [{"role": "user", "content": content}]
         texts.append(processor.apply_chat_template(conv, add_generation_prompt=True, tokenize=False))
-        rng = np.random.default_rng(seed)
-        images.append([Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))])
+        rngs = [np.random.default_rng(seed) for seed in seeds]
+        images.append([Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for rng in rngs])
     texts, images = [texts[i] for i in order], [images[i] for i in order]
     enc = processor(text=texts, images=images, return_tensors="pt", padding=True)
     comp = [processor.tokenizer(a).input_ids for a in answers]
@@ -48,7 +50,7 @@ def _batch(processor, prompts, answers, order):
         "logits_to_keep": width,
         "pixel_values": enc.pixel_values,
         "image_grid_thw": enc.image_grid_thw,
-        "num_images": [1] * len(order),
+        "num_images": [len(im) for im in images],
         "mm_token_type_ids": torch.cat([enc.mm_token_type_ids, torch.zeros_like(comp_ids)], 1),
     }, comp_mask.bool()
 
@@ -90,7 +92,7 @@ def test_matches_trl_scores_and_gradients(scored):
     model, processor = scored
     # Two prompts with the same words and different images, one with a longer question (left padding),
     # each sampled three times; rows shuffled as TRL shuffles a generation batch; ragged completions.
-    prompts = [("nodule", 0), ("nodule", 1), ("enlarged cardiac silhouette", 2)]
+    prompts = [("nodule", 0), ("nodule", (1, 3)), ("enlarged cardiac silhouette", 2)]  # the second has two images
     order = [0, 2, 1, 0, 1, 2, 2, 0, 1]
     answers = [f"nodule <box>[[{10 * i}, 20, 300, {400 + i}]]</box>" + " x" * (i % 3) for i in range(len(order))]
     batch, mask = _batch(processor, prompts, answers, order)
@@ -124,6 +126,12 @@ def test_falls_back_when_nothing_is_shared_or_the_model_is_unsupported(scored, t
     b = dict(batch)
     assert shared_prefix_logps(model, b.pop("input_ids"), b.pop("attention_mask"), b.pop("logits_to_keep"), **b) is None
 
+    batch, _ = _batch(processor, [("nodule", 0)], ["mass <box>[[1, 2, 3, 4]]</box>"] * 2, [0, 0])
+    b = dict(batch, num_images=[2, 1])  # counts that do not add up to the images given: TRL's path decides
+    assert shared_prefix_logps(model, b.pop("input_ids"), b.pop("attention_mask"), b.pop("logits_to_keep"), **b) is None
+    b = dict(batch)
+    assert shared_prefix_logps(model, b.pop("input_ids"), b.pop("attention_mask"), b.pop("logits_to_keep"), **b)
+
     other, _ = load(tiny_model_dir, dtype="float32")
     assert supported(other)
     other.gradient_checkpointing_enable()  # recomputed layers would write the cache twice
@@ -137,12 +145,14 @@ def test_generate_gives_the_same_sequences(tiny_model_dir):
     from transformers import GenerationConfig
 
     from medmo.model import load
-    from medmo.train.shared_prefix import prefill, shared_prefix_generate
+    from medmo.train.shared_prefix import images_per_row, prefill, shared_prefix_generate
 
     model, processor = load(tiny_model_dir, dtype="float32")
     processor.tokenizer.padding_side = "left"
-    prompts = [("nodule", 0), ("nodule", 1), ("enlarged cardiac silhouette", 2)]
+    # A row with two images: generate's inputs carry no per-row image count, it is read off the tokens.
+    prompts = [("nodule", 0), ("nodule", (1, 3)), ("enlarged cardiac silhouette", 2)]
     batch, _ = _batch(processor, prompts, ["a"] * 7, [0, 0, 1, 2, 2, 1, 0])
+    assert images_per_row(batch["mm_token_type_ids"]) == [1, 1, 2, 1, 1, 2, 1]
     inputs = {k: batch[k] for k in ("pixel_values", "image_grid_thw", "mm_token_type_ids")}
     cut = -batch["logits_to_keep"]
     inputs["mm_token_type_ids"] = inputs["mm_token_type_ids"][:, :cut]

@@ -117,7 +117,12 @@ def prefill(
     if not supported(model) or prompt_ids.size(1) < 2 or not bool(prompt_mask[:, -1].all()):
         return None  # the last prompt column must be a real token in every row (left padding)
     n = prompt_ids.size(0)
-    pixels, grids = _per_row_images(n, pixel_values, image_grid_thw, num_images)
+    if num_images is None and mm_token_type_ids is not None:
+        num_images = images_per_row(mm_token_type_ids)  # generate's inputs do not carry TRL's num_images
+    split = _per_row_images(n, pixel_values, image_grid_thw, num_images)
+    if split is None:
+        return None
+    pixels, grids = split
     firsts, inverse = prompt_groups(prompt_ids, prompt_mask, pixels)
     if len(firsts) == n:
         return None
@@ -220,15 +225,29 @@ def shared_prefix_generate(
                     **{pre.cache_kwarg: pre.cache}, **kwargs)  # fmt: skip
 
 
+def images_per_row(mm_token_type_ids: torch.Tensor) -> list[int]:
+    """Images in each row: runs of image tokens (type 1) in ``mm_token_type_ids``; each image's tokens are
+    contiguous and images are separated by their vision start/end tokens."""
+    image = mm_token_type_ids == 1
+    starts = image.clone()
+    starts[:, 1:] &= ~image[:, :-1]
+    return starts.sum(dim=1).tolist()
+
+
 def _per_row_images(
     n_rows: int, pixel_values: torch.Tensor | None, image_grid_thw: torch.Tensor | None, num_images: list[int] | None
-) -> tuple[list[torch.Tensor | None], list[torch.Tensor | None]]:
-    """Each row's pixel rows and grids, split the way TRL splits them (``num_images`` per row)."""
+) -> tuple[list[torch.Tensor | None], list[torch.Tensor | None]] | None:
+    """Each row's pixel rows and grids, split the way TRL splits them (``num_images`` per row); ``None``
+    when the counts do not add up to the grids given."""
     if pixel_values is None or image_grid_thw is None:
         return [None] * n_rows, [None] * n_rows
     counts = list(num_images) if num_images is not None else [1] * n_rows
+    if len(counts) != n_rows or sum(counts) != image_grid_thw.size(0):
+        return None
     grids = list(torch.split(image_grid_thw, counts))
     sizes = [int(g.prod(dim=-1).sum()) for g in grids]
+    if sum(sizes) != pixel_values.size(0):
+        return None
     pixels = list(torch.split(pixel_values, sizes))
     return [p if n else None for p, n in zip(pixels, counts)], [g if n else None for g, n in zip(grids, counts)]
 
