@@ -1,4 +1,4 @@
-"""Shared-prefix GRPO scoring: the same log-probabilities, entropies and gradients as TRL's own path."""
+"""Shared-prefix GRPO: the same samples, log-probabilities, entropies and gradients as TRL's own paths."""
 
 from __future__ import annotations
 
