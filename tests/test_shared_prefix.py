@@ -159,8 +159,9 @@ def test_generate_gives_the_same_sequences(tiny_model_dir):
     ids, mask = batch["input_ids"][:, :cut], batch["attention_mask"][:, :cut]
     assert prefill(model, ids, mask, **inputs) is not None  # three distinct prompts for seven rows
     for sample in (False, True):
-        config = GenerationConfig(max_new_tokens=8, do_sample=sample, temperature=1.0, top_k=0, top_p=1.0,
-                                  pad_token_id=processor.tokenizer.pad_token_id, eos_token_id=-1)  # fmt: skip
+        config = GenerationConfig(max_new_tokens=8, min_new_tokens=8, do_sample=sample, temperature=1.0, top_k=0,
+                                  top_p=1.0, pad_token_id=processor.tokenizer.pad_token_id,
+                                  eos_token_id=processor.tokenizer.eos_token_id)  # fmt: skip
         torch.manual_seed(0)
         ref = model.generate(input_ids=ids, attention_mask=mask, generation_config=config, **inputs)
         torch.manual_seed(0)
