@@ -90,12 +90,14 @@ class Prefill:
         cache: key/value cache of each row's prompt without its last token, ``B`` rows.
         last_positions: ``(3, B, 1)`` rope positions of each row's last prompt token.
         rope_deltas: ``(B, 1)`` offsets of text positions after the prompt (Qwen3-VL's ``rope_deltas``).
+        rope: the module that holds ``get_rope_index`` and reads ``rope_deltas`` while generating.
         cache_kwarg: the name the model's forward takes the cache under.
     """
 
     cache: Any
     last_positions: torch.Tensor
     rope_deltas: torch.Tensor
+    rope: Any
     cache_kwarg: str
 
 
@@ -147,7 +149,7 @@ def prefill(
         mm_token_type_ids=mm[rows, :-1], use_cache=True, logits_to_keep=1, **{cache_kw: cache}, **images,
     )  # fmt: skip
     cache.reorder_cache(inverse)
-    return Prefill(cache, positions[:, inverse, -1:], deltas[inverse], cache_kw)
+    return Prefill(cache, positions[:, inverse, -1:], deltas[inverse], rope, cache_kw)
 
 
 def shared_prefix_logps(
@@ -220,7 +222,7 @@ def shared_prefix_generate(
                       mm_token_type_ids=mm_token_type_ids)  # fmt: skip
     if pre is None:
         return generate(input_ids=input_ids, attention_mask=attention_mask, **plain, **kwargs)
-    _rope_module(model).rope_deltas = pre.rope_deltas
+    pre.rope.rope_deltas = pre.rope_deltas
     return generate(input_ids=input_ids, attention_mask=attention_mask, mm_token_type_ids=mm_token_type_ids,
                     **{pre.cache_kwarg: pre.cache}, **kwargs)  # fmt: skip
 
