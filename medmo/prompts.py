@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from medmo.boxes import to_grid
 from medmo.records import Sample
 
 PROMPT_VERSION = "medmo-prompts-1"
@@ -65,7 +66,6 @@ def question_text(sample: Sample, think: bool = False) -> str:
 def target_text(sample: Sample) -> str:
     """The assistant answer a sample teaches (grid boxes for grounding)."""
     if sample.task == "grounding":
-        from medmo.boxes import to_grid
 
         by_label: dict[str, list[list[int]]] = {}
         for b in sample.boxes:

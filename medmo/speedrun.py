@@ -155,13 +155,13 @@ def stage_grpo(cfg: SpeedrunConfig) -> dict:
 
 def stage_eval(cfg: SpeedrunConfig) -> dict:
     from medmo.eval.runner import evaluate
-    from medmo.speedrun_report import BaselineBackend
+    from medmo.eval.backends.baseline import BaselineBackend
 
     run = cfg.run_dir
     data = {"nano": str(run / "data"), "cell": str(run / "cells")}
     out = run / "eval"
     results = {}
-    baseline = BaselineBackend.from_records(run / "data" / "train.jsonl", run / "data" / "test.jsonl")
+    baseline = BaselineBackend.from_records(run / "data" / "train.jsonl")
     results["baseline"] = evaluate(baseline, "nano", out_dir=out, limit=cfg.eval_limit, data=data)["path"]
     for stage in ("align", "sft", "grpo"):
         # 32 prompts per batch: a quarter less time than the default 8 for the nano model, same outputs.

@@ -10,61 +10,17 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from medmo.records import Sample
+from medmo.data.io import read_records
+from medmo.eval.report_html import grounding_page
+from medmo.eval.tables import build_tables, to_markdown, write_tables
+from medmo.train.logging import read_metrics
+from medmo.train.recipe import load_recipe
 
 STAGE_ROWS = (("baseline", "trivial baseline"), ("align", "after alignment"), ("sft", "after instruction tuning"),
               ("grpo", "after GRPO"))
-
-
-class BaselineBackend:
-    """An evaluation backend that ignores the image: majority answers and the mean training box.
-
-    Args:
-        answers: majority training answer per task.
-        mean_box: mean training box on the 0-1000 grid.
-        tasks: test sample id -> (task, grounding label).
-    """
-
-    name = "baseline"
-
-    def __init__(self, answers: dict[str, str], mean_box: list[int], tasks: dict[str, tuple[str, str]]):
-        self.answers, self.mean_box, self.tasks = answers, mean_box, tasks
-
-    @classmethod
-    def from_records(cls, train_path: str | Path, *test_paths: str | Path) -> BaselineBackend:
-        from medmo.boxes import to_grid
-        from medmo.data.io import read_records
-
-        counts: dict[str, Counter] = {}
-        boxes: list[list[int]] = []
-        for s in read_records(train_path):
-            if s.task == "grounding":
-                boxes += [to_grid(b.box, s.images[b.image].width, s.images[b.image].height) for b in s.boxes]
-            else:
-                counts.setdefault(s.task, Counter())[s.answer] += 1
-        answers = {task: c.most_common(1)[0][0] for task, c in counts.items()}
-        mean = [round(sum(b[i] for b in boxes) / max(1, len(boxes))) for i in range(4)]
-        tasks = {s.id: (s.task, s.answer) for p in test_paths for s in read_records(p)}
-        return cls(answers, mean, tasks)
-
-    def info(self) -> dict[str, Any]:
-        return {"kind": "baseline", "name": self.name, "rule": "majority training answer per task; mean box"}
-
-    def generate(self, requests: list, *, batch_size: int = 8) -> list[str]:
-        from medmo.prompts import format_box_answer
-
-        out = []
-        for r in requests:
-            task, label = self.tasks.get(r.id, ("", ""))
-            if task == "grounding":
-                out.append(format_box_answer(label or "finding", [self.mean_box]))
-            else:
-                out.append(self.answers.get(task, ""))
-        return out
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -77,7 +33,6 @@ def _curves(run: Path, out: Path, iou: dict[str, float]) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from medmo.train.logging import read_metrics
 
     logs = {s: read_metrics(run / s) if (run / s / "metrics.jsonl").exists() else [] for s in ("align", "sft", "grpo")}
     if not any(logs.values()):
@@ -164,8 +119,6 @@ def breakdown(results: dict[str, dict], test_records: str | Path) -> tuple[list[
     Returns:
         ``(columns, {stage: {column: cell}})``.
     """
-    from medmo.data.io import read_records
-
     meta = {s.id: s.meta for s in read_records(test_records)}
     cols: dict[str, None] = {}
     table: dict[str, dict[str, str]] = {}
@@ -241,9 +194,6 @@ def grpo_diagnosis(headroom: dict[str, dict], metrics: list[dict], iou: dict[str
 
 
 def _grpo_lines(run: Path, results: dict[str, dict]) -> list[str]:
-    from medmo.train.logging import read_metrics
-    from medmo.train.recipe import load_recipe
-
     marker, recipe = run / "stages" / "eval.json", run / "grpo" / "recipe.yaml"
     headroom = (json.loads(marker.read_text()).get("headroom") or {}) if marker.exists() else {}
     completions = 0
@@ -269,9 +219,6 @@ def _relabel(results: dict[str, dict]) -> list[dict]:
 
 def write_report(run: str | Path, config: dict[str, Any]) -> dict[str, Path]:
     """Write ``report.md``, ``report.html``, tables, curves and the grounding page into ``run``."""
-    from medmo.eval.report_html import grounding_page
-    from medmo.eval.tables import build_tables, to_markdown, write_tables
-
     run = Path(run)
     out = run / "report"
     out.mkdir(parents=True, exist_ok=True)

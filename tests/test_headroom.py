@@ -52,7 +52,7 @@ def test_headroom_scores_greedy_and_sampled_answers_per_task(tmp_path, monkeypat
         pick = [hit if (draw == 0 and r.id == "a") or draw == 2 else miss for r in recs]
         return [p[r.id] for p, r in zip(pick, recs)]
 
-    monkeypatch.setattr("medmo.model.generate.generate", fake_generate)
+    monkeypatch.setattr(hr, "generate", fake_generate)
     out = hr.headroom((_Net(), object()), recs, k=3, temperature=0.7)
     assert calls == [False, True, True, True]
     a_miss, b_miss = box_reward(miss["a"], [[100, 100, 500, 500]]), box_reward(miss["b"], [[400, 400, 900, 900]])

@@ -116,13 +116,13 @@ def test_yaml_config_relative_paths_and_errors(data):
 
 
 def test_registry_source_through_load_source(data, monkeypatch):
-    import medmo.data.sources as sources
+    import medmo.data.mixture as mixture
 
     def fake_load_source(name, root, split=None, **kw):
         assert (name, split, kw.get("lang")) == ("fake", "train", "en")
         yield from read_records(data / "a.jsonl")
 
-    monkeypatch.setattr(sources, "load_source", fake_load_source)
+    monkeypatch.setattr(mixture, "load_source", fake_load_source)
     cfg = {"sources": [{"name": "fake", "root": str(data), "max_samples": 12, "options": {"lang": "en"}}]}
     report = build_mixture(cfg, data / "out")
     assert report["written"] == 12 and report["sources"][0]["source"] == "fake"

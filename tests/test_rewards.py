@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from medmo.gold import gold_for
+
 import json
 import math
 
@@ -77,14 +79,14 @@ def _grounding_sample() -> Sample:
 
 
 def test_gold_for_converts_boxes_to_the_grid():
-    gold = R.gold_for(_grounding_sample())
+    gold = gold_for(_grounding_sample())
     assert gold["boxes"] == [[100, 100, 300, 200]]
     assert gold["task"] == "grounding" and gold["answer"] == "nodule"
     json.dumps(gold)  # travels as JSON in dataset columns and verl parquet
 
 
 def test_compute_rewards_applies_task_rewards_and_weights():
-    gold = R.gold_for(_grounding_sample())
+    gold = gold_for(_grounding_sample())
     out = R.compute_rewards("grounding", "nodule <box>[[100, 100, 300, 200]]</box>", gold, {"giou": 2.0, "format": 0.5})
     assert set(out) == {"box", "format", "total"}
     assert out["box"] == pytest.approx(1.0) and out["total"] == pytest.approx(2.5)
@@ -99,7 +101,7 @@ def test_compute_rewards_applies_task_rewards_and_weights():
 def test_trl_reward_funcs_follow_trl_signature_and_skip_other_tasks():
     funcs = R.trl_reward_funcs(["accuracy", "giou", "format"])
     assert [f.__name__ for f in funcs] == ["accuracy_reward", "box_reward", "format_reward"]
-    golds = [json.dumps(R.gold_for(_grounding_sample())), json.dumps({"answer": "no", "task": "closed_vqa"})]
+    golds = [json.dumps(gold_for(_grounding_sample())), json.dumps({"answer": "no", "task": "closed_vqa"})]
     completions = [[{"role": "assistant", "content": "<box>[[100, 100, 300, 200]]</box>"}], "No."]
     kwargs = {"task": ["grounding", "closed_vqa"], "gold": golds, "trainer_state": None}
     acc, box, fmt = (f(prompts=[None, None], completions=completions, **kwargs) for f in funcs)
@@ -109,7 +111,7 @@ def test_trl_reward_funcs_follow_trl_signature_and_skip_other_tasks():
 
 
 def test_factuality_reward_uses_finding_f1():
-    pytest.importorskip("medmo.eval.metrics.findings")
+    pytest.importorskip("medmo.findings")
     ref = "Findings: There is a nodule in the upper left. No mass. No cyst.\nImpression: Nodule."
     same = R.factuality_reward(ref, ref)
     wrong = R.factuality_reward("Findings: There is a mass. No nodule.\nImpression: Mass.", ref)

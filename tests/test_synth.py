@@ -117,7 +117,7 @@ def test_rejects_tiny_images(tmp_path):
 
 
 def test_report_findings_are_read_by_the_factuality_labeller(nano):
-    findings = pytest.importorskip("medmo.eval.metrics.findings")
+    findings = pytest.importorskip("medmo.findings")
     name = {"lesion": "lung lesion"}
     _, _, recs = nano
     reports = [r for r in recs["train"] if r.task == "report"]

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from medmo.records import Box, ImageRef, Sample
-from medmo.train.verl_score import compute_score, ground_truth_for
+from medmo.gold import gold_json
+from medmo.train.verl_score import compute_score
 
 KEYS = {"score", "accuracy", "box", "factuality", "format"}
 
@@ -17,7 +18,7 @@ def _row(sample: Sample) -> dict:
     return {
         "data_source": sample.source,
         "ability": sample.task,
-        "reward_model": {"style": "rule", "ground_truth": ground_truth_for(sample)},
+        "reward_model": {"style": "rule", "ground_truth": gold_json(sample)},
         "extra_info": {"task": sample.task, "id": sample.id},
     }
 

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from medmo.data.images import load_image
+from medmo.data.io import write_jsonl
 from medmo.records import Box, ImageRef, Sample, stable_id
 
 log = logging.getLogger(__name__)
@@ -254,8 +256,6 @@ def cell_samples_from_pair(
     split: str = "train", source: str = SOURCE, stats: Counter | None = None,
 ) -> Iterator[Sample]:  # fmt: skip
     """Tile one image + instance-label pair, save the tiles under ``out_dir/images`` and yield samples."""
-    from medmo.data.images import load_image
-
     im = load_image(image)
     if im.size != (labels.shape[1], labels.shape[0]):
         raise ValueError(f"{name}: image is {im.size[0]}x{im.size[1]} but its mask is {labels.shape[1]}x{labels.shape[0]}")
@@ -355,8 +355,6 @@ def build_cells(
         a report: ``records`` path, ``samples``, ``tiles``, ``cells``, ``boxes``, ``dropped``, per-task
         counts and ``skipped`` inputs with reasons.
     """
-    from medmo.data.io import write_jsonl
-
     opts = options or CellOptions()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -28,13 +28,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medmo.data.images import DICOM_SUFFIXES, ImageLoadError, Window, to_uint8
+from medmo.data.pixels import DICOM_SUFFIXES, ImageLoadError, Window, to_uint8
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     from PIL import Image
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 # Attributes of DICOM PS3.15 Annex E, Table E.1-1 (Basic Application Level Confidentiality Profile) that
 # identify a patient, a person or an institution, or link a study to them. Used to redact messages and
 # to check that nothing identifying slips into record metadata.

@@ -6,7 +6,7 @@
 - ``swift``: ms-swift's standard JSONL (``messages`` + ``images``; ms-swift docs, "Custom dataset").
 - ``verl``: verl's RL parquet layout (``data_source``, ``prompt`` chat messages, ``images``, ``ability``,
   ``reward_model = {style: rule, ground_truth}``, ``extra_info``), as written by verl's
-  ``examples/data_preprocess/geo3k.py``; the ground truth is :func:`medmo.train.verl_score.ground_truth_for`
+  ``examples/data_preprocess/geo3k.py``; the ground truth is :func:`medmo.gold.gold_json`
   so ``medmo/train/verl_score.py:compute_score`` scores the rollouts.
 
 Prompts and answers come from :mod:`medmo.prompts` (box answers on Qwen3-VL's 0-1000 grid), so exported
@@ -27,6 +27,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from medmo.data.images import load_image_ref
+from medmo.data.io import read_records
+from medmo.gold import gold_json
+from medmo.prompts import question_text, target_text
 from medmo.records import ImageRef, Sample
 
 log = logging.getLogger(__name__)
@@ -77,7 +81,6 @@ def export(
 
 def _samples(records: str | Path | Iterable[Sample]) -> Iterator[Sample]:
     if isinstance(records, (str, Path)):
-        from medmo.data.io import read_records
 
         return read_records(records)
     return iter(records)
@@ -88,15 +91,11 @@ def _samples(records: str | Path | Iterable[Sample]) -> Iterator[Sample]:
 
 
 def _user_text(s: Sample, think: bool) -> str:
-    from medmo.prompts import question_text
-
     return IMAGE_TAG * len(s.images) + question_text(s, think=think)
 
 
 def to_llamafactory(s: Sample, image_paths: list[str], think: bool = False) -> dict[str, Any]:
     """One LLaMA-Factory ShareGPT-style row: ``{"messages": [user, assistant], "images": [...]}``."""
-    from medmo.prompts import target_text
-
     messages = [{"role": "user", "content": _user_text(s, think)}, {"role": "assistant", "content": target_text(s)}]
     return {"messages": messages, "images": image_paths}
 
@@ -108,15 +107,12 @@ def to_swift(s: Sample, image_paths: list[str], think: bool = False) -> dict[str
 
 def to_verl(s: Sample, images: list[dict[str, Any]], index: int, think: bool = False) -> dict[str, Any]:
     """One verl row (``images`` entries are ``{"image": path}`` or ``{"bytes": png}``)."""
-    from medmo.prompts import target_text
-    from medmo.train.verl_score import ground_truth_for
-
     return {
         "data_source": s.source,
         "prompt": [{"role": "user", "content": _user_text(s, think)}],
         "images": images,
         "ability": s.task,
-        "reward_model": {"style": "rule", "ground_truth": ground_truth_for(s, think=think)},
+        "reward_model": {"style": "rule", "ground_truth": gold_json(s, think=think)},
         "extra_info": {"index": index, "id": s.id, "split": s.split, "task": s.task, "answer": target_text(s)},
     }
 
@@ -141,7 +137,6 @@ class ImagePaths:
             return p
         target = self.render_dir / f"{hashlib.sha1(f'{p}|{ref.frame}'.encode()).hexdigest()[:20]}.png"
         if not target.exists():
-            from medmo.data.images import load_image_ref
 
             self.render_dir.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(".tmp.png")
@@ -151,8 +146,6 @@ class ImagePaths:
         return str(target)
 
     def png_bytes(self, ref: ImageRef) -> bytes:
-        from medmo.data.images import load_image_ref
-
         buf = io.BytesIO()
         load_image_ref(ref).save(buf, format="PNG")
         return buf.getvalue()

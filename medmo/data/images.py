@@ -25,33 +25,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
+from medmo.data.dicom import DICOM_PHI_KEYWORDS, dicom_size, load_dicom, safe_dicom_meta
+from medmo.data.pixels import DICOM_SUFFIXES, ImageLoadError, Window, to_uint8
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     from PIL import Image
 
+# The loader's API; the DICOM privacy helpers and the pixel rule are re-exported from the modules below.
+__all__ = [
+    "DICOM_PHI_KEYWORDS", "ImageLoadError", "ImageSource", "Window", "image_size", "load_image", "load_image_ref",
+    "safe_dicom_meta", "to_uint8",
+]
+
 ImageSource = Union[str, Path, "np.ndarray", "Image.Image"]
-Window = tuple[float, float]
-
-PERCENTILE_WINDOW = (0.5, 99.5)
-DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-
-
-class ImageLoadError(ValueError):
-    """An image that cannot be loaded; the message names the file and what to do (never header values)."""
-
-
-# DICOM names that are part of this module's API. medmo.data.dicom imports this module, so they are looked
-# up on first use (PEP 562) instead of imported at the top, which would be circular.
-_DICOM_EXPORTS = frozenset({"DICOM_PHI_KEYWORDS", "safe_dicom_meta"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _DICOM_EXPORTS:
-        from medmo.data import dicom
-
-        return getattr(dicom, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -93,7 +81,6 @@ def load_image(
         raise ImageLoadError(f"image {path} {what}; check the path (relative paths resolve against the record file's folder)")
     kind = _kind(path)
     if kind == "dicom":
-        from medmo.data.dicom import load_dicom
 
         return load_dicom(path, frame=frame, window=window)
     if kind == "nifti":
@@ -123,7 +110,6 @@ def image_size(src: ImageSource, *, axis: int = 2) -> tuple[int, int]:
         raise ImageLoadError(f"image {path} does not exist; check the path")
     kind = _kind(path)
     if kind == "dicom":
-        from medmo.data.dicom import dicom_size
 
         return dicom_size(path)
     if kind == "nifti":
@@ -135,33 +121,6 @@ def image_size(src: ImageSource, *, axis: int = 2) -> tuple[int, int]:
             return im.size
     except Exception as e:  # PIL raises many types for corrupt files
         raise ImageLoadError(f"cannot read image {path}: {type(e).__name__}; re-download or re-export the file") from None
-
-
-def to_uint8(arr: np.ndarray, window: Window | None = None, *, percentile: bool = False) -> np.ndarray:
-    """Map any numeric array to uint8 by ``window``, a robust percentile window, or min-max.
-
-    Args:
-        arr: the values (any shape).
-        window: ``(center, width)``; the DICOM PS3.3 C.11.2.1.2.1 linear VOI function is used.
-        percentile: without a window, use the 0.5-99.5 percentile window instead of min-max.
-    """
-    import numpy as np
-
-    a = np.asarray(arr, dtype=np.float64)
-    if window is not None:
-        c, w = float(window[0]), max(float(window[1]), 1.0)
-        y = ((a - (c - 0.5)) / (w - 1.0 if w > 1.0 else 1.0) + 0.5) * 255.0
-        return np.clip(np.rint(y), 0, 255).astype(np.uint8)
-    finite = a[np.isfinite(a)]
-    if finite.size == 0:
-        return np.zeros(a.shape, dtype=np.uint8)
-    lo, hi = np.percentile(finite, PERCENTILE_WINDOW) if percentile else (finite.min(), finite.max())
-    if hi <= lo:  # constant (or nearly) image
-        lo, hi = finite.min(), finite.max()
-    if hi <= lo:
-        return np.zeros(a.shape, dtype=np.uint8)
-    y = (np.nan_to_num(a, nan=lo) - lo) / (hi - lo) * 255.0
-    return np.clip(np.rint(y), 0, 255).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------------------------------

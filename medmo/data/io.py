@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medmo.data.images import ImageLoadError, image_size
 from medmo.records import RECORD_VERSION, ImageRef, RecordError, Sample
 
 log = logging.getLogger(__name__)
@@ -206,8 +207,6 @@ def _to_sample(raw: Any, root: Path, check_images: bool, sizes: dict) -> Sample:
 
 def _check_image(ref: ImageRef, sizes: dict) -> None:
     """Require the image to exist and be readable; fill in its size (cached by path)."""
-    from medmo.data.images import ImageLoadError, image_size
-
     key = f"{ref.path}\x00{ref.frame}"
     if key not in sizes:
         if len(sizes) > 100_000:  # bound the cache on huge runs

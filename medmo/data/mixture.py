@@ -50,7 +50,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medmo.data.io import sample_dict
+from medmo.data.io import ReadStats, read_records, sample_dict, write_parquet
+from medmo.data.sources import SourceStats, load_source
 from medmo.records import Sample
 
 log = logging.getLogger(__name__)
@@ -274,7 +275,6 @@ def build_mixture(
         ]
         hasher.commit()
         buckets = _select_into_buckets(per_source, work, cfg, rng)
-        from medmo.data.io import write_parquet
 
         shards = write_parquet(_shuffled(buckets, rng), out, shard_size=cfg.shard_size, prefix=cfg.prefix)
         report = _report(cfg, per_source, contamination, shards, out)
@@ -289,7 +289,6 @@ def build_mixture(
 
 def _iter_source(spec: SourceSpec, stats: dict[str, Any]) -> Iterator[Sample]:
     if spec.records:
-        from medmo.data.io import ReadStats, read_records
 
         rs = ReadStats()
         yield from read_records(spec.records, stats=rs)
@@ -297,7 +296,6 @@ def _iter_source(spec: SourceSpec, stats: dict[str, Any]) -> Iterator[Sample]:
         for reason, n in rs.counts.items():
             stats["skip_reasons"][reason] = stats["skip_reasons"].get(reason, 0) + n
         return
-    from medmo.data.sources import SourceStats, load_source
 
     ss = SourceStats()
     try:
@@ -358,8 +356,6 @@ def _content_key(s: Sample, hashes: list[str]) -> bytes:
 
 def _eval_hashes(files: list[str], hasher: ImageHasher) -> set[str]:
     """Content hashes of every image of the evaluation files (evaluation sets are small)."""
-    from medmo.data.io import read_records
-
     found: set[str] = set()
     for f in files:
         for s in read_records(f):

@@ -12,7 +12,7 @@ modality with 0, 1 or 2 inserted findings of a known class and box:
 * findings: ``nodule`` (small bright disk), ``mass`` (large bright irregular blob), ``calcification``
   (a bright rim around a dark centre, like rim calcification), ``lesion`` (dark irregular blob); a
   finding's box is the tight box of its mask. The class names are terms of the report factuality
-  vocabulary (:mod:`medmo.eval.metrics.findings`), so report rewards and metrics see them.
+  vocabulary (:mod:`medmo.findings`), so report rewards and metrics see them.
 
 Every image yields one record per task (grounding when it has findings, closed VQA, multiple choice, open
 VQA, caption, report), and each split gets a few text-only QA records. Answers are balanced (yes/no
@@ -32,6 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from medmo.boxes import match_boxes, to_grid
+from medmo.data.images import load_image
+from medmo.data.io import write_jsonl
 from medmo.records import Box, ImageRef, Sample, options_from_list, stable_id
 
 SOURCE = "nano_synth"
@@ -109,7 +112,6 @@ def _dicom(name: str) -> np.ndarray:
 
     path = get_testdata_file(name)
     try:
-        from medmo.data.images import load_image
 
         arr = np.asarray(load_image(path).convert("L"), dtype=np.float32) / 255.0
     except ImportError:  # the image loader is optional here: plain pydicom pixels, min-max scaled
@@ -448,7 +450,6 @@ def build_nano(
     """
     if image_size < 64:
         raise ValueError(f"image_size must be at least 64 px to hold the findings, got {image_size}")
-    from medmo.data.io import write_jsonl
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -470,8 +471,6 @@ def baselines(train_records: Iterable[Sample], test_records: Iterable[Sample]) -
       (on the 0-1000 grid), scored by Hungarian-matched IoU against each test record's gold boxes,
       divided by the larger of the two box counts (:func:`medmo.boxes.match_boxes`).
     """
-    from medmo.boxes import match_boxes, to_grid
-
     train, test = list(train_records), list(test_records)
     out: dict[str, float] = {}
     for task in ("closed_vqa", "mcq", "open_vqa"):

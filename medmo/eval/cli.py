@@ -19,9 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     esub = p.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND")
 
     run = esub.add_parser("run", help="evaluate a model on benchmarks (cached, resumable)")
-    run.add_argument("model", help="model folder or hub id (hf), or the served model name (openai)")
+    run.add_argument("model", help="model folder or hub id (hf), the served model name (openai), or training "
+                     "records (baseline: majority answers and the mean box, without the image)")
     run.add_argument("--bench", required=True, help="benchmark names or groups, comma-separated (see `medmo eval list`)")
-    run.add_argument("--backend", choices=("hf", "openai"), default="hf")
+    run.add_argument("--backend", choices=("hf", "openai", "baseline"), default="hf")
+    run.add_argument("--name", help="the model's name in results and tables (default: from the model path)")
     run.add_argument("--base-url", help="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1 "
                      "(a bearer key, if the server needs one, is read from MEDMO_API_KEY)")
     run.add_argument("--concurrency", type=int, default=8, help="requests in flight (openai backend)")
@@ -63,8 +65,8 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from medmo.eval.backends import make_backend
-    from medmo.eval.registry import resolve
     from medmo.eval.data import data_root, parse_data_args
+    from medmo.eval.registry import resolve
     from medmo.eval.report_html import grounding_page
     from medmo.eval.runner import evaluate
     from medmo.eval.tables import build_tables, to_markdown, write_tables
@@ -75,6 +77,8 @@ def _run(args: argparse.Namespace) -> int:
         data_root(bench, data)
     if args.backend == "openai":
         kw = {"concurrency": args.concurrency}
+    elif args.backend == "baseline":
+        kw = {}
     else:
         kw = {"dtype": args.dtype, "device_map": args.device_map, "attn_implementation": args.attn_implementation}
     backend = make_backend(args.backend, args.model, base_url=args.base_url, **kw)
@@ -86,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError("the LLM judge needs both --judge-url and --judge-model")
         judge = JudgeConfig(args.judge_url, args.judge_model)
     res = evaluate(backend, args.bench, out_dir=args.out, limit=args.limit, batch_size=args.batch_size,
-                   preset=args.preset, data=data, judge=judge)
+                   preset=args.preset, data=data, judge=judge, model_name=args.name)
     out = Path(args.out)
     write_tables([res], out / "tables")
     page = grounding_page(res, out / "grounding.html")

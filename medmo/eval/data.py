@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from medmo.data.io import read_records
+from medmo.data.sources import get_source, load_source
 from medmo.eval.registry import Benchmark
 from medmo.records import Sample
 
@@ -42,7 +44,6 @@ def _where(bench: Benchmark) -> str:
     source = bench.dataset.get("source")
     if source:
         try:
-            from medmo.data.sources import get_source
 
             info = get_source(source).to_dict()
         except (ImportError, KeyError):
@@ -112,14 +113,12 @@ def iter_samples(bench: Benchmark, data: Mapping[str, str | Path] | None = None)
     root = data_root(bench, data)
     ds = bench.dataset
     if "records" in ds:
-        from medmo.data.io import read_records
 
         path = _records_path(bench, root)
         if not path.exists():
             raise DataNotFoundError(f"{bench.name}: records file {path} does not exist.\n{_where(bench)}")
         stream = read_records(path)
     else:
-        from medmo.data.sources import load_source
 
         stream = load_source(ds["source"], root, split=ds.get("split"), **dict(ds.get("kwargs") or {}))
     for s in stream:

@@ -23,6 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from medmo.prompts import PROMPT_VERSION
+
 BENCH_DIR = Path(__file__).parent / "benchmarks"
 GROUPS = ("vqa", "text_qa", "report", "grounding", "nano")
 SCORERS = ("qa", "report", "grounding")
@@ -141,7 +143,6 @@ def load_benchmark_file(path: str | Path) -> Benchmark:
     if (d.get("generation") or {}).get("greedy", True) is not True:
         raise ValueError(f"{path}: evaluation decodes greedily (generation.greedy: true) so scores are reproducible")
     prompt = d.get("prompt") or {}
-    from medmo.prompts import PROMPT_VERSION
 
     metrics = _as_tuple(d.get("metrics"))
     return Benchmark(

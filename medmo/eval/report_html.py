@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from medmo.data.images import load_image
+
 THUMB = 384
 _CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa}
 .grid{display:flex;flex-wrap:wrap;gap:14px}.card{background:#fff;border:1px solid #ddd;padding:8px;width:300px}
@@ -26,8 +28,6 @@ svg{width:100%;height:auto;background:#000}.gold{fill:none;stroke:#1db954;stroke
 
 def _thumb_data_url(path: str) -> tuple[str, int, int] | None:
     """``(data URL, width, height)`` of the original image, or None if it cannot be read."""
-    from medmo.data.images import load_image
-
     try:
         im = load_image(path)
     except (OSError, ValueError):  # a missing image must not sink the whole page

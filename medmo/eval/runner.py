@@ -19,12 +19,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from medmo import __version__
+from medmo.answers import PARSER_VERSION
 from medmo.eval import tasks
-from medmo.eval.backends import Backend, Request
+from medmo.eval.backends.base import Backend, Request
+from medmo.eval.backends.hf import HFBackend
 from medmo.eval.cache import PredictionCache, cache_key, slug
 from medmo.eval.data import data_root, load_samples
 from medmo.eval.registry import Benchmark, resolve
-from medmo.records import Sample
+from medmo.prompts import PROMPT_VERSION
+from medmo.records import RECORD_VERSION, Sample
 
 log = logging.getLogger("medmo.eval")
 RESULTS_VERSION = "1"
@@ -37,8 +41,6 @@ def _now() -> str:
 
 def as_backend(model_or_backend: Any, name: str | None = None) -> Backend:
     """A backend from a backend, a ``(model, processor)`` pair, or a model folder / hub id (hf)."""
-    from medmo.eval.backends.hf import HFBackend
-
     if hasattr(model_or_backend, "generate") and hasattr(model_or_backend, "info"):
         return model_or_backend
     if isinstance(model_or_backend, (tuple, list)) and len(model_or_backend) == 2:
@@ -142,11 +144,6 @@ def run_benchmark(
 
 
 def _versions() -> dict[str, str]:
-    from medmo import __version__
-    from medmo.answers import PARSER_VERSION
-    from medmo.prompts import PROMPT_VERSION
-    from medmo.records import RECORD_VERSION
-
     return {
         "medmo": __version__,
         "results": RESULTS_VERSION,

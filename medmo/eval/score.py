@@ -18,6 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from medmo import __version__
+from medmo.answers import PARSER_VERSION
+from medmo.eval.metrics import REGISTRY, get_metric
 from medmo.records import LETTERS
 
 QA_KINDS = {"closed_vqa": "closed", "open_vqa": "open", "text_qa": "open", "mcq": "mcq"}
@@ -100,8 +103,6 @@ def _size(rec: dict) -> tuple[float, float] | None:
 
 def _call(name: str, recs: list[dict], task: str, units: str, options: dict[str, Any]) -> dict:
     """Run one registered metric on records, giving it the inputs its kind needs."""
-    from medmo.eval.metrics import REGISTRY, get_metric
-
     fn, kind = get_metric(name), REGISTRY[name].kind
     preds = [r.get("prediction") or "" for r in recs]
     if kind == "vqa":
@@ -141,9 +142,6 @@ def score_file(
         ``{"path", "n", "task", "metrics", "aggregate", "per_sample", "versions", "problems"}``; per-sample rows
         carry the record ``id`` (or line number) and every metric's per-sample scores.
     """
-    from medmo import __version__
-    from medmo.answers import PARSER_VERSION
-
     records, problems = read_predictions(path)
     rec_tasks = [task or infer_task(r) for r in records]
     tasks = sorted(set(rec_tasks))

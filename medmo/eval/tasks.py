@@ -15,8 +15,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from medmo.eval.backends import Request
+from medmo.answers import parse_boxes, split_think
+from medmo.boxes import from_grid
+from medmo.data.images import image_size as read_size
+from medmo.eval.backends.base import Request
+from medmo.eval.metrics import get_metric
+from medmo.eval.metrics.cider import cider
+from medmo.eval.metrics.grounding import grounding
+from medmo.eval.metrics.judge import JUDGE_VERSION
+from medmo.eval.metrics.judge import judge as run_judge
+from medmo.eval.metrics.text import bleu, rouge_l
+from medmo.eval.metrics.vqa import vqa
 from medmo.eval.registry import Benchmark
+from medmo.findings import findings_metric
+from medmo.prompts import messages, question_text, target_text
 from medmo.records import Sample
 
 QA_KINDS = {"closed_vqa": "closed", "open_vqa": "open", "text_qa": "open", "caption": "open", "mcq": "mcq"}
@@ -41,20 +53,17 @@ class Scored:
 
 def to_request(sample: Sample, bench: Benchmark) -> Request:
     """The generation request for a sample: MedMO's chat prompt without the answer, plus its images."""
-    from medmo.prompts import messages
-
     return Request(
         id=sample.id,
         messages=messages(sample, with_answer=False, think=bench.think),
         images=list(sample.images),
         max_new_tokens=bench.max_new_tokens,
+        task=sample.task,
     )
 
 
 def length_hint(sample: Sample) -> int:
     """A cheap stand-in for the prompt's token count, for length-sorted batches."""
-    from medmo.prompts import question_text
-
     return len(question_text(sample)) // 4 + 256 * len(sample.images)
 
 
@@ -62,7 +71,6 @@ def final_answer(prediction: str, bench: Benchmark) -> str:
     """The answer part of a prediction (the text inside ``<answer>`` for thinking prompts)."""
     if not bench.think:
         return prediction
-    from medmo.answers import split_think
 
     return split_think(prediction).answer
 
@@ -72,8 +80,6 @@ def final_answer(prediction: str, bench: Benchmark) -> str:
 
 def gold_text(sample: Sample) -> str:
     """The reference text: the answer (letter for mcq), or the report's findings + impression."""
-    from medmo.prompts import target_text
-
     return sample.answer if sample.task != "report" else target_text(sample)
 
 
@@ -82,7 +88,6 @@ def image_size(sample: Sample, index: int = 0) -> tuple[int, int]:
     ref = sample.images[index]
     if ref.width and ref.height:
         return int(ref.width), int(ref.height)
-    from medmo.data.images import image_size as read_size
 
     return read_size(ref.path)
 
@@ -94,9 +99,6 @@ def gold_boxes(sample: Sample) -> list[list[float]]:
 
 def predicted_boxes(prediction: str, sample: Sample) -> list[list[float]]:
     """Boxes read from model text (0-1000 grid) mapped to pixels of the image the gold boxes are on."""
-    from medmo.answers import parse_boxes
-    from medmo.boxes import from_grid
-
     w, h = image_size(sample, sample.boxes[0].image if sample.boxes else 0)
     return [from_grid(pb.box, w, h) for pb in parse_boxes(prediction) if len(pb.box) == 4]
 
@@ -120,8 +122,6 @@ def score(bench: Benchmark, samples: list[Sample], predictions: list[str], *, pr
 
 def score_qa(samples: list[Sample], answers: list[str], *, preset: str, judge: Any = None) -> Scored:
     """VQA / multiple choice / text QA under a preset (:func:`medmo.eval.metrics.vqa.vqa`)."""
-    from medmo.eval.metrics.vqa import vqa
-
     kinds = [QA_KINDS.get(s.task, "open") for s in samples]
     res = vqa(answers, [s.answer for s in samples], options=[s.options or None for s in samples], kinds=kinds,
               preset=preset)
@@ -143,8 +143,6 @@ def _apply_judge(judge: Any, samples, answers, kinds, per_sample, metrics, versi
 
     Rule-based metrics stay as they are: judged accuracy is reported beside them, never in their place.
     """
-    from medmo.eval.metrics.judge import judge as run_judge
-
     idx = [i for i, k in enumerate(kinds) if k == "open"]
     if not idx:
         return metrics, versions, {}
@@ -161,7 +159,6 @@ def judge_info(judge: Any) -> dict[str, Any] | None:
     """What the results file says about the judge (None = rule-based scoring only)."""
     if judge is None:
         return None
-    from medmo.eval.metrics.judge import JUDGE_VERSION
 
     return {"model": getattr(judge, "model", None), "base_url": getattr(judge, "base_url", None),
             "version": JUDGE_VERSION}
@@ -173,10 +170,6 @@ REPORT_PLUGINS = {"ratescore": "RaTEScore", "semb_score": "f1chexbert"}
 def score_report(samples: list[Sample], answers: list[str], *, preset: str, judge: Any = None) -> Scored:
     """ROUGE-L, CIDEr-D, BLEU-1..4 (coco-caption definitions), rule-based finding F1, and RaTEScore /
     SembScore when their plugins and local weights are available."""
-    from medmo.eval.metrics.cider import cider
-    from medmo.eval.metrics.findings import findings_metric
-    from medmo.eval.metrics.text import bleu, rouge_l
-
     refs = [gold_text(s) for s in samples]
     parts = {"rouge_l": rouge_l(answers, refs), "cider": cider(answers, refs), "bleu": bleu(answers, refs),
              "finding_f1": findings_metric(answers, refs)}
@@ -201,7 +194,6 @@ def score_report(samples: list[Sample], answers: list[str], *, preset: str, judg
 def _plugin_score(name: str, predictions: list[str], references: list[str]) -> tuple[float | None, str, str]:
     """A report metric from an optional plugin: ``(value, version, note)``; value None when unavailable."""
     try:
-        from medmo.eval.metrics import get_metric
 
         metric = get_metric(name)
         res = metric(predictions, references)
@@ -214,8 +206,6 @@ def _plugin_score(name: str, predictions: list[str], references: list[str]) -> t
 
 def score_grounding(samples: list[Sample], answers: list[str], *, preset: str, judge: Any = None) -> Scored:
     """IoU of predicted vs gold pixel boxes (:func:`medmo.eval.metrics.grounding.grounding`)."""
-    from medmo.eval.metrics.grounding import grounding
-
     preds = [predicted_boxes(a, s) for a, s in zip(answers, samples)]
     golds = [gold_boxes(s) for s in samples]
     res = grounding(preds, golds, units="pixel")

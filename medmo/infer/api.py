@@ -15,8 +15,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medmo.answers import parse_boxes
+from medmo.boxes import from_grid
 from medmo.infer.engine import Engine, HFEngine
 from medmo.infer.inputs import API_POLICY, ImagePolicy, load_any, to_conversation
+from medmo.prompts import CLOSED_SUFFIX, REPORT_PROMPT, grounding_prompt
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -93,8 +96,6 @@ class MedMO:
 
         ``image`` and ``question`` may be lists (answered in one batch; a single value is reused).
         """
-        from medmo.prompts import CLOSED_SUFFIX
-
         images, questions, batched = _broadcast(image, question, "question")
         texts = [f"{q}\n{CLOSED_SUFFIX}" if closed else q for q in questions]
         answers = self._generate(images, texts, **gen)
@@ -102,8 +103,6 @@ class MedMO:
 
     def report(self, image: Any, **gen: Any) -> str | list[str]:
         """Write a radiology-style report (findings and impression) for an image or a list of images."""
-        from medmo.prompts import REPORT_PROMPT
-
         images, texts, batched = _broadcast(image, REPORT_PROMPT, "prompt")
         answers = self._generate(images, texts, **gen)
         return answers if batched else answers[0]
@@ -118,8 +117,6 @@ class MedMO:
 
     def ground_with_text(self, image: Any, target: Any, **gen: Any) -> tuple[Any, Any]:
         """:meth:`ground` plus the model's raw answer text (for display and debugging)."""
-        from medmo.prompts import grounding_prompt
-
         images, targets, batched = _broadcast(image, target, "target")
         loaded = [load_any(im, self.policy) for im in images]
         texts = self._generate(loaded, [grounding_prompt(t) for t in targets], **gen)
@@ -157,9 +154,6 @@ def image_conversation(text: str) -> list[dict]:
 
 def boxes_from_text(text: str, target: str, size: tuple[int, int]) -> list[GroundedBox]:
     """Grid boxes in a model answer -> :class:`GroundedBox` objects in the pixels of an image of ``size``."""
-    from medmo.answers import parse_boxes
-    from medmo.boxes import from_grid
-
     width, height = size
     out = []
     for pb in parse_boxes(text):

@@ -14,6 +14,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import medmo.model  # load() resolves on first call: importing this module loads no transformers
+from medmo.model.generate import generate, render_prompts
+
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
@@ -78,9 +81,7 @@ class HFEngine(Engine):
     @classmethod
     def load(cls, path_or_id: str | Path, *, batch_size: int = 8, **load_kwargs: Any) -> HFEngine:
         """Load a checkpoint folder (or hub id) with :func:`medmo.model.load`."""
-        from medmo.model import load
-
-        model, processor = load(str(path_or_id), **load_kwargs)
+        model, processor = medmo.model.load(str(path_or_id), **load_kwargs)
         model.eval()
         name = Path(str(path_or_id)).name or str(path_or_id)
         return cls(model, processor, name=name, batch_size=batch_size)
@@ -88,8 +89,6 @@ class HFEngine(Engine):
     def _generate(
         self, conversations: list[Conversation], images: list[list[Image.Image]], **sampling: Any
     ) -> list[str]:
-        from medmo.model.generate import generate
-
         with self._lock:
             return generate(self.model, self.processor, conversations, images, batch_size=self.batch_size, **sampling)
 
@@ -109,7 +108,6 @@ class HFEngine(Engine):
         """
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-        from medmo.model.generate import render_prompts
 
         class _Stop(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medmo.data.images import image_size, load_image
+
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
@@ -67,7 +69,6 @@ def load_any(src: Any, policy: ImagePolicy = API_POLICY, where: str = "image") -
     """One image from any supported source as RGB, checked against ``policy``."""
     from PIL import Image
 
-    from medmo.data.images import load_image
 
     if isinstance(src, Image.Image) or type(src).__module__ == "numpy":
         return _checked(_load(load_image, src, where), policy, where)
@@ -118,14 +119,11 @@ def decode_bytes(raw: bytes, policy: ImagePolicy = API_POLICY, where: str = "ima
     except Exception:  # noqa: BLE001 - PIL raises many types for unreadable data
         raise InputError(f"{where}: not a readable image (send PNG, JPEG, TIFF or DICOM)") from None
     _check_pixels(im.size, policy, where)
-    from medmo.data.images import load_image
 
     return _load(load_image, im, where)
 
 
 def _dicom_bytes(raw: bytes, policy: ImagePolicy, where: str) -> Image.Image:
-    from medmo.data.images import image_size, load_image
-
     fd, name = tempfile.mkstemp(suffix=".dcm", prefix="medmo-upload-")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -174,7 +172,6 @@ def _local(path: str, policy: ImagePolicy, where: str) -> Image.Image:
         raise InputError(f"{where}: no such image file: {path}")
     if policy.max_bytes is not None and p.stat().st_size > policy.max_bytes:
         raise InputError(f"{where}: image file is larger than the limit of {policy.max_bytes} bytes", 413)
-    from medmo.data.images import image_size, load_image
 
     _check_pixels(_load(image_size, p, where), policy, where)
     return _load(load_image, p, where)

@@ -11,6 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from medmo.model.processor import build_processor
+from medmo.model.tokenizer import special_token_ids, train_tokenizer
+
 # Pixel budgets that fit the small models' images: nano data is 128 px (16 visual tokens after merging).
 TINY_PIXELS = (32 * 32, 64 * 64)
 NANO_PIXELS = (64 * 64, 128 * 128)
@@ -27,7 +30,6 @@ def mrope_section(head_dim: int) -> list[int]:
 def _config(tokenizer: Any, text: dict[str, Any], vision: dict[str, Any], overrides: dict[str, Any]) -> Any:
     from transformers import Qwen3VLConfig
 
-    from medmo.model.tokenizer import special_token_ids
 
     text = {**text, **overrides.pop("text", {})}
     vision = {**vision, **overrides.pop("vision", {})}
@@ -158,9 +160,6 @@ def build_tiny(path: str | Path, tokenizer: Any = None, seed: int = 0, size: str
         seed: Weight-initialization seed.
         size: ``"tiny"`` (tests) or ``"nano"`` (the CPU recipe's starting point).
     """
-    from medmo.model.processor import build_processor
-    from medmo.model.tokenizer import train_tokenizer
-
     if size not in ("tiny", "nano"):
         raise ValueError(f"size must be 'tiny' or 'nano', got {size!r}.")
     tokenizer = tokenizer if tokenizer is not None else train_tokenizer(vocab_size=512)

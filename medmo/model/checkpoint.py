@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from medmo.model.processor import load_processor
+
 # Files a checkpoint folder needs besides the weights; fetched from the hub for hub ids.
 CHECKPOINT_FILES = ("config.json", "processor_config.json", "preprocessor_config.json", "tokenizer.json",
                     "tokenizer_config.json", "chat_template.jinja", "chat_template.json", "generation_config.json",
@@ -94,7 +96,6 @@ def load(
     """
     from transformers import AutoModelForImageTextToText
 
-    from medmo.model.processor import load_processor
 
     check_attn_implementation(attn_implementation)
     folder = resolve_checkpoint(path_or_hub_id)

@@ -17,6 +17,8 @@ from typing import Any
 
 from transformers import ProcessorMixin
 
+from medmo.model.tokenizer import CHAT_TEMPLATE
+
 # Qwen3-VL sees 16 px patches merged 2x2, so one visual token covers 32x32 pixels.
 PATCH_SIZE = 16
 MERGE_SIZE = 2
@@ -105,8 +107,6 @@ def build_processor(
             It is also set on the tokenizer, so tokenizer-only callers render the same text.
         image_settings: Overrides for the image processor (patch_size, merge_size, image_mean, ...).
     """
-    from medmo.model.tokenizer import CHAT_TEMPLATE
-
     template = chat_template or CHAT_TEMPLATE
     tokenizer.chat_template = template
     image_processor = build_image_processor(min_pixels=min_pixels, max_pixels=max_pixels, **image_settings)

@@ -11,13 +11,19 @@ For research only: MedMO's answers are not medical advice and must not be used f
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 import uuid
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from medmo import __version__
+from medmo.infer.engine import HFEngine
+from medmo.infer.inputs import ImagePolicy
+from medmo.serve.http import ApiError
+from medmo.serve.routes import add_routes
+from medmo.serve.scheduler import Scheduler
 
 DISCLAIMER = (
     "**Research use only.** MedMO is a research model; its answers can be wrong and are not medical advice. "
@@ -59,7 +65,6 @@ class Settings:
     model_name: str | None = None
 
     def policy(self):  # noqa: ANN201 - ImagePolicy, imported lazily
-        from medmo.infer.inputs import ImagePolicy
 
         return ImagePolicy(
             allow_local=self.allow_local_files is not None,
@@ -71,25 +76,9 @@ class Settings:
         )
 
 
-class ApiError(Exception):
-    """An error answered as OpenAI's ``{"error": {"message", "type", "code"}}`` body."""
-
-    TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-             404: "not_found_error", 413: "request_too_large", 503: "server_overloaded", 504: "timeout"}
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers or {}
-
-    def body(self) -> dict[str, Any]:
-        kind = self.TYPES.get(self.status, "server_error")
-        return {"error": {"message": self.message, "type": kind, "code": self.status}}
-
-
 def resolve_engine(model: Any, **load_kwargs: Any) -> Any:
     """A path or hub id (loaded as :class:`~medmo.infer.engine.HFEngine`), a ``MedMO`` or an engine -> engine."""
     if isinstance(model, (str, Path)):
-        from medmo.infer.engine import HFEngine
 
         return HFEngine.load(model, **load_kwargs)
     return getattr(model, "engine", model)
@@ -108,8 +97,6 @@ def create_app(model: Any, *, load_kwargs: dict[str, Any] | None = None, **setti
     from fastapi.responses import FileResponse, JSONResponse
     from fastapi.staticfiles import StaticFiles
 
-    from medmo.serve.routes import add_routes
-    from medmo.serve.scheduler import Scheduler
 
     known = {f.name for f in fields(Settings)}
     if set(settings) - known:
@@ -181,28 +168,5 @@ def _authorize(request: Any, api_key: str | None) -> None:
         raise ApiError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'", {"WWW-Authenticate": "Bearer"})
 
 
-async def read_json(request: Any, max_bytes: int) -> dict[str, Any]:
-    """The request body as a JSON object, refusing bodies over ``max_bytes`` before reading them whole."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise ApiError(413, f"request body is {int(declared)} bytes, above the server's limit of {max_bytes}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise ApiError(413, f"request body is above the server's limit of {max_bytes} bytes")
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as e:
-        raise ApiError(400, f"malformed JSON body: {e.msg} at line {e.lineno} column {e.colno}") from None
-    except UnicodeDecodeError:
-        raise ApiError(400, "malformed JSON body: not UTF-8 text") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, f"the JSON body must be an object, got {type(data).__name__}")
-    return data
-
-
 def _version() -> str:
-    from medmo import __version__
-
     return __version__

@@ -19,7 +19,11 @@ from typing import Any
 
 from fastapi import Request  # routes are imported by create_app only, with fastapi installed
 
-from medmo.serve.app import ApiError, read_json
+from medmo.infer.api import boxes_from_text, image_conversation
+from medmo.infer.inputs import InputError, load_any, to_conversation
+from medmo.prompts import REPORT_PROMPT, grounding_prompt
+from medmo.serve.http import ApiError, read_json
+from medmo.serve.scheduler import QueueFull
 
 CHAT_SCHEMA = {
     "type": "object",
@@ -56,7 +60,6 @@ def add_routes(app: Any) -> None:
         st = request.app.state
         data = await read_json(request, st.settings.max_request_bytes)
         gen, stream = _chat_options(data, st.settings)
-        from medmo.infer.inputs import to_conversation
 
         conversation, images = await _inputs(to_conversation, data["messages"], st.policy)
         rid = "chatcmpl-" + uuid.uuid4().hex
@@ -84,8 +87,6 @@ def add_routes(app: Any) -> None:
     @app.post("/v1/medmo/report", tags=["medmo"], openapi_extra=_body({"image": IMAGE_SCHEMA}, ["image"]))
     async def report(request: Request) -> dict[str, Any]:
         """Write a report (findings and impression) for an image: ``{"report": ...}``."""
-        from medmo.prompts import REPORT_PROMPT
-
         _, image = await _task_input(request, None)
         text = await _task_generate(request, image, REPORT_PROMPT)
         return {"report": text, "model": request.app.state.model_name}
@@ -95,9 +96,6 @@ def add_routes(app: Any) -> None:
     @app.post("/v1/medmo/ground", tags=["medmo"], openapi_extra=ground_body)
     async def ground(request: Request) -> dict[str, Any]:
         """Boxes of a target in the image's pixels: ``{"boxes": [{"label", "box", "grid_box"}], "text", ...}``."""
-        from medmo.infer.api import boxes_from_text
-        from medmo.prompts import grounding_prompt
-
         data, image = await _task_input(request, "target")
         text = await _task_generate(request, image, grounding_prompt(data["target"]))
         boxes = [b.to_dict() for b in boxes_from_text(text, data["target"], image.size)]
@@ -137,8 +135,6 @@ def _chat_options(data: dict[str, Any], cfg: Any) -> tuple[dict[str, Any], bool]
 
 async def _inputs(fn: Any, *args: Any) -> Any:
     """Run an input decoder off the event loop; its :class:`InputError` becomes the matching HTTP error."""
-    from medmo.infer.inputs import InputError
-
     try:
         return await asyncio.to_thread(fn, *args)
     except InputError as e:
@@ -146,8 +142,6 @@ async def _inputs(fn: Any, *args: Any) -> Any:
 
 
 async def _task_input(request: Any, text_field: str | None) -> tuple[dict[str, Any], Any]:
-    from medmo.infer.inputs import load_any
-
     st = request.app.state
     data = await read_json(request, st.settings.max_request_bytes)
     if not isinstance(data.get("image"), str):
@@ -159,15 +153,11 @@ async def _task_input(request: Any, text_field: str | None) -> tuple[dict[str, A
 
 
 async def _task_generate(request: Any, image: Any, text: str) -> str:
-    from medmo.infer.api import image_conversation
-
     gen = {"max_new_tokens": request.app.state.settings.max_new_tokens, "do_sample": False, "temperature": 1.0}
     return await _generate(request, image_conversation(text), [image], gen)
 
 
 async def _generate(request: Any, conversation: list[dict], images: list[Any], gen: dict[str, Any]) -> str:
-    from medmo.serve.scheduler import QueueFull
-
     st = request.app.state
     try:
         return await st.scheduler.run(conversation, images, timeout_s=st.settings.timeout_s, **gen)
@@ -203,8 +193,6 @@ def _stream_events(request: Any, rid: str, conversation: list, images: list, gen
     produces them, a last chunk with ``finish_reason``, then ``data: [DONE]``. A failure after the stream
     has started is sent as an ``{"error": ...}`` event before ``[DONE]``.
     """
-    from medmo.serve.scheduler import QueueFull
-
     st = request.app.state
     loop = asyncio.get_running_loop()
     pieces: asyncio.Queue[str | None] = asyncio.Queue()

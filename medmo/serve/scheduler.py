@@ -18,9 +18,11 @@ import concurrent.futures as cf
 import contextlib
 import threading
 from collections import deque
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
+
+from medmo.infer.engine import stream_text
 
 
 class QueueFull(RuntimeError):
@@ -159,8 +161,6 @@ class Scheduler:
                 self._running = 0
 
     def _stream(self, job: Job) -> None:
-        from medmo.infer.engine import stream_text
-
         pieces: list[str] = []
         try:
             if hasattr(self.engine, "stream"):

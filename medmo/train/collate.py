@@ -17,6 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from medmo.data.images import load_image
+from medmo.data.io import read_records
+from medmo.prompts import messages
+
 if TYPE_CHECKING:
     from medmo.records import Sample
 
@@ -97,8 +101,6 @@ class SampleEncoder:
         self.end_id = tok.convert_tokens_to_ids("<|im_end|>")
 
     def images(self, sample: Sample) -> list:
-        from medmo.data.images import load_image
-
         out = []
         for ref in sample.images:
             try:
@@ -108,8 +110,6 @@ class SampleEncoder:
         return out
 
     def text(self, sample: Sample) -> str:
-        from medmo.prompts import messages
-
         return self.processor.apply_chat_template(messages(sample, with_answer=True, think=self.think), tokenize=False)
 
     def length(self, sample: Sample) -> int:
@@ -159,8 +159,6 @@ def select_records(
     Raises:
         ValueError: nothing is left after filtering (the message shows what the files hold).
     """
-    from medmo.data.io import read_records
-
     kept, seen = [], {}
     for path in paths:
         for s in read_records(path):

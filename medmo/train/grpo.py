@@ -8,7 +8,7 @@ turns a :class:`~medmo.train.recipe.Recipe` into its inputs:
 
 * a ``datasets.Dataset`` with the columns TRL reads: ``prompt`` (chat messages from
   :func:`medmo.prompts.messages`, ``{"type": "image"}`` placeholders), ``images`` (PIL images, loaded
-  lazily per row) and the reward columns ``task`` and ``gold`` (JSON of :func:`medmo.train.rewards.gold_for`);
+  lazily per row) and the reward columns ``task`` and ``gold`` (:func:`medmo.gold.gold_json`);
 * one reward callable per reward with a non-zero weight (:func:`medmo.train.rewards.trl_reward_funcs`),
   the weights in ``GRPOConfig.reward_weights``; rewards that do not apply to a row's task return ``None``,
   which TRL leaves out of the sum;
@@ -38,7 +38,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from medmo.data.images import load_image
+from medmo.gold import gold_json
+from medmo.model import freeze_for_stage, load, save
+from medmo.prompts import messages
 from medmo.records import Sample
+from medmo.train.collate import select_records
+from medmo.train.recipe import dump_recipe
+from medmo.train.rewards import TASK_REWARDS, normalize_weights, trl_reward_funcs
+from medmo.train.shared_prefix import SharedPrefixMixin
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +62,6 @@ _LOGGED = {"loss": "loss", "reward": "reward", "reward_std": "reward_std", "kl":
 
 def load_samples(recipe: Any) -> list[Sample]:
     """Training records of ``recipe.data`` (tasks, sources, ``max_samples``) that have a reward."""
-    from medmo.train.collate import select_records
-    from medmo.train.rewards import TASK_REWARDS
-
     data = recipe.data
     if not data.train:
         raise ValueError("grpo needs prompts with gold answers: set data.train to record files (e.g. train.jsonl)")
@@ -69,8 +74,6 @@ def load_samples(recipe: Any) -> list[Sample]:
 
 def _load_images(batch: dict[str, list]) -> dict[str, list]:
     """``datasets`` transform: image paths -> PIL images, on access, so a large set is never all in memory."""
-    from medmo.data.images import load_image
-
     batch["images"] = [
         [load_image(p, frame=f) for p, f in zip(paths, frames)]
         for paths, frames in zip(batch["images"], batch["frames"])
@@ -87,8 +90,6 @@ def build_dataset(samples: Iterable[Sample], think: bool = False) -> Any:
     """
     from datasets import Dataset
 
-    from medmo.prompts import messages
-    from medmo.train.rewards import gold_for
 
     rows = []
     for s in samples:
@@ -97,7 +98,7 @@ def build_dataset(samples: Iterable[Sample], think: bool = False) -> Any:
             "images": [ref.path for ref in s.images],
             "frames": [ref.frame for ref in s.images],
             "task": s.task,
-            "gold": json.dumps(gold_for(s, think=think)),
+            "gold": gold_json(s, think=think),
             "id": s.id,
         })  # fmt: skip
     return Dataset.from_list(rows).with_transform(_load_images)
@@ -109,8 +110,6 @@ def build_dataset(samples: Iterable[Sample], think: bool = False) -> Any:
 def reward_setup(weights: dict[str, float] | None, tasks: Iterable[str]) -> tuple[list[Any], list[float]]:
     """TRL reward callables and their weights: every reward with a non-zero weight that applies to at
     least one of ``tasks``."""
-    from medmo.train.rewards import TASK_REWARDS, normalize_weights, trl_reward_funcs
-
     used = {name for t in tasks for name in TASK_REWARDS.get(t, ())}
     w = {k: v for k, v in normalize_weights(weights).items() if v != 0 and k in used}
     if not w:
@@ -255,8 +254,6 @@ def run(recipe: Any) -> Path:
     """
     from trl import GRPOTrainer
 
-    from medmo.model import freeze_for_stage, load, save
-    from medmo.train.recipe import dump_recipe
 
     if str(recipe.model).startswith(("nano:", "tiny:")):
         raise ValueError(f"grpo starts from a trained model, got model={recipe.model!r}; "
@@ -277,7 +274,6 @@ def run(recipe: Any) -> Path:
     _trim_metrics(out / "metrics.jsonl", resume)
     trainer_cls = GRPOTrainer
     if recipe.grpo.shared_prefix:
-        from medmo.train.shared_prefix import SharedPrefixMixin
 
         trainer_cls = type("SharedPrefixGRPOTrainer", (SharedPrefixMixin, GRPOTrainer), {})
     trainer = trainer_cls(

@@ -23,7 +23,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from medmo.data.images import load_image
+from medmo.gold import gold_for
+from medmo.model import load
+from medmo.model.generate import generate
+from medmo.prompts import messages
 from medmo.records import Sample
+from medmo.train.rewards import TASK_REWARDS, score
 
 # The reward each task is judged by (the format reward only gates syntax, so it is left out).
 MAIN_REWARD = {"grounding": "box", "report": "factuality"}
@@ -81,11 +87,6 @@ def headroom(
     """
     import torch
 
-    from medmo.data.images import load_image
-    from medmo.model import load
-    from medmo.model.generate import generate
-    from medmo.prompts import messages
-    from medmo.train.rewards import TASK_REWARDS, gold_for, score
 
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")

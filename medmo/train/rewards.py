@@ -13,7 +13,7 @@ here is a pure function of a completion and the gold answer, with values in ``[0
   (:func:`medmo.answers.extract_choice`) exact; free-text answers by SQuAD-style normalized token F1
   (Rajpurkar et al. 2016);
 * ``factuality``: finding-level F1 of a report against the reference, with negation handling
-  (:func:`medmo.eval.metrics.findings.finding_f1`);
+  (:func:`medmo.findings.finding_f1`);
 * ``format``: the answer syntax the task asks for (a ``<box>`` answer for grounding, a lone letter for
   multiple choice, yes/no for closed questions, Findings/Impression for reports) and, when the prompt asks
   for reasoning, a well-formed ``<think>...</think><answer>...</answer>`` (DeepSeek-R1's format reward).
@@ -21,7 +21,7 @@ here is a pure function of a completion and the gold answer, with values in ``[0
 Every task gets only the rewards that apply to it (:data:`TASK_REWARDS`). :func:`compute_rewards` scores
 one completion; :func:`trl_reward_funcs` wraps the same functions as TRL ``GRPOTrainer`` reward callables,
 and :mod:`medmo.train.verl_score` as a verl ``compute_score``. Gold answers travel as the dict built by
-:func:`gold_for` (JSON in dataset columns and verl parquet files).
+:func:`medmo.gold.gold_for` (JSON in dataset columns and verl parquet files).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from medmo.answers import extract_choice, normalize_text, parse_boxes, split_think, yes_no
+from medmo.boxes import match_boxes
+from medmo.findings import finding_f1
 
 REWARD_VERSION = "medmo-rewards-1"
 REWARDS = ("accuracy", "box", "factuality", "format")
@@ -49,30 +51,6 @@ TASK_REWARDS: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_WEIGHTS = {"accuracy": 1.0, "box": 1.0, "factuality": 1.0, "format": 0.5}
 _LETTER = re.compile(r"[(\[]?\s*([A-Za-z])\s*[)\].:]?")
-
-
-# ------------------------------------------------------------------------------------------ gold
-
-
-def gold_for(sample: Any, think: bool = False) -> dict[str, Any]:
-    """The gold answer of a :class:`medmo.records.Sample` in the form every reward reads.
-
-    Returns:
-        ``{"task", "answer", "options", "boxes", "think"}`` where ``boxes`` are on the 0-1000 grid the
-        model answers in (:func:`medmo.boxes.to_grid`) and ``answer`` of a report is its full text.
-    """
-    from medmo.boxes import to_grid
-    from medmo.prompts import target_text
-
-    boxes = [to_grid(b.box, sample.images[b.image].width, sample.images[b.image].height) for b in sample.boxes]
-    answer = target_text(sample) if sample.task in ("report",) else sample.answer
-    return {
-        "task": sample.task,
-        "answer": answer,
-        "options": dict(sample.options),
-        "boxes": boxes if sample.task == "grounding" else [],
-        "think": bool(think),
-    }
 
 
 def completion_text(completion: Any) -> str:
@@ -105,8 +83,6 @@ def box_reward(completion: str, gold_boxes: Sequence[Sequence[float]]) -> float:
     Returns:
         A score in ``[0, 1]``; 0 when no box can be read or there is no gold box.
     """
-    from medmo.boxes import match_boxes
-
     pred = [p.box for p in parse_boxes(split_think(completion).answer)]
     if not pred or not gold_boxes:
         return 0.0
@@ -141,8 +117,6 @@ def accuracy_reward(task: str, completion: str, answer: str, options: Mapping[st
 
 def factuality_reward(completion: str, reference: str) -> float:
     """Finding-level F1 of a generated report against the reference (negated findings count as absent)."""
-    from medmo.eval.metrics.findings import finding_f1
-
     return float(finding_f1(split_think(completion).answer, reference))
 
 

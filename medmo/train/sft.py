@@ -24,8 +24,21 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from medmo.model import (
+    build_model,
+    build_processor,
+    freeze_for_stage,
+    load,
+    nano_config,
+    param_groups,
+    save,
+    tiny_config,
+    train_tokenizer,
+)
+from medmo.prompts import question_text, target_text
 from medmo.train.checkpoint import TrainState, load_checkpoint, resolve_resume, save_checkpoint, set_aside_stale
 from medmo.train.collate import IGNORE_INDEX, PaddingCollator, SampleEncoder, rope_index_of, select_records
+from medmo.train.logging import RunLogger
 from medmo.train.packing import PackingCollator, plan_batches
 from medmo.train.recipe import Recipe, dump_recipe
 
@@ -71,8 +84,6 @@ def build_small(spec: str, samples: Sequence[Any], path: Path, recipe: Recipe) -
     """
     import yaml
 
-    from medmo.model import build_model, build_processor, nano_config, save, tiny_config, train_tokenizer
-    from medmo.prompts import question_text, target_text
 
     size, _, extra = spec.partition(":")
     options: dict[str, Any] = {}
@@ -97,8 +108,6 @@ def build_small(spec: str, samples: Sequence[Any], path: Path, recipe: Recipe) -
 
 def load_start(recipe: Recipe, accelerator: Any, samples: Sequence[Any]) -> tuple[Any, Any]:
     """The starting ``(model, processor)``: a checkpoint folder / hub id, or a fresh nano/tiny build."""
-    from medmo.model import load
-
     spec = recipe.model
     if spec.split(":")[0] in ("nano", "tiny") and ":" in spec:
         init = Path(recipe.output_dir) / "init"
@@ -114,7 +123,6 @@ def make_optimizer(model: Any, recipe: Recipe, total_steps: int) -> tuple[Any, A
     """AdamW over per-module groups and the recipe's warmup + decay schedule (transformers' schedulers)."""
     from transformers import get_scheduler
 
-    from medmo.model import param_groups
 
     o = recipe.optim
     groups = param_groups(model, lr_vision=o.lr_vision, lr_merger=o.lr_merger or o.lr, lr_llm=o.lr,
@@ -258,8 +266,6 @@ def run(recipe: Recipe, *, on_step: Callable[[TrainState, dict], None] | None = 
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
-    from medmo.model import freeze_for_stage
-    from medmo.train.logging import RunLogger
 
     if recipe.stage not in ("align", "sft"):
         raise ValueError(f"medmo.train.sft runs stages align and sft, not {recipe.stage!r}")

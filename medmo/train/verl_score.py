@@ -8,7 +8,7 @@ call here returns the same keys.
 
 It reads the verl parquet layout written by MedMO's exporter: ``data_source``, ``prompt``, ``images``,
 ``ability`` (the task), ``reward_model = {"style": "rule", "ground_truth": <JSON of
-medmo.train.rewards.gold_for(sample)>}`` and ``extra_info`` (``task``, ``id``, optional
+medmo.gold.gold_for(sample)>}`` and ``extra_info`` (``task``, ``id``, optional
 ``reward_weights``). A plain-string ground truth is accepted too (the task then comes from ``extra_info``
 or is inferred from the answer), so verl datasets from other pipelines can be scored.
 """
@@ -19,12 +19,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from medmo.train.rewards import REWARDS, TASK_REWARDS, compute_rewards, gold_for, normalize_text
-
-
-def ground_truth_for(sample: Any, think: bool = False) -> str:
-    """The ``reward_model.ground_truth`` string of a verl row for a :class:`medmo.records.Sample`."""
-    return json.dumps(gold_for(sample, think=think), ensure_ascii=False)
+from medmo.train.rewards import REWARDS, TASK_REWARDS, compute_rewards, normalize_text
 
 
 def _gold(ground_truth: Any) -> dict[str, Any]:
@@ -60,7 +55,7 @@ def compute_score(
     Args:
         data_source: the row's dataset name (kept for verl's per-source metrics; not needed to score).
         solution_str: the decoded response.
-        ground_truth: ``reward_model.ground_truth``: a :func:`medmo.train.rewards.gold_for` dict or its
+        ground_truth: ``reward_model.ground_truth``: a :func:`medmo.gold.gold_for` dict or its
             JSON, or a plain answer string.
         extra_info: the row's ``extra_info``; ``task`` selects the rewards, ``reward_weights`` overrides
             the default weights.

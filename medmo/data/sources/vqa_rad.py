@@ -13,7 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from medmo.data.sources._base import Context, LayoutError, canonical_split, list_rows, read_json, text, yes_no
+from medmo.data.sources._base import (
+    Context,
+    LayoutError,
+    canonical_split,
+    hub_split,
+    list_rows,
+    read_json,
+    text,
+    yes_no,
+)
 from medmo.records import Sample, stable_id
 
 MEVF_FILES = {"train": "trainset.json", "test": "testset.json"}
@@ -74,8 +83,6 @@ def load(root: Path, split: str | None, ctx: Context) -> Iterator[Sample]:
 
 def load_hub(hub_id: str, split: str | None, ctx: Context) -> Iterator[Sample]:
     """Yield samples of the hub copy (``image``, ``question``, ``answer``; images written to ``image_dir``)."""
-    from medmo.data.sources._base import hub_split
-
     for name in [split] if split else ["train", "test"]:
         ds = hub_split(hub_id, None, name)
 

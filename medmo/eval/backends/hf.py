@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medmo.eval.backends import Request, load_pil
+import medmo.model  # load() resolves on first call: importing this module loads no transformers
+from medmo.eval.backends.base import Request, load_pil
+from medmo.model.generate import generate
 
 
 def checkpoint_fingerprint(folder: Path) -> str:
@@ -32,9 +34,7 @@ class HFBackend:
     @classmethod
     def from_pretrained(cls, path_or_id: str, **load_kw: Any) -> HFBackend:
         """Load with :func:`medmo.model.load`; the name is the folder's name or the hub id."""
-        from medmo.model import load
-
-        model, processor = load(path_or_id, **load_kw)
+        model, processor = medmo.model.load(path_or_id, **load_kw)
         p = Path(path_or_id)
         name = p.name if p.exists() else str(path_or_id)
         return cls(model, processor, name=name, fingerprint=checkpoint_fingerprint(p) if p.is_dir() else None)
@@ -47,8 +47,6 @@ class HFBackend:
 
     def generate(self, requests: list[Request], *, batch_size: int = 8) -> list[str]:
         """Answer ``requests`` in order; requests with different budgets are generated separately."""
-        from medmo.model.generate import generate
-
         out: list[str | None] = [None] * len(requests)
         for budget in sorted({r.max_new_tokens for r in requests}):
             idx = [i for i, r in enumerate(requests) if r.max_new_tokens == budget]

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from medmo.eval.backends import BackendError, Request, load_pil
+from medmo.eval.backends.base import BackendError, Request, load_pil
 from medmo.records import ImageRef
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}

@@ -12,7 +12,7 @@ Names (tables print these, so each says which rule it uses):
 * ``rougeL``: ROUGE-L F1 of the ``rouge-score`` package; ``rougeL_coco``: pycocoevalcap's (beta 1.2);
 * ``vqa_standard`` / ``vqa_medevalkit``: the two VQA presets (:mod:`.vqa`, :mod:`.medevalkit`);
 * ``grounding``: first / best / matched IoU, Acc@0.3/0.5/0.7(first), F1@0.5(matched);
-* ``finding_f1``: rule-based finding factuality F1 (:mod:`.findings`);
+* ``finding_f1``: rule-based finding factuality F1 (:mod:`medmo.findings`, shared with the RL reward);
 * ``ratescore``, ``semb_score`` (alias ``sembscore``), ``radgraph_f1``: model-based plugins that need
   local weights (:mod:`.plugins`);
 * ``llm_judge``: optional LLM judge of open answers, off unless an endpoint is given (:mod:`.judge`).
@@ -52,7 +52,7 @@ _SPECS = [
         "vqa_medevalkit", "vqa", "vqa", "vqa", "VQA preset 'medevalkit' (MedEvalKit rules)", {"preset": "medevalkit"}
     ),
     MetricSpec("grounding", "grounding", "grounding", "grounding", "IoU first/best/matched, Acc@t(first), F1@0.5"),
-    MetricSpec("finding_f1", "findings", "findings_metric", "report", "rule-based finding factuality F1"),
+    MetricSpec("finding_f1", "medmo.findings", "findings_metric", "report", "rule-based finding factuality F1"),
     MetricSpec("ratescore", "plugins", "ratescore", "model", "RaTEScore (needs local weights)"),
     MetricSpec("semb_score", "plugins", "semb_score", "model", "SembScore, CheXbert embeddings (needs local weights)"),
     MetricSpec("sembscore", "plugins", "semb_score", "model", "alias of semb_score"),
@@ -76,7 +76,8 @@ def get_metric(name: str) -> Callable[..., dict]:
     if name not in REGISTRY:
         raise KeyError(f"unknown metric {name!r}; registered metrics: {', '.join(list_metrics())}")
     spec = REGISTRY[name]
-    fn = getattr(importlib.import_module(f"{_PKG}.{spec.module}"), spec.function)
+    module = spec.module if spec.module.startswith("medmo.") else f"{_PKG}.{spec.module}"
+    fn = getattr(importlib.import_module(module), spec.function)
     return functools.partial(fn, **spec.options) if spec.options else fn
 
 

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import difflib
 
+from medmo.eval.metrics.kinds import infer_kind
+
 MEDEVALKIT_VERSION = "vqa-medevalkit-1 (MedEvalKit@9b12e3b)"
 
 _MARKERS = (
@@ -147,8 +149,6 @@ def score_medevalkit(
     prediction: str, gold: str, options: dict[str, str] | None = None, kind: str | None = None
 ) -> dict:
     """One sample under MedEvalKit's rules (see module docstring); returns ``{"kind", "correct", ...}``."""
-    from medmo.eval.metrics.vqa import infer_kind
-
     kind = kind or infer_kind(gold, options)
     response = preprocess(prediction)
     gold = str(gold)

@@ -23,16 +23,10 @@ from collections import Counter
 from collections.abc import Sequence
 
 from medmo.answers import PARSER_VERSION, extract_choice, normalize_text, split_think, yes_no
+from medmo.eval.metrics.kinds import KINDS, infer_kind
+from medmo.eval.metrics.medevalkit import MEDEVALKIT_VERSION, score_medevalkit
 
 STANDARD_VERSION = f"vqa-standard-1+{PARSER_VERSION}"
-KINDS = ("closed", "open", "mcq")
-
-
-def infer_kind(gold: str, options: dict[str, str] | None = None) -> str:
-    """``mcq`` if options are given, ``closed`` for a yes/no gold, else ``open``."""
-    if options:
-        return "mcq"
-    return "closed" if normalize_text(gold) in ("yes", "no") else "open"
 
 
 def gold_letter(gold: str, options: dict[str, str]) -> str | None:
@@ -130,8 +124,6 @@ def _preset(name: str):
     if name == "standard":
         return score_standard, STANDARD_VERSION
     if name == "medevalkit":
-        from medmo.eval.metrics.medevalkit import MEDEVALKIT_VERSION, score_medevalkit
-
         return score_medevalkit, MEDEVALKIT_VERSION
     raise ValueError(f"unknown VQA preset {name!r}; choose 'standard' or 'medevalkit'")
 

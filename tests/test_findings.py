@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medmo.eval.metrics.findings import FINDINGS, extract_findings, finding_f1, findings_metric
+from medmo.findings import FINDINGS, extract_findings, finding_f1, findings_metric
 
 CASES = [
     ("No pleural effusion.", {"pleural effusion": False}),
