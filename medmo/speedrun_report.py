@@ -33,7 +33,6 @@ def _curves(run: Path, out: Path, iou: dict[str, float]) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
     logs = {s: read_metrics(run / s) if (run / s / "metrics.jsonl").exists() else [] for s in ("align", "sft", "grpo")}
     if not any(logs.values()):
         return None

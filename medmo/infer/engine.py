@@ -108,7 +108,6 @@ class HFEngine(Engine):
         """
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-
         class _Stop(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
                 return stop is not None and stop.is_set()

@@ -69,7 +69,6 @@ def load_any(src: Any, policy: ImagePolicy = API_POLICY, where: str = "image") -
     """One image from any supported source as RGB, checked against ``policy``."""
     from PIL import Image
 
-
     if isinstance(src, Image.Image) or type(src).__module__ == "numpy":
         return _checked(_load(load_image, src, where), policy, where)
     if isinstance(src, (bytes, bytearray, memoryview)):

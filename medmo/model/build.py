@@ -30,7 +30,6 @@ def mrope_section(head_dim: int) -> list[int]:
 def _config(tokenizer: Any, text: dict[str, Any], vision: dict[str, Any], overrides: dict[str, Any]) -> Any:
     from transformers import Qwen3VLConfig
 
-
     text = {**text, **overrides.pop("text", {})}
     vision = {**vision, **overrides.pop("vision", {})}
     head_dim = text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"]

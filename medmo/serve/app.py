@@ -97,7 +97,6 @@ def create_app(model: Any, *, load_kwargs: dict[str, Any] | None = None, **setti
     from fastapi.responses import FileResponse, JSONResponse
     from fastapi.staticfiles import StaticFiles
 
-
     known = {f.name for f in fields(Settings)}
     if set(settings) - known:
         raise TypeError(f"unknown server settings {sorted(set(settings) - known)}; known: {sorted(known)}")

@@ -90,7 +90,6 @@ def build_dataset(samples: Iterable[Sample], think: bool = False) -> Any:
     """
     from datasets import Dataset
 
-
     rows = []
     for s in samples:
         rows.append({
@@ -253,7 +252,6 @@ def run(recipe: Any) -> Path:
         ValueError: a random starting model, no usable records, or all reward weights zero.
     """
     from trl import GRPOTrainer
-
 
     if str(recipe.model).startswith(("nano:", "tiny:")):
         raise ValueError(f"grpo starts from a trained model, got model={recipe.model!r}; "

@@ -87,7 +87,6 @@ def headroom(
     """
     import torch
 
-
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     rows = [s for s in samples if s.task in TASK_REWARDS]

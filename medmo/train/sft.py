@@ -84,7 +84,6 @@ def build_small(spec: str, samples: Sequence[Any], path: Path, recipe: Recipe) -
     """
     import yaml
 
-
     size, _, extra = spec.partition(":")
     options: dict[str, Any] = {}
     for item in filter(None, (x.strip() for x in extra.split(","))):
@@ -122,7 +121,6 @@ def load_start(recipe: Recipe, accelerator: Any, samples: Sequence[Any]) -> tupl
 def make_optimizer(model: Any, recipe: Recipe, total_steps: int) -> tuple[Any, Any]:
     """AdamW over per-module groups and the recipe's warmup + decay schedule (transformers' schedulers)."""
     from transformers import get_scheduler
-
 
     o = recipe.optim
     groups = param_groups(model, lr_vision=o.lr_vision, lr_merger=o.lr_merger or o.lr, lr_llm=o.lr,
@@ -265,7 +263,6 @@ def run(recipe: Recipe, *, on_step: Callable[[TrainState, dict], None] | None = 
     """
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
-
 
     if recipe.stage not in ("align", "sft"):
         raise ValueError(f"medmo.train.sft runs stages align and sft, not {recipe.stage!r}")
