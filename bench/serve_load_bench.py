@@ -4,7 +4,7 @@
     .venv/bin/python bench/serve_load_bench.py --engine echo   # server + queue only, no model
 
 Starts the real server (``medmo.serve.app.create_app`` under uvicorn) on 127.0.0.1 with a tiny random
-Qwen3-VL (``medmo.model.build_tiny``) unless ``--model`` names a checkpoint, then ``--clients`` concurrent
+Qwen3-VL (``medmo.model.build_small``) unless ``--model`` names a checkpoint, then ``--clients`` concurrent
 clients send ``--requests`` chat completions with a small image, each carrying a unique ``X-Request-ID``.
 Checks that every request is answered exactly once, by its own response (the id comes back in the header;
 with ``--engine echo`` the answer text must also quote its own question), and prints latency p50/p99,
@@ -124,9 +124,9 @@ def main() -> int:
     if args.engine == "echo":
         engine, label = ScriptedEngine(lambda conv: "echo " + last_user_text(conv), name="echo"), "echo engine"
     else:
-        from medmo.model import build_tiny
+        from medmo.model import build_small
 
-        path = Path(args.model) if args.model else build_tiny(Path(tempfile.mkdtemp(prefix="medmo-bench-")) / "tiny")
+        path = Path(args.model) if args.model else build_small(Path(tempfile.mkdtemp(prefix="medmo-bench-")) / "tiny")
         engine, label = HFEngine.load(path, batch_size=args.max_batch), f"model {path}"
     app = create_app(engine, max_batch=args.max_batch, max_queue=4 * args.clients, timeout_s=args.max_seconds)
     with socket.socket() as s:

@@ -32,10 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-area", type=int, default=20, help="drop cells smaller than this many pixels (default 20)")
     p.add_argument("--watershed", action="store_true", help="split touching cells of binary masks by watershed")
     p.add_argument("--split", default="train", help="split written into the records (default train)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the tiling order (default 0)")
     p.set_defaults(func=_cells)
 
     p = cmds.add_parser("build", help="build a training mixture (weighted, deduplicated, decontaminated shards)")
-    p.add_argument("mixture", help="mixture YAML (sources, weights/caps, seed, decontaminate_against)")
+    p.add_argument("mixture", help="mixture YAML, or a shipped mixture by name (e.g. nano/mixture; see `medmo recipes`)")
     p.add_argument("--out", required=True, help="output folder for the Parquet shards and mixture_report.json")
     p.add_argument("--report-only-contamination", action="store_true",
                    help="keep training records whose image is in an evaluation split; only list them")  # fmt: skip
@@ -99,7 +100,8 @@ def _cells(args: argparse.Namespace) -> int:
     from medmo.data.cells import CellOptions, build_cells
 
     opts = CellOptions(tile_size=args.tile_size, overlap=args.overlap, min_area=args.min_area, watershed=args.watershed)
-    report = build_cells(args.out, images_dir=args.images, masks_dir=args.masks, options=opts, split=args.split)
+    report = build_cells(args.out, images_dir=args.images, masks_dir=args.masks, options=opts, split=args.split,
+                         seed=args.seed)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -114,6 +116,10 @@ def _build(args: argparse.Namespace) -> int:
         print(f"  {s['source']}: read {s['read']}, skipped {s['skipped']}, duplicates {s['duplicates']}, "
               f"contaminated {s['contaminated']}, selected {s['selected']}")  # fmt: skip
     print(f"contaminated records ({c['mode']}): {c['count']}; report: {args.out}/mixture_report.json")
+    lost = [s for s in report["sources"] if s["read"] and not s["available"]]
+    if lost:  # a mixture silently missing a whole source would train on something else than asked
+        raise ValueError("; ".join(f"source {s['source']} lost all {s['read']} records ({s['skip_reasons']})"
+                                   for s in lost) + ". Check that its image paths resolve from its folder")
     return 0
 
 
