@@ -143,8 +143,8 @@ def test_evaluate_through_medmo_serve_matches_hand_scores(tmp_path):
     pytest.importorskip("uvicorn")
     from medmo.eval.runner import evaluate
     from medmo.infer.engine import ScriptedEngine, last_user_text
-    from medmo.serve.app import create_app
     from medmo.records import Sample
+    from medmo.serve.app import create_app
 
     samples = [
         Sample("a", "closed_vqa", "t", "test", question="Is there a nodule?", answer="yes", images=[]),
@@ -177,11 +177,12 @@ def test_evaluate_through_medmo_serve_matches_hand_scores(tmp_path):
 
 def test_tiny_model_behind_medmo_serve(tiny_model_dir, tmp_path):
     pytest.importorskip("uvicorn")
+    from dataclasses import replace
+
     from medmo.data.synth import build_nano
     from medmo.eval.registry import get
     from medmo.eval.runner import evaluate
     from medmo.serve.app import create_app
-    from dataclasses import replace
 
     build_nano(tmp_path / "nano", n_train=0, n_val=0, n_test=2, image_size=64)
     server, url = _serve(create_app(str(tiny_model_dir), model_name="tiny"))

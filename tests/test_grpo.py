@@ -178,7 +178,6 @@ def test_a_step_is_the_same_with_and_without_the_shared_prefix(warm_start, nano_
 @pytest.mark.slow
 def test_grpo_from_a_bf16_checkpoint_trains_fp32_master_weights(warm_start, nano_data, tmp_path):
     """A small step changes nearly every weight of fp32 masters; bf16 weights would absorb most of it."""
-    import torch
 
     from medmo.model import load, save
 

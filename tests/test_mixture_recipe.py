@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from medmo import recipes
 from medmo.data.mixture import load_config
 from medmo.data.sources import SOURCES

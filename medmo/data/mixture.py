@@ -52,9 +52,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medmo import recipes
 from medmo.data.io import ReadStats, read_records, sample_dict, write_parquet
 from medmo.data.sources import SourceStats, load_source
-from medmo import recipes
 from medmo.records import Sample
 
 log = logging.getLogger(__name__)
