@@ -126,3 +126,15 @@ def test_wrong_field_types_fail_alone_in_validate_and_build(tmp_path, capsys):
     assert sorted(s.id for s in read_records(tmp_path / "mix")) == ["s0", "s1", "s2"]
     report = json.loads((tmp_path / "mix" / "mixture_report.json").read_text())
     assert report["sources"][0]["skip_reasons"] == {"invalid_record": 8, "malformed_record": 1, "duplicate_id": 1}
+
+
+def test_check_images_reports_a_truncated_image(tmp_path, capsys):
+    good = _records(tmp_path)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / "i.png")
+    data = (tmp_path / "i.png").read_bytes()
+    (tmp_path / "i.png").write_bytes(data[: len(data) // 2])
+    assert main(["data", "validate", str(good)]) == 0
+    capsys.readouterr()
+    assert main(["data", "validate", str(good), "--check-images"]) == 1
+    out = capsys.readouterr().out
+    assert "0 records read, 4 skipped (unreadable_image: 4)" in out and "i.png (OSError: image file is truncated)" in out

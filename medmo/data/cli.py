@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("validate", help="check a records file (.jsonl, .parquet or a shard folder)")
     p.add_argument("file", help="records file or folder of shards")
     p.add_argument("--strict", action="store_true", help="stop at the first bad record (exit code 1)")
-    p.add_argument("--check-images", action="store_true", help="also require every image to exist and be readable")
+    p.add_argument("--check-images", action="store_true", help="also decode every image: missing, truncated or corrupt files (and missing frames) are reported")
     p.set_defaults(func=_validate)
 
     p = cmds.add_parser("cells", help="build the microscopy Cell grounding set (default: scikit-image's bundled images)")

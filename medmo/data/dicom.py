@@ -133,6 +133,21 @@ def load_dicom(path: Path, *, frame: int | None = None, window: Window | None = 
         return _dicom_to_image(ds, path, frame, window)
 
 
+def check_dicom(path: Path, *, frame: int | None = None) -> tuple[int, int]:
+    """Decode one frame's pixel data, keep none of it, and return its ``(width, height)``.
+
+    The check behind ``medmo data validate --check-images``: the header alone does not show truncated or
+    corrupt pixel data. The frame is decoded as :func:`load_dicom` decodes it, but not rendered.
+
+    Raises:
+        ImageLoadError: what :func:`load_dicom` would raise for this frame.
+    """
+    ds = read_dicom(path)
+    with quiet_pydicom():
+        arr = _dicom_pixels(ds, path, _frame_index(ds, path, frame))
+        return int(arr.shape[1]), int(arr.shape[0])
+
+
 def dicom_size(path: Path) -> tuple[int, int]:
     """``(width, height)`` of a DICOM image from its header alone (pixel data is not read)."""
     ds = read_dicom(path, stop_before_pixels=True)
@@ -158,14 +173,19 @@ def quiet_pydicom() -> Iterator[None]:
 
 
 def _dicom_to_image(ds: Any, path: Path, frame: int | None, window: Window | None) -> Image.Image:
+    arr = _dicom_pixels(ds, path, _frame_index(ds, path, frame))
+    return _render_dicom(ds, arr, window, path)
+
+
+def _frame_index(ds: Any, path: Path, frame: int | None) -> int | None:
+    """The ``index`` for ``pixel_array`` (None for a single-frame image); raises if there is no such frame."""
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise ImageLoadError(f"DICOM {path} has no pixel data (a report, structure set or other non-image object)")
     n = _n_frames(ds)
     index = frame or 0
     if not 0 <= index < n:
         raise ImageLoadError(f"DICOM {path} has {n} frame(s); frame {index} is out of range")
-    arr = _dicom_pixels(ds, path, index if n > 1 else None)
-    return _render_dicom(ds, arr, window, path)
+    return index if n > 1 else None
 
 
 def _n_frames(ds: Any) -> int:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medmo.data.images import ImageLoadError, image_size
+from medmo.data.images import ImageLoadError, check_image
 from medmo.records import RECORD_VERSION, ImageRef, RecordError, Sample
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def read_records(
     """
     stats = stats if stats is not None else ReadStats()
     skipped_before = stats.skipped
-    sizes: dict[str, tuple[int, int] | str] = {}
+    sizes: dict[str, tuple[int, int] | tuple[str, str]] = {}
     ids: set[int] | None = set() if unique_ids else None
     for file in record_files(path):
         root = Path(image_root) if image_root is not None else file.parent
@@ -244,22 +244,22 @@ def _check_unique(sample_id: str, seen: set[int]) -> None:
 
 
 def _check_image(ref: ImageRef, sizes: dict) -> None:
-    """Require the image to exist and be readable; fill in its size (cached by path)."""
+    """Require the image to exist and decode; fill in its size (cached by path and frame)."""
     key = f"{ref.path}\x00{ref.frame}"
     if key not in sizes:
         if len(sizes) > 100_000:  # bound the cache on huge runs
             sizes.clear()
         if not os.path.isfile(ref.path):
-            sizes[key] = "missing_image"
+            sizes[key] = ("missing_image", f"image {ref.path} does not exist; check the path (relative paths "
+                          "resolve against the record file's folder, or image_root)")  # fmt: skip
         else:
             try:
-                sizes[key] = image_size(ref.path)
-            except ImageLoadError:
-                sizes[key] = "unreadable_image"
+                sizes[key] = check_image(ref.path, frame=ref.frame)
+            except ImageLoadError as e:  # its message names the file and the fix, never DICOM header values
+                sizes[key] = ("unreadable_image", str(e))
     got = sizes[key]
-    if isinstance(got, str):
-        what = "does not exist" if got == "missing_image" else "cannot be read"
-        raise _Bad(got, f"image {ref.path} {what}")
+    if isinstance(got[0], str):
+        raise _Bad(*got)
     if ref.width is None or ref.height is None:
         ref.width, ref.height = got
 
