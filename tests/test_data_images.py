@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -294,3 +295,32 @@ def test_check_image_keeps_no_full_resolution_copy(tmp_path):
     size, checked_kib, loaded_kib = out.stdout.rsplit(" ", 2)
     assert size == "(4096, 4096)"
     assert int(checked_kib) < 8 * 1024 < 40 * 1024 < int(loaded_kib), out.stdout  # load_image holds full copies
+
+
+def test_corrupt_dicom_is_called_corrupt_not_a_report(tmp_path, caplog):
+    ct = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    (tmp_path / "noise.dcm").write_bytes(np.random.default_rng(0).integers(0, 255, 4000, dtype=np.uint8).tobytes())
+    (tmp_path / "magic.png").write_bytes(ct[:132] + b"\x00\x01" * 700)  # DICM preamble, then garbage
+    (tmp_path / "cut.dcm").write_bytes(ct[:1000])  # cut inside the header, before the pixel data
+    for name, expect in (("noise.dcm", "is corrupt or not a DICOM image"), ("magic.png", "is corrupt or not a DICOM image"),
+                         ("cut.dcm", "is truncated or corrupt: it is a CT Image Storage object but holds no pixel data")):  # fmt: skip
+        for check in (load_image, check_image, image_size):
+            with pytest.raises(ImageLoadError) as e:
+                check(tmp_path / name)
+            assert f"{name} {expect}" in str(e.value) and "re-export" in str(e.value), (check, str(e.value))
+            assert "a report" not in str(e.value)
+    with pytest.raises(ImageLoadError, match="holds no image: it is a Comprehensive SR Storage object"):
+        load_image(get_testdata_file("test-SR.dcm"))
+    # A garbled SOP class (here a name) is never quoted.
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    del ds.PixelData
+    with warnings.catch_warnings():  # pydicom warns (quoting the value) when the test sets it
+        warnings.simplefilter("ignore")
+        ds.SOPClassUID = "QZNAME^SECRET"
+        ds.save_as(tmp_path / "garbled.dcm")
+    caplog.clear()  # pydicom also logged that assignment
+    with warnings.catch_warnings(record=True) as seen, caplog.at_level(logging.DEBUG):
+        warnings.simplefilter("always")
+        with pytest.raises(ImageLoadError, match="is corrupt or not a DICOM image") as e:
+            load_image(tmp_path / "garbled.dcm")
+    assert "QZNAME" not in str(e.value) + caplog.text + " ".join(str(w.message) for w in seen)
