@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-train", type=int, default=2000, help="training images (default 2000)")
     p.add_argument("--n-val", type=int, default=200, help="validation images (default 200)")
     p.add_argument("--n-test", type=int, default=200, help="test images (default 200)")
-    p.add_argument("--image-size", type=int, default=128, help="image side in pixels (default 128)")
+    p.add_argument("--image-size", type=int, default=128, help="image side in pixels, at least 32 (default 128)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_synth)
 
