@@ -137,12 +137,10 @@ class Sample:
         """
         if not isinstance(d, dict):
             raise RecordError(f"a record is a JSON object, got {_type_name(d)}")
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise RecordError(f"unknown record fields {sorted(map(str, unknown))}")
-        missing = [name for name in _REQUIRED if name not in d]
-        if missing:
-            raise RecordError(f"missing required field(s) {', '.join(missing)}")
+        if not _KEYS[cls].issuperset(d):
+            raise RecordError(f"unknown record fields {sorted(map(str, d.keys() - _KEYS[cls]))}")
+        if not d.keys() >= _REQUIRED:
+            raise RecordError(f"missing required field(s) {', '.join(k for k in _REQUIRED_ORDER if k not in d)}")
         d = dict(d)
         d["boxes"] = [_part(Box, "boxes", i, b, ("label", "box")) for i, b in enumerate(_list(d, "boxes"))]
         d["images"] = [_part(ImageRef, "images", i, r, ("path",)) for i, r in enumerate(_list(d, "images"))]
@@ -157,7 +155,11 @@ class Sample:
 # Record shards store image sizes, frames and box image indices as int32 (medmo.data.io.parquet_schema).
 INT32_MAX = 2**31 - 1
 _TEXT_FIELDS = ("id", "task", "source", "split", "question", "answer", "modality", "language")
-_REQUIRED = ("id", "task", "source", "split")
+_STR = {str}
+_JSON = json.JSONEncoder(ensure_ascii=False)  # one instance: json.dumps(..., ensure_ascii=False) builds one per call
+_REQUIRED_ORDER = ("id", "task", "source", "split")
+_REQUIRED = frozenset(_REQUIRED_ORDER)
+_KEYS = {cls: frozenset(cls.__dataclass_fields__) for cls in (Sample, Box, ImageRef)}
 
 
 def _type_name(v: Any) -> str:
@@ -191,15 +193,14 @@ def _part(cls: type, name: str, i: int, value: Any, required: tuple[str, ...]) -
     """One ``Box`` / ``ImageRef`` from its dict form (or as given)."""
     if isinstance(value, cls):
         return value
-    where = f"{name}[{i}]"
     if not isinstance(value, dict):
-        raise RecordError(f"{where} must be an object with {', '.join(cls.__dataclass_fields__)}, got {_type_name(value)}")
-    unknown = set(value) - set(cls.__dataclass_fields__)
-    if unknown:
-        raise RecordError(f"{where} has unknown keys {sorted(map(str, unknown))}")
-    missing = [k for k in required if k not in value]
-    if missing:
-        raise RecordError(f"{where} has no {', '.join(missing)}")
+        fields = ", ".join(cls.__dataclass_fields__)
+        raise RecordError(f"{name}[{i}] must be an object with {fields}, got {_type_name(value)}")
+    if not _KEYS[cls].issuperset(value):
+        raise RecordError(f"{name}[{i}] has unknown keys {sorted(map(str, value.keys() - _KEYS[cls]))}")
+    for k in required:
+        if k not in value:
+            raise RecordError(f"{name}[{i}] has no {', '.join(k for k in required if k not in value)}")
     return cls(**value)
 
 
@@ -235,6 +236,8 @@ def _utf8(value: str, where: str) -> None:
 
 def _integer(value: Any, where: str, minimum: int, optional: bool = True) -> int | None:
     """``value`` as a plain int in ``[minimum, INT32_MAX]`` (None allowed when ``optional``)."""
+    if type(value) is int and minimum <= value <= INT32_MAX:  # the common case, first
+        return value
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -245,55 +248,94 @@ def _integer(value: Any, where: str, minimum: int, optional: bool = True) -> int
 
 
 def _check_fields(s: Sample) -> None:
-    for name in _TEXT_FIELDS:
-        _text(getattr(s, name), f"field {name!r}")
-    _text(s.findings, "field 'findings'", optional=True)
-    _text(s.impression, "field 'impression'", optional=True)
-    if not isinstance(s.options, dict):
-        raise RecordError(f"field 'options' must be an object letter -> text, got {_type_name(s.options)}")
-    for letter, text in s.options.items():
-        _text(letter, f"options key {_short(letter)}")
-        _text(text, f"options[{letter!r}]")
+    """Types of every field: fast set-of-types tests first; messages are built only for a bad value."""
+    strings = [s.id, s.task, s.source, s.split, s.question, s.answer, s.modality, s.language]
+    if {*map(type, strings)} != _STR:
+        for name in _TEXT_FIELDS:
+            _text(getattr(s, name), f"field {name!r}")
+    for name, value in (("findings", s.findings), ("impression", s.impression)):
+        if value is not None:
+            if type(value) is not str:
+                _text(value, f"field {name!r}", optional=True)
+            strings.append(value)
+    options = s.options
+    if not isinstance(options, dict):
+        raise RecordError(f"field 'options' must be an object letter -> text, got {_type_name(options)}")
+    if options:
+        if {*map(type, options), *map(type, options.values())} != _STR:
+            for letter, text in options.items():
+                _text(letter, f"options key {_short(letter)}")
+                _text(text, f"options[{letter!r}]")
+        strings += options
+        strings += options.values()
     if not isinstance(s.meta, dict):
         raise RecordError(f"field 'meta' must be an object, got {_type_name(s.meta)}")
-    try:
-        meta = json.dumps(s.meta, ensure_ascii=False)
-    except (TypeError, ValueError, RecursionError) as e:
-        raise RecordError(f"field 'meta' is not JSON-serializable ({type(e).__name__})") from None
-    _utf8(meta, "field 'meta'")
+    if s.meta:
+        try:
+            strings.append(_JSON.encode(s.meta))
+        except (TypeError, ValueError, RecursionError) as e:
+            raise RecordError(f"field 'meta' is not JSON-serializable ({type(e).__name__})") from None
     for name, parts in (("images", s.images), ("boxes", s.boxes)):
-        if not isinstance(parts, list):
+        if type(parts) is not list:
             raise RecordError(f"field {name!r} must be a list, got {_type_name(parts)}")
     for i, ref in enumerate(s.images):
-        _check_image_ref(ref, f"images[{i}]")
+        strings.append(_check_image_ref(ref, i))
     for i, b in enumerate(s.boxes):
-        _check_box_fields(b, f"boxes[{i}]")
+        strings.append(_check_box_fields(b, i))
+    try:  # one encode for all text; the field is looked for only when it fails
+        "".join(strings).encode("utf-8")
+    except UnicodeEncodeError:
+        _find_surrogate(s)
 
 
-def _check_image_ref(ref: Any, where: str) -> None:
+def _check_image_ref(ref: Any, i: int) -> str:
+    """Check ``images[i]``; return its path."""
     if not isinstance(ref, ImageRef):
-        raise RecordError(f"{where} must be an image reference, got {_type_name(ref)}")
-    _text(ref.path, f"{where}.path")
+        raise RecordError(f"images[{i}] must be an image reference, got {_type_name(ref)}")
+    if type(ref.path) is not str:
+        _text(ref.path, f"images[{i}].path")
     if not ref.path:
-        raise RecordError(f"{where}.path is empty; give the image file's path")
-    ref.width = _integer(ref.width, f"{where}.width", 1)
-    ref.height = _integer(ref.height, f"{where}.height", 1)
-    ref.frame = _integer(ref.frame, f"{where}.frame", 0)
+        raise RecordError(f"images[{i}].path is empty; give the image file's path")
+    ref.width = _integer(ref.width, f"images[{i}].width", 1)
+    ref.height = _integer(ref.height, f"images[{i}].height", 1)
+    ref.frame = _integer(ref.frame, f"images[{i}].frame", 0)
+    return ref.path
 
 
-def _check_box_fields(b: Any, where: str) -> None:
+def _check_box_fields(b: Any, i: int) -> str:
+    """Check the types of ``boxes[i]`` (normalising numbers to int / float); return its label."""
     if not isinstance(b, Box):
-        raise RecordError(f"{where} must be a box, got {_type_name(b)}")
-    _text(b.label, f"{where}.label")
-    b.image = _integer(b.image, f"{where}.image", 0, optional=False)
+        raise RecordError(f"boxes[{i}] must be a box, got {_type_name(b)}")
+    if type(b.label) is not str:
+        _text(b.label, f"boxes[{i}].label")
+    b.image = _integer(b.image, f"boxes[{i}].image", 0, optional=False)
     coords = b.box
     if not isinstance(coords, (list, tuple)) or len(coords) != 4:
         n = f"{len(coords)} values" if isinstance(coords, (list, tuple)) else _type_name(coords)
-        raise RecordError(f"{where}.box must be a list of 4 numbers [x1, y1, x2, y2], got {n}")
+        raise RecordError(f"boxes[{i}].box must be a list of 4 numbers [x1, y1, x2, y2], got {n}")
+    plain = True
     for k, v in enumerate(coords):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-            raise RecordError(f"{where}.box[{k}] must be a finite number, got {_type_name(v)} {_short(v)}")
-    b.box = [v if type(v) in (int, float) else float(v) for v in coords]
+        kind = type(v)
+        if kind is int or (kind is float and math.isfinite(v)):
+            continue
+        if kind is bool or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            raise RecordError(f"boxes[{i}].box[{k}] must be a finite number, got {_type_name(v)} {_short(v)}")
+        plain = False
+    if not plain or type(coords) is not list:
+        b.box = [v if type(v) in (int, float) else float(v) for v in coords]
+    return b.label
+
+
+def _find_surrogate(s: Sample) -> None:
+    """Raise for the first text field UTF-8 cannot encode (the slow path of :func:`_check_fields`)."""
+    named = [(f"field {name!r}", getattr(s, name)) for name in (*_TEXT_FIELDS, "findings", "impression")]
+    named += [(f"options[{k!r}]", f"{k}{v}") for k, v in s.options.items()]
+    named += [("field 'meta'", json.dumps(s.meta, ensure_ascii=False))]
+    named += [(f"images[{i}].path", r.path) for i, r in enumerate(s.images)]
+    named += [(f"boxes[{i}].label", b.label) for i, b in enumerate(s.boxes)]
+    for where, value in named:
+        if value is not None:
+            _utf8(value, where)
 
 
 def _check_task(s: Sample) -> None:
