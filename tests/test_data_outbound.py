@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
 from medmo.data.export import export
@@ -162,3 +164,13 @@ def test_exported_files_carry_no_header(images, tmp_path, fmt, out, embed):
         assert not _leaks(blob)
     kept = {Path(p).name for p in pointed} & set(names)
     assert kept == ({"plain.png", "plain.jpg"} if pointed else set())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(head=st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b""]), body=st.binary(max_size=64), cut=st.integers(0, 400))
+def test_structure_parsers_never_fail_on_damaged_files(tmp_path, images, head, body, cut):
+    """Random and cut-off PNG/JPEG structures are judged (as stored or not) without an exception."""
+    for base in (images["plain.png"].read_bytes(), images["plain.jpg"].read_bytes(), b""):
+        f = tmp_path / "x.img"
+        f.write_bytes((head + body) if not base else base[:cut] + body)
+        assert shareable_as_stored(f) in (None, "image/png", "image/jpeg")

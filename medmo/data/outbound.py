@@ -66,7 +66,11 @@ def shareable_as_stored(path: str | Path) -> str | None:
     if not p.is_file():
         raise ImageLoadError(f"image {p} does not exist; check the path")
     try:
-        data = p.read_bytes()
+        with open(p, "rb") as f:
+            data = f.read(len(PNG_SIGNATURE))
+            if not data.startswith((PNG_SIGNATURE, b"\xff\xd8\xff")):
+                return None  # not PNG/JPEG: rendered, whatever the rest holds
+            data += f.read()
     except OSError as e:
         raise ImageLoadError(f"cannot read image {p}: {e.strerror}; check file permissions") from None
     if data.startswith(PNG_SIGNATURE):
