@@ -81,7 +81,6 @@ def export(
 
 def _samples(records: str | Path | Iterable[Sample]) -> Iterator[Sample]:
     if isinstance(records, (str, Path)):
-
         return read_records(records)
     return iter(records)
 

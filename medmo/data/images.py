@@ -83,7 +83,6 @@ def load_image(
         raise ImageLoadError(f"image {path} {what}; check the path (relative paths resolve against the record file's folder)")
     kind = _kind(path)
     if kind == "dicom":
-
         return load_dicom(path, frame=frame, window=window)
     if kind == "nifti":
         return _load_nifti(path, slice_index=slice_index, axis=axis, frame=frame, window=window)
@@ -112,7 +111,6 @@ def image_size(src: ImageSource, *, axis: int = 2) -> tuple[int, int]:
         raise ImageLoadError(f"image {path} does not exist; check the path")
     kind = _kind(path)
     if kind == "dicom":
-
         return dicom_size(path)
     if kind == "nifti":
         shape = _nifti_canonical_shape(path)

@@ -112,7 +112,6 @@ def _dicom(name: str) -> np.ndarray:
 
     path = get_testdata_file(name)
     try:
-
         arr = np.asarray(load_image(path).convert("L"), dtype=np.float32) / 255.0
     except ImportError:  # the image loader is optional here: plain pydicom pixels, min-max scaled
         import pydicom
