@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("validate", help="check a records file (.jsonl, .parquet or a shard folder)")
     p.add_argument("file", help="records file or folder of shards")
     p.add_argument("--strict", action="store_true", help="stop at the first bad record (exit code 1)")
-    p.add_argument("--check-images", action="store_true", help="also require every image to exist and be readable")
+    p.add_argument("--check-images", action="store_true", help="also decode every image: missing, truncated or corrupt files (and missing frames) are reported")
     p.set_defaults(func=_validate)
 
     p = cmds.add_parser("cells", help="build the microscopy Cell grounding set (default: scikit-image's bundled images)")
@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-train", type=int, default=2000, help="training images (default 2000)")
     p.add_argument("--n-val", type=int, default=200, help="validation images (default 200)")
     p.add_argument("--n-test", type=int, default=200, help="test images (default 200)")
-    p.add_argument("--image-size", type=int, default=128, help="image side in pixels (default 128)")
+    p.add_argument("--image-size", type=int, default=128, help="image side in pixels, at least 32 (default 128)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_synth)
 

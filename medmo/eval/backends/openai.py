@@ -11,33 +11,24 @@ Written on the standard library (``urllib``) so evaluation against a server need
 from __future__ import annotations
 
 import base64
-import io
 import json
 import random
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-from medmo.eval.backends.base import BackendError, Request, load_pil
+from medmo.data.outbound import safe_image_bytes
+from medmo.eval.backends.base import BackendError, Request
 from medmo.records import ImageRef
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
-_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 
 
 def image_data_url(ref: ImageRef) -> str:
-    """``data:image/...;base64,...`` for an image; PNG/JPEG files are sent as stored, others re-encoded as PNG."""
-    path = Path(ref.path)
-    mime = _MIME.get(path.suffix.lower())
-    if mime and ref.frame is None and path.is_file():
-        data = path.read_bytes()
-    else:
-        buf = io.BytesIO()
-        load_pil(ref).save(buf, format="PNG")
-        data, mime = buf.getvalue(), "image/png"
+    """``data:image/...;base64,...`` carrying the image's pixels only (:func:`medmo.data.outbound.safe_image_bytes`)."""
+    data, mime = safe_image_bytes(ref.path, frame=ref.frame)
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
