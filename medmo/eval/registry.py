@@ -9,7 +9,7 @@ name starts with ``_`` are shared defaults pulled in with ``include:`` and are n
 Example (``vqa_rad_closed.yaml``)::
 
     # medmo eval run MODEL --bench vqa_rad_closed --data vqa_rad=/path/to/vqa_rad
-    include: _vqa.yaml
+    include: _qa.yaml
     name: vqa_rad_closed
     version: "1"
     dataset: {source: vqa_rad, split: test, filters: {task: closed_vqa}}
@@ -53,7 +53,9 @@ class Benchmark:
         metrics: metric names the scorer reports.
         headline: the metric shown in tables (a list for several columns, e.g. report metrics).
         where: where to get the data and its expected layout (shown when data is missing).
-        order: column position in MedMO's tables.
+        medevalkit: MedEvalKit's rules and prompt for this benchmark (``rule``, ``choices``, ``prompt`` ...;
+            :mod:`medmo.eval.metrics.medevalkit_bench`); empty where MedEvalKit has no such benchmark.
+        categories: record fields (``meta.KEY``, ``modality``, ``task``...) to break accuracy down by.
         path: the YAML file.
     """
 
@@ -69,7 +71,8 @@ class Benchmark:
     metrics: tuple[str, ...] = ()
     headline: tuple[str, ...] = ()
     where: str = ""
-    order: int = 1000
+    medevalkit: dict[str, Any] = field(default_factory=dict)
+    categories: tuple[str, ...] = ()
     path: str = ""
 
     @property
@@ -95,7 +98,8 @@ class Benchmark:
             "generation": self.generation,
             "metrics": list(self.metrics),
             "headline": list(self.headline),
-            "order": self.order,
+            "medevalkit": self.medevalkit,
+            "categories": list(self.categories),
         }
 
 
@@ -158,7 +162,8 @@ def load_benchmark_file(path: str | Path) -> Benchmark:
         metrics=metrics,
         headline=_as_tuple(d.get("headline")) or metrics[:1],
         where=str(d.get("where") or "").strip(),
-        order=int(d.get("order", 1000)),
+        medevalkit=dict(d.get("medevalkit") or {}),
+        categories=_as_tuple(d.get("categories")),
         path=str(path),
     )
 
