@@ -169,3 +169,22 @@ def judge_mcq(choices: list[str], gold: str, response: str) -> bool:
         if sim > best_sim:
             best, best_sim = i, sim
     return bool(choices) and (alphas[best] == gold or choices[best] == gold)
+
+
+def score_medevalkit(
+    prediction: str, gold: str, options: dict[str, str] | None = None, kind: str | None = None
+) -> dict:
+    """One sample under MedEvalKit's rules when no benchmark says how its class calls them (generic use):
+    VQA-RAD's pre-processing (boxed / answer text, lower-cased, stripped) and ``"A. text"`` choice strings.
+    Benchmarks use :mod:`medmo.eval.metrics.medevalkit_bench` with their own declared shapes."""
+    from_kind = kind or ("mcq" if options else ("closed" if str(gold).strip().lower() in ("yes", "no") else "open"))
+    if from_kind == "mcq":
+        choices = [f"{k}. {v}" for k, v in (options or {}).items()]
+        return {"kind": "mcq", "correct": float(bool(choices) and judge_mcq(choices, str(gold), tag_text(prediction)))}
+    response = box_or_answer(prediction or "").lower().strip()
+    g = str(gold).lower().strip()
+    if from_kind == "closed":
+        ok = judge_yes_no(g, response) if g in ("yes", "no") else judge_closed(g, response)
+        return {"kind": "closed", "correct": float(ok)}
+    s = open_scores(g, response)
+    return {"kind": "open", "correct": s["em"], **s}
