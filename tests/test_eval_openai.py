@@ -196,7 +196,7 @@ def test_tiny_model_behind_medmo_serve(tiny_model_dir, tmp_path):
     assert 0.0 <= entry["metrics"]["overall_acc"] <= 1.0
 
 
-def test_llm_judge_scores_open_answers_beside_the_rules(tmp_path):
+def test_llm_judge_replaces_the_rule_through_a_served_model(tmp_path):
     pytest.importorskip("uvicorn")
     import re
 
@@ -215,9 +215,9 @@ def test_llm_judge_scores_open_answers_beside_the_rules(tmp_path):
 
     def verdict(conv):  # the judge: same words in any order count as correct
         text = last_user_text(conv)
-        ref = re.search(r"Reference answer: (.*)", text).group(1)
-        ans = re.search(r"Model answer: (.*)", text).group(1)
-        return "CORRECT" if sorted(ref.split()) == sorted(ans.split()) else "INCORRECT"
+        ref = re.search(r"The standard answer: (.*)", text).group(1)
+        ans = re.search(r"The user's answer: (.*)", text).group(1)
+        return "<judge>0</judge>" if sorted(ref.split()) == sorted(ans.split()) else "<judge>1</judge>"
 
     server, url = _serve(create_app(ScriptedEngine(verdict), model_name="judge"))
     answers = {sid: ans for sid, _, _, ans in rows}
@@ -236,6 +236,7 @@ def test_llm_judge_scores_open_answers_beside_the_rules(tmp_path):
                        judge=JudgeConfig(url, "judge"))
     finally:
         server.should_exit = True
-    m = res["benchmarks"]["nano_open"]["metrics"]
-    assert m["judge_acc"] == pytest.approx(0.5) and m["open_acc"] == 0.0  # exact match keeps its own score
-    assert res["judge"]["model"] == "judge" and "judge" in res["benchmarks"]["nano_open"]["metric_versions"]
+    entry = res["benchmarks"]["nano_open"]
+    assert entry["metrics"]["open_acc"] == pytest.approx(0.5)  # the judge's verdict replaces exact match (0)
+    assert entry["judge"]["agreement"] == pytest.approx(0.5) and entry["judge"]["judged"] == 2
+    assert res["judge"]["model"] == "judge" and res["manifest"]["judge"]["version"].startswith("judge-medevalkit")
