@@ -34,7 +34,8 @@ def to_sample(bench: str, it: dict) -> Sample:
     base = dict(id=f"{bench}-x", source=bench, split="test", question=str(it.get("question", it.get("Question", ""))))
     if bench in ("vqa_rad", "pathvqa"):
         ans = _yes_no(it["answer"])
-        return Sample(task="closed_vqa" if ans in ("yes", "no") else "open_vqa", answer=ans, **base)
+        meta = {"answer_raw": it["answer"]} if it["answer"] != ans else {}
+        return Sample(task="closed_vqa" if ans in ("yes", "no") else "open_vqa", answer=ans, meta=meta, **base)
     if bench == "slake":
         meta = {"answer_type": it["answer_type"], "answer_raw": it["answer"]}
         task = "closed_vqa" if it["answer_type"] == "CLOSED" else "open_vqa"
@@ -194,3 +195,41 @@ def test_report_metrics_match_medevalkit(bench, coco_df):
         assert agg["aggregate"][k] == pytest.approx(ok[k], rel=1e-9), k
     assert "crash" in REP_META["aggregates"][bench]["all"] and res["aggregate"]["mek_crashes"] > 0
     assert ptb_tokenize(["A test."])[0][0] == ["a", "test"]
+
+
+# --------------------------------------------------------------------------------------------- prompts
+@pytest.mark.parametrize("bench", sorted(META["prompts"]))
+@pytest.mark.parametrize("reasoning", ["False", "True"])
+def test_medevalkit_prompts_match_its_classes(bench, reasoning):
+    from medmo.eval.prompts_medevalkit import prompt_text
+
+    items = ITEMS[bench]
+    if bench == "supergpqa_med":
+        items = [it for it in items if it["discipline"] == "Medicine"]
+    if bench == "omnimedvqa":  # load order of MedEvalKit's file listing
+        items = sorted(items, key=lambda it: [p for p in META["prompts"][bench]["False"]].index(
+            next(p for p in META["prompts"][bench]["False"] if it["question"] in p)))
+    b = registry.get(bench)
+    for it, want in zip(items, META["prompts"][bench][reasoning]):
+        s = to_sample(bench, it)
+        if bench == "pubmedqa":
+            s.meta = {"contexts": it["data"]["Context"], "question_raw": it["data"]["Question"]}
+        assert prompt_text(s, b, reasoning=reasoning == "True") == want
+
+
+def test_medevalkit_prompt_messages_and_mmmu_layout():
+    from medmo.eval.prompts_medevalkit import messages, prompt_text
+    from medmo.records import ImageRef
+
+    items, prompts = MMMU_META["items"], MMMU_META["prompts"]
+    b = registry.get("mmmu_med")
+    for i, it in enumerate(items):
+        for r in ("False", "True"):
+            assert prompt_text(_mmmu_sample(it), b, reasoning=r == "True") == prompts[str(i)][r]
+    s = to_sample("medxpertqa_mm", ITEMS["medxpertqa_mm"][1])
+    s.images = [ImageRef("a.png"), ImageRef("b.png")]
+    msgs, imgs = messages(s, registry.get("medxpertqa_mm"))
+    assert [p.get("text", "IMG")[:10] for p in msgs[0]["content"]][:4] == ["<image_1>:", "IMG", "<image_2>:", "IMG"]
+    assert len(msgs) == 1 and msgs[0]["role"] == "user" and len(imgs) == 2  # no system turn
+    assert prompt_text(Sample("r", "report", "mimic_cxr", "test", answer="x"), registry.get("mimic_cxr")).startswith(
+        "\n        You are a helpful assistant.")

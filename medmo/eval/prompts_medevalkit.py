@@ -55,7 +55,7 @@ def mcq_prompt(question: str, choices: list[str], reasoning: bool, lang: str = "
 
 def _pubmedqa_context(sample: Sample) -> tuple[str, str]:
     ctx = sample.meta.get("contexts") if isinstance(sample.meta, dict) else None
-    q = sample.question
+    q = sample.meta.get("question_raw") or sample.question
     m = re.match(r"(?s)^Context:\n(.*)\n\nQuestion: (.*)$", q)
     if m:
         q = m.group(2)
@@ -75,8 +75,9 @@ def prompt_text(sample: Sample, bench: Benchmark, reasoning: bool = False) -> st
     if kind == "mcq_with_context":
         ctx, q = _pubmedqa_context(sample)
         return f"Context: {ctx}\n" + mcq_prompt(q, choices, reasoning)
-    if kind == "yes_no_or_open":
-        yn = str(sample.answer).lower() in ("yes", "no")
+    if kind == "yes_no_or_open":  # the class tests the released gold, lower-cased but not stripped
+        raw = sample.meta.get("answer_raw") if isinstance(sample.meta, dict) else None
+        yn = str(raw or sample.answer).lower() in ("yes", "no")
         return sample.question + "\n" + _instr("judgement" if yn else "open", "en", reasoning)
     if kind == "closed_or_open":
         closed = str(sample.meta.get("answer_type", "")).upper() != "OPEN" if sample.meta.get("answer_type") \

@@ -156,9 +156,10 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Evaluate one benchmark; returns its entry of the results file."""
     started, t0 = _now(), time.perf_counter()
-    samples = shard_of(load_samples(bench, data, limit), shard)
+    samples = load_samples(bench, data, limit)
     if not samples:
         raise ValueError(f"{bench.name}: no samples after filters {bench.dataset.get('filters')}; check the data folder")
+    samples = shard_of(samples, shard)
     key = cache_key(bench.version, tasks.prompt_version(bench, prompts), bench.generation,
                     getattr(backend, "fingerprint", None))
     cache = PredictionCache(out_dir / "cache", backend.name, bench.name, key)
@@ -170,7 +171,11 @@ def run_benchmark(
     gen_s = time.perf_counter() - t_gen
     preds = [cache.get(s.id) or "" for s in samples]
     failed = {s.id: cache.failures[s.id] for s in samples if s.id in cache.failures}
-    entry = score_entry(bench, samples, preds, preset=preset, failed=failed, seed=seed, judge=judge)
+    if samples:
+        entry = score_entry(bench, samples, preds, preset=preset, failed=failed, seed=seed, judge=judge)
+    else:  # a shard past the end of a small benchmark
+        entry = {"benchmark": bench.to_dict(), "n": 0, "metrics": {}, "headline": list(bench.headline),
+                 "preset": preset, "rows": []}
     suffix = f".shard-{shard[0]}-of-{shard[1]}" if shard else ""
     pred_file = out_dir / "predictions" / slug(backend.name) / f"{bench.name}{suffix}.jsonl"
     _write_predictions(pred_file, entry.pop("rows"))

@@ -51,7 +51,7 @@ DEVIATIONS = {
 def raw_gold(sample: Sample) -> str:
     """The gold as the release spells it (``meta.answer_raw`` when the loader normalised it)."""
     raw = sample.meta.get("answer_raw") if isinstance(sample.meta, dict) else None
-    return str(raw) if raw is not None else str(sample.answer)
+    return str(raw) if raw else str(sample.answer)
 
 
 def choice_strings(sample: Sample, fmt: str) -> list[str]:
