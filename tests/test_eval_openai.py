@@ -94,6 +94,18 @@ def test_images_travel_as_data_urls_and_order_is_kept(image):
     assert srv.bodies[0]["max_tokens"] == 5 and srv.bodies[0]["temperature"] == 0.0
 
 
+def test_requests_spread_over_several_endpoints_in_order():
+    a, b = FakeServer(), FakeServer()
+    try:
+        backend = OpenAIBackend("m", f"{a.url}, {b.url}", concurrency=2)
+        out = backend.generate([req(i) for i in range(6)])
+    finally:
+        a.close()
+        b.close()
+    assert out == [f"|q{i}" for i in range(6)] and len(a.bodies) == 3 and len(b.bodies) == 3
+    assert backend.info()["base_url"] == f"{a.url},{b.url}" and backend.concurrency == 4
+
+
 def test_transient_errors_are_retried_with_backoff():
     srv = FakeServer(fail=2, status=503)
     try:

@@ -120,3 +120,12 @@ def test_load_results_names_a_bad_file(tmp_path, bad):
     (tmp_path / "r.json").write_text(bad)
     with pytest.raises(ValueError, match="r.json"):
         load_results(tmp_path / "r.json")
+
+
+def test_report_section_adds_breakdowns():
+    from medmo.eval.tables import report_section
+
+    r = results("m", vqa_rad=entry("vqa_rad", {"overall_acc": 0.5, "closed_acc": 0.5},
+                                   breakdown={"kind": {"closed": {"acc": 0.5, "n": 2}, "open": {"acc": 0.5, "n": 2}}}))
+    md = report_section([r])
+    assert "### Medical VQA" in md and "m / vqa_rad by kind: closed 50.0 (n=2), open 50.0 (n=2)" in md

@@ -264,3 +264,17 @@ def write_tables(results: Sequence[dict[str, Any]], out_dir: str | Path, *, plot
     (out / "tables.md").write_text("\n".join(to_markdown(t) for t in tables), encoding="utf-8")
     written["tables.md"] = out / "tables.md"
     return written
+
+
+def report_section(results: Sequence[dict[str, Any]]) -> str:
+    """Markdown for a run report: the tables (CIs in brackets, both averages), then per-category breakdowns.
+
+    For ``medmo/speedrun_report.py``: ``md += report_section(results)`` where it now joins ``to_markdown``.
+    """
+    parts = [to_markdown(t) for t in build_tables(results)]
+    for res in results:
+        for name, entry in res.get("benchmarks", {}).items():
+            for field_name, groups in (entry.get("breakdown") or {}).items():
+                cells = ", ".join(f"{k} {100 * v['acc']:.1f} (n={v['n']})" for k, v in groups.items())
+                parts.append(f"- {res.get('model')} / {name} by {field_name}: {cells}\n")
+    return "\n".join(parts)
