@@ -233,3 +233,18 @@ def test_medevalkit_prompt_messages_and_mmmu_layout():
     assert len(msgs) == 1 and msgs[0]["role"] == "user" and len(imgs) == 2  # no system turn
     assert prompt_text(Sample("r", "report", "mimic_cxr", "test", answer="x"), registry.get("mimic_cxr")).startswith(
         "\n        You are a helpful assistant.")
+
+
+def test_category_breakdowns_match_medevalkit_omnimedvqa():
+    from medmo.eval import scoring
+
+    rows = _rows("omnimedvqa")
+    res = scoring.score(registry.get("omnimedvqa"), [to_sample("omnimedvqa", ITEMS["omnimedvqa"][r["item"]])
+                                                     for r in rows], [r["prediction"] for r in rows],
+                        preset="medevalkit")
+    want = META["aggregates"]["omnimedvqa"]["all"]["metrics"]
+    for field_name, key in (("meta.question_type", "question type metrics"), ("meta.modality_type",
+                                                                              "modality type metrics")):
+        got = res.breakdown[field_name]
+        assert {k: v["n"] for k, v in got.items()} == {k: v["total"] for k, v in want[key].items()}
+        assert {k: v["acc"] for k, v in got.items()} == pytest.approx({k: v["acc"] for k, v in want[key].items()})
