@@ -64,6 +64,8 @@ def confidence_intervals(rows: Sequence[dict], headline: Sequence[str], *, seed:
     out: dict[str, list[float]] = {}
     for name in headline:
         key = PER_SAMPLE_ALIASES.get(name, name)
+        if rows and key not in rows[0] and name.endswith("_mean"):  # iou_matched_mean: mean of iou_matched
+            key = name[: -len("_mean")]
         kind = KIND_FILTER.get(name)
         vals = [r[key] for r in rows if key in r and r[key] is not None and (kind is None or r.get("kind") == kind)]
         if name == "overall_acc":
