@@ -11,6 +11,7 @@ Each ``<|image_pad|>`` becomes ``grid_t * grid_h * grid_w / merge_size**2`` toke
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,28 @@ IMAGE_MEAN = (0.5, 0.5, 0.5)
 IMAGE_STD = (0.5, 0.5, 0.5)
 IMAGE_KEYS = ("patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std", "resample",
               "do_rescale", "rescale_factor", "do_normalize", "do_convert_rgb")
+
+
+def check_processor_hooks(mixin: type = ProcessorMixin) -> None:
+    """Fail loudly when transformers' ``ProcessorMixin`` changes the hook :class:`MedMOProcessor` relies on.
+
+    The image-only processor lets ``ProcessorMixin.__call__`` expand each ``<|image_pad|>`` through
+    ``replace_image_token(image_inputs, image_idx)`` (transformers 5.24 ``processing_utils.py``).
+
+    Raises:
+        ImportError: the hook is gone or takes other arguments; the message names the tested version.
+    """
+    import transformers
+
+    hook = getattr(mixin, "replace_image_token", None)
+    params = list(inspect.signature(hook).parameters)[1:3] if callable(hook) else []
+    if params != ["image_inputs", "image_idx"]:
+        raise ImportError(f"MedMO's processor expands image tokens through ProcessorMixin.replace_image_token(image_inputs, "
+                          f"image_idx), which transformers {transformers.__version__} changed; install the tested "
+                          "transformers (`pip install -c constraints-cpu.txt transformers`, see pyproject.toml)")
+
+
+check_processor_hooks()
 
 
 class MedMOProcessor(ProcessorMixin):
