@@ -2,8 +2,10 @@
 
 Each loader reads a dataset's *published* files from a local folder (the layout in :data:`SOURCES`), or,
 where the dataset is on the Hugging Face hub, its hub id through ``datasets.load_dataset``.
-Registration is a table (:mod:`medmo.data.sources.catalog`); a loader module is imported only when it
-is used, so ``import medmo.data.sources`` costs nothing heavy.
+A dataset is declared once, by ``SOURCE = SourceInfo(...)`` at the top of its loader module; the
+registry (:mod:`medmo.data.sources.catalog`) reads those declarations without importing the modules, and a
+loader module is imported only when it is used, so ``import medmo.data.sources`` costs nothing heavy.
+Loaders build records with :meth:`Context.sample`, which sets each record's ``source`` and ``id``.
 
 Example::
 
@@ -22,8 +24,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from medmo.data.sources._base import Context, LayoutError, Problem, SourceStats, canonical_split
-from medmo.data.sources.catalog import ALIASES, SOURCES, SourceInfo
+from medmo.data.sources._base import Context, LayoutError, Problem, SourceInfo, SourceStats, canonical_split
+from medmo.data.sources.catalog import ALIASES, SOURCES
 from medmo.records import Sample
 
 __all__ = [
@@ -103,7 +105,7 @@ def load_source(
         split = raw if raw in info.splits else canonical_split(raw)
     if split is not None and info.splits and split not in info.splits:
         raise ValueError(f"{info.name} has splits {', '.join(info.splits)}; got split={split!r}")
-    module = info.module()
+    module = info.load_module()
     root = Path(root_or_hub_id).expanduser()
     if root.exists():
         gen = _call(info, module.load, root, split, ctx, kw)

@@ -16,8 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from medmo.boxes import sanitize_box
-from medmo.data.sources._base import Context, csv_rows, find, text
-from medmo.records import Box, RecordError, Sample, stable_id
+from medmo.data.sources._base import Context, SourceInfo, csv_rows, find, text
+from medmo.records import Box, RecordError, Sample
+
+SOURCE = SourceInfo(
+    name="deeplesion",
+    tasks=("grounding",),
+    modality="ct",
+    splits=("train", "validation", "test"),
+    layout="<root>/DL_info.csv + Images_png/PPPPPP_SS_RR/KKK.png (16-bit, HU + 32768)",
+    licence="NIH data-use terms",
+)
 
 SPLITS = {"1": "train", "2": "validation", "3": "test"}
 
@@ -60,10 +69,9 @@ def load(root: Path, split: str | None, ctx: Context) -> Iterator[Sample]:
             boxes.append(Box("lesion", sanitize_box(floats(r["Bounding_boxes"], 4), w, h)))
             t = int(float(text(r.get("Coarse_lesion_type")) or -1))
             types.append(None if t == -1 else t)
-        return Sample(
-            id=stable_id("deeplesion", file_name),
+        return ctx.sample(
+            file_name,
             task="grounding",
-            source="deeplesion",
             split=name,
             answer="lesion",
             boxes=boxes,

@@ -25,8 +25,20 @@ from pathlib import Path
 from typing import Any
 
 from medmo.boxes import sanitize_box, to_grid
-from medmo.data.sources._base import Context, LayoutError, read_json, rescale, text
-from medmo.records import Box, ImageRef, RecordError, Sample, stable_id
+from medmo.data.sources._base import Context, LayoutError, SourceInfo, read_json, rescale, text
+from medmo.records import Box, ImageRef, RecordError, Sample
+
+SOURCE = SourceInfo(
+    name="medsg_bench",
+    tasks=("grounding",),
+    modality="other",
+    splits=("train", "test"),
+    layout="<root>/**/*.json: benchmark arrays {task, images, question, answer[, size]} or MedSG-188K {id, task, "
+           "images, conversations}; image paths relative to <root>",
+    hub_id="MedSG-Bench/MedSG-Bench",
+    licence="CC-BY-4.0",
+    aliases=("medsg",),
+)
 
 DEFAULT_SIZE = (336, 336)
 _REF = re.compile(r"<\|object_ref_start\|>(.*?)<\|object_ref_end\|>")
@@ -79,10 +91,9 @@ def _bench(ctx: Context, root: Path, json_dir: Path, r: dict[str, Any], index: i
     if not refs:
         raise RecordError("item has no images")
     label = _label(text(r["question"]), task)
-    return Sample(
-        id=stable_id("medsg_bench", task, path.name, index),
+    return ctx.sample(
+        task, path.name, index,
         task="grounding",
-        source="medsg_bench",
         split="test",
         question=clean_question(text(r["question"]), size),
         answer=label,
@@ -106,10 +117,9 @@ def _turn(ctx: Context, root: Path, json_dir: Path, r: dict[str, Any], t: int) -
     boxes = [Box(label, _box(m.groups(), size, refs[image]), image=image) for m in _BOX.finditer(gpt)]
     if not boxes:
         raise RecordError(f"turn {t}: no <|box_start|>(x1,y1),(x2,y2)<|box_end|> in the answer {gpt[:80]!r}")
-    return Sample(
-        id=stable_id("medsg_bench", text(r["id"]), t),
+    return ctx.sample(
+        text(r["id"]), t,
         task="grounding",
-        source="medsg_bench",
         split="train",
         question=clean_question(human, size),
         answer=label,

@@ -15,8 +15,19 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from medmo.boxes import sanitize_box, xywh_to_xyxy
-from medmo.data.sources._base import Context, LayoutError, find, rescale
-from medmo.records import Box, RecordError, Sample, stable_id
+from medmo.data.sources._base import Context, LayoutError, SourceInfo, find, rescale
+from medmo.records import Box, RecordError, Sample
+
+SOURCE = SourceInfo(
+    name="nih_chestxray14",
+    tasks=("grounding",),
+    modality="x-ray",
+    splits=("train", "test", "all"),
+    layout="<root>/BBox_List_2017.csv + images/<Image Index>.png (or images_NNN/images/); optional "
+           "train_val_list.txt, test_list.txt",
+    licence="NIH public release (cite Wang et al. CVPR 2017)",
+    aliases=("nih_chestxray14_bbox", "chestxray14"),
+)
 
 RELEASED_SIZE = (1024, 1024)
 LABEL_MAP = {"Infiltrate": "Infiltration"}
@@ -79,10 +90,9 @@ def load(root: Path, split: str | None, ctx: Context, *, label_map: Mapping[str,
         for _line, row in rows:
             xyxy = rescale(xywh_to_xyxy([float(v) for v in row[2:6]]), RELEASED_SIZE, size)
             boxes.append(Box(label, sanitize_box(xyxy, *size)))
-        return Sample(
-            id=stable_id("nih_chestxray14", image, label),
+        return ctx.sample(
+            image, label,
             task="grounding",
-            source="nih_chestxray14",
             split=name,
             answer=label,
             boxes=boxes,
