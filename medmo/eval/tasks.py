@@ -7,7 +7,8 @@ Prompts come from :mod:`medmo.prompts` (the wording the model was trained on); a
   chosen preset (``standard`` or ``medevalkit``, :func:`medmo.eval.metrics.vqa.vqa`);
 - ``report``: ROUGE-L, CIDEr-D, BLEU-1..4 against the reference report, plus RaTEScore and SembScore
   when their optional plugins are installed;
-- ``grounding``: predicted grid boxes mapped back to pixels, IoU against the gold boxes.
+- ``grounding``: predicted boxes mapped back to pixels from the record's box convention (the 0-1000 grid
+  unless ``meta["box_convention"]`` says otherwise), IoU against the gold boxes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medmo.answers import parse_boxes, split_think
-from medmo.boxes import from_grid
+from medmo.boxes import convention_of
 from medmo.data.images import image_size as read_size
 from medmo.eval.backends.base import Request
 from medmo.eval.metrics import get_metric
@@ -98,9 +99,10 @@ def gold_boxes(sample: Sample) -> list[list[float]]:
 
 
 def predicted_boxes(prediction: str, sample: Sample) -> list[list[float]]:
-    """Boxes read from model text (0-1000 grid) mapped to pixels of the image the gold boxes are on."""
+    """Boxes read from model text, in the record's box convention, mapped to pixels of the gold boxes' image."""
     w, h = image_size(sample, sample.boxes[0].image if sample.boxes else 0)
-    return [from_grid(pb.box, w, h) for pb in parse_boxes(prediction) if len(pb.box) == 4]
+    conv = convention_of(sample.meta)
+    return [conv.from_target(pb.box, w, h) for pb in parse_boxes(prediction) if len(pb.box) == 4]
 
 
 # ------------------------------------------------------------------------------------- scoring
@@ -214,8 +216,12 @@ def score_grounding(samples: list[Sample], answers: list[str], *, preset: str, j
     for s, g, p, per in zip(samples, golds, preds, res["per_sample"]):
         w, h = image_size(s, s.boxes[0].image if s.boxes else 0)
         rows.append({"id": s.id, "task": s.task, "label": s.boxes[0].label if s.boxes else "", "image": _box_image(s),
-                     "width": w, "height": h, "boxes": g, "pred_boxes": p, **per})
-    return Scored(metrics, rows, {"grounding": res["version"]}, {"iou": IOU_NOTE})
+                     "width": w, "height": h, "box_convention": str(convention_of(s.meta)), "boxes": g,
+                     "pred_boxes": p, **per})  # fmt: skip
+    assumed = sorted({r["box_convention"] for r in rows})
+    notes = {"iou": IOU_NOTE, "box_convention": f"predicted boxes read as {', '.join(assumed) or 'grid'} "
+             "(the record's meta['box_convention']; grid = Qwen3-VL 0-1000) and mapped back to original pixels"}
+    return Scored(metrics, rows, {"grounding": res["version"]}, notes)
 
 
 def _box_image(sample: Sample) -> str | None:
