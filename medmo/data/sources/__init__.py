@@ -134,7 +134,7 @@ def _call(info: SourceInfo, fn: Callable[..., Iterator[Sample]], where: Any, spl
 def _checked(info: SourceInfo, gen: Iterator[Sample], split: str | None) -> Iterator[Sample]:
     try:
         for s in gen:
-            if split is None or s.split == split:
+            if split in (None, "all") or s.split == split:  # "all": every record, whatever its own split
                 yield s
     except LayoutError as e:
         raise LayoutError(f"{info.name}: {e}. Expected layout:\n{info.layout}") from None
