@@ -28,67 +28,101 @@ STYLES = ("qwen", "medmo-sft", "medmo-grpo")
 CONVENTIONS = {"qwen": "grid", "medmo-sft": "pixel@768x768", "medmo-grpo": "pixel"}
 
 _CELL_SFT = (
-    "You are an expert in cell microscopy image analysis. Examine this microscopy image and identify all visible "
-    "cells. For each cell detected, provide its bounding box coordinates in the format: Cell: [ [x_min, y_min, "
-    "x_max, y_max] ]. If multiple cells are present, list all bounding boxes as: Cell: [ [x1_min, y1_min, x1_max, "
-    "y1_max], [x2_min, y2_min, x2_max, y2_max], ... ]. Use precise pixel coordinates.",
-    "Analyze this cell microscopy image to detect and localize all cells present. Return the bounding box "
-    "coordinates for each detected cell using the format: Cell: [ [x_min, y_min, x_max, y_max] ]. When multiple "
-    "cells are visible, provide all bounding boxes in a single list: Cell: [ [x1_min, y1_min, x1_max, y1_max], "
-    "[x2_min, y2_min, x2_max, y2_max], ... ]. Provide accurate pixel-level coordinates.",
-    "Perform cell detection on this microscopy image. Locate each cell and specify its bounding box using [ x_min, "
-    "y_min, x_max, y_max ] format. Output format: Cell: [ [x_min, y_min, x_max, y_max] ] for single detection, or "
-    "Cell: [ [x1_min, y1_min, x1_max, y1_max], [x2_min, y2_min, x2_max, y2_max], ... ] for multiple detections. "
-    "Report all visible cells with precise pixel coordinates.",
+    (
+        "You are an expert in cell microscopy image analysis. Examine this microscopy image and identify all "
+        "visible cells. For each cell detected, provide its bounding box coordinates in the format: Cell: [ "
+        "[x_min, y_min, x_max, y_max] ]. If multiple cells are present, list all bounding boxes as: Cell: [ "
+        "[x1_min, y1_min, x1_max, y1_max], [x2_min, y2_min, x2_max, y2_max], ... ]. Use precise pixel "
+        "coordinates."
+    ),
+    (
+        "Analyze this cell microscopy image to detect and localize all cells present. Return the bounding box "
+        "coordinates for each detected cell using the format: Cell: [ [x_min, y_min, x_max, y_max] ]. When "
+        "multiple cells are visible, provide all bounding boxes in a single list: Cell: [ [x1_min, y1_min, "
+        "x1_max, y1_max], [x2_min, y2_min, x2_max, y2_max], ... ]. Provide accurate pixel-level coordinates."
+    ),
+    (
+        "Perform cell detection on this microscopy image. Locate each cell and specify its bounding box using [ "
+        "x_min, y_min, x_max, y_max ] format. Output format: Cell: [ [x_min, y_min, x_max, y_max] ] for single "
+        "detection, or Cell: [ [x1_min, y1_min, x1_max, y1_max], [x2_min, y2_min, x2_max, y2_max], ... ] for "
+        "multiple detections. Report all visible cells with precise pixel coordinates."
+    ),
 )
 _CELL_GRPO = (
-    "You are a microscopy expert. Detect and localize all cells. For each finding, provide the format must: Cell: "
-    "<box> [ x_min, y_min, x_max, y_max ], [ x_min, y_min, x_max, y_max ], ... </box>, in pixel values.",
-    "Identify and localize every cell. Respond as the format must: Cell: <box> [ x_min, y_min, x_max, y_max ] ... "
-    "</box>, in pixel values.",
-    "Locate all visible cells and return the format must: Cell: <box> [ x_min, y_min, x_max, y_max ] ... </box>, "
-    "in pixel values.",
+    (
+        "You are a microscopy expert. Detect and localize all cells. For each finding, provide the format must: "
+        "Cell: <box> [ x_min, y_min, x_max, y_max ], [ x_min, y_min, x_max, y_max ], ... </box>, in pixel values."
+    ),
+    (
+        "Identify and localize every cell. Respond as the format must: Cell: <box> [ x_min, y_min, x_max, y_max "
+        "] ... </box>, in pixel values."
+    ),
+    (
+        "Locate all visible cells and return the format must: Cell: <box> [ x_min, y_min, x_max, y_max ] ... "
+        "</box>, in pixel values."
+    ),
 )
 _BACTERIA_SFT = (
-    "You are an expert in microscopy image analysis. Examine this microscopy image carefully and identify all "
-    "visible bacteria cells. For each bacterial cell detected, provide its bounding box coordinates in the format: "
-    "Bacteria: [ [x_min, y_min, x_max, y_max] ]. If multiple cells are present, list all bounding boxes as: "
-    "Bacteria: [ [x1_min, y1_min, x1_max, y1_max], [x2_min, y2_min, x2_max, y2_max], ... ]. Ensure all coordinates "
-    "are in pixel values.",
-    "Analyze this microscopy image to detect and localize all bacterial cells present. Return the bounding box "
-    "coordinates for each detected bacterium using the format: Bacteria: [ [x_min, y_min, x_max, y_max] ]. When "
-    "multiple bacteria are visible, provide all bounding boxes in a single list: Bacteria: [ [x1_min, y1_min, "
-    "x1_max, y1_max], [x2_min, y2_min, x2_max, y2_max], ... ]. Use precise pixel coordinates.",
+    (
+        "You are an expert in microscopy image analysis. Examine this microscopy image carefully and identify "
+        "all visible bacteria cells. For each bacterial cell detected, provide its bounding box coordinates in "
+        "the format: Bacteria: [ [x_min, y_min, x_max, y_max] ]. If multiple cells are present, list all "
+        "bounding boxes as: Bacteria: [ [x1_min, y1_min, x1_max, y1_max], [x2_min, y2_min, x2_max, y2_max], ... "
+        "]. Ensure all coordinates are in pixel values."
+    ),
+    (
+        "Analyze this microscopy image to detect and localize all bacterial cells present. Return the bounding "
+        "box coordinates for each detected bacterium using the format: Bacteria: [ [x_min, y_min, x_max, y_max] "
+        "]. When multiple bacteria are visible, provide all bounding boxes in a single list: Bacteria: [ "
+        "[x1_min, y1_min, x1_max, y1_max], [x2_min, y2_min, x2_max, y2_max], ... ]. Use precise pixel "
+        "coordinates."
+    ),
 )
 _BACTERIA_GRPO = (
-    "You are a microscopy expert. Detect and localize all bacterial cells. For each cell, provide: <box> [ x_min, "
-    "y_min, x_max, y_max ], [ x_min, y_min, x_max, y_max ],... </box> in pixel values.",
+    (
+        "You are a microscopy expert. Detect and localize all bacterial cells. For each cell, provide: <box> [ "
+        "x_min, y_min, x_max, y_max ], [ x_min, y_min, x_max, y_max ],... </box> in pixel values."
+    ),
 )
 _WRIST_SFT = (
-    "Examine this wrist X-ray and identify all fractures or abnormalities. For each finding, provide bounding box "
-    "coordinates as: Finding: [ [x_min, y_min, x_max, y_max] ]. Multiple findings: Finding: [ [x1, y1, x2, y2], "
-    "[x3, y3, x4, y4], ... ].",
-    "Analyze this wrist radiograph. Detect all fractures, dislocations, or abnormal regions. Return coordinates: "
-    "Finding: [ [x_min, y_min, x_max, y_max] ] for single detection, or Finding: [ [x1, y1, x2, y2], ... ] for "
-    "multiple findings.",
-    "Detect fractures and abnormalities in this wrist image. Provide bounding boxes: Finding: [ [x_min, y_min, "
-    "x_max, y_max] ]. List all findings as: Finding: [ [x1, y1, x2, y2], ... ].",
+    (
+        "Examine this wrist X-ray and identify all fractures or abnormalities. For each finding, provide "
+        "bounding box coordinates as: Finding: [ [x_min, y_min, x_max, y_max] ]. Multiple findings: Finding: [ "
+        "[x1, y1, x2, y2], [x3, y3, x4, y4], ... ]."
+    ),
+    (
+        "Analyze this wrist radiograph. Detect all fractures, dislocations, or abnormal regions. Return "
+        "coordinates: Finding: [ [x_min, y_min, x_max, y_max] ] for single detection, or Finding: [ [x1, y1, x2, "
+        "y2], ... ] for multiple findings."
+    ),
+    (
+        "Detect fractures and abnormalities in this wrist image. Provide bounding boxes: Finding: [ [x_min, "
+        "y_min, x_max, y_max] ]. List all findings as: Finding: [ [x1, y1, x2, y2], ... ]."
+    ),
 )
 _WRIST_GRPO = (
-    "Examine this wrist X-ray and identify all fractures or abnormalities. For each finding, provide bounding box "
-    "coordinates as: <box> [x_min, y_min, x_max, y_max] </box> in pixel values.",
-    "Detect fractures and abnormalities in this wrist image. Provide bounding boxes: <box> [x_min, y_min, x_max, "
-    "y_max] </box> for each finding.",
+    (
+        "Examine this wrist X-ray and identify all fractures or abnormalities. For each finding, provide "
+        "bounding box coordinates as: <box> [x_min, y_min, x_max, y_max] </box> in pixel values."
+    ),
+    (
+        "Detect fractures and abnormalities in this wrist image. Provide bounding boxes: <box> [x_min, y_min, "
+        "x_max, y_max] </box> for each finding."
+    ),
 )
 _NIH_SFT = (
-    "You are a medical imaging expert. Detect any visible diseases or abnormalities in this X-ray image. For each "
-    "detected finding, provide: the disease name/names, and bounding box coordinates as: [ [x_min, y_min, x_max, "
-    "y_max] ] in pixel values.",
+    (
+        "You are a medical imaging expert. Detect any visible diseases or abnormalities in this X-ray image. For "
+        "each detected finding, provide: the disease name/names, and bounding box coordinates as: [ [x_min, "
+        "y_min, x_max, y_max] ] in pixel values."
+    ),
 )
 _NIH_GRPO = (
-    "You are a medical imaging expert. Detect any visible diseases or abnormalities in this X-ray image. For each "
-    "detected finding, provide: the disease name/names, and bounding box coordinates as: <box> [x_min, y_min, "
-    "x_max, y_max] </box> in pixel values.",
+    (
+        "You are a medical imaging expert. Detect any visible diseases or abnormalities in this X-ray image. For "
+        "each detected finding, provide: the disease name/names, and bounding box coordinates as: <box> [x_min, "
+        "y_min, x_max, y_max] </box> in pixel values."
+    ),
 )
 _LESION = (
     "Identify the lesion in the image and provide its location using [ x_min, y_min, x_max, y_max ].",
