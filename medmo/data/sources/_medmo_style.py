@@ -165,3 +165,47 @@ def styled(kind: str, style: str, key: str, meta: dict[str, Any] | None = None) 
         return "", out
     out[CONVENTION_KEY] = CONVENTIONS[style]
     return pick(BANKS[(kind, style)], key), out
+
+
+# Captions (ROCO, ROCOv2: MedMO picks by the first byte of sha256(image_id)) and reports (MIMIC-CXR, IU X-Ray,
+# MedPix: md5), as in its ``roco_report`` / ``mimiccxr_report`` loaders.
+CAPTION_PROMPTS = (
+    "Provide a detailed clinical interpretation of the medical image.",
+    "Describe all visible anatomical structures and any abnormalities present in the image.",
+    "Summarize the relevant medical findings shown in this image.",
+    "Generate a comprehensive report based on the content of the medical image.",
+    "Identify the anatomical region and discuss any pathological signs present.",
+    "Write a detailed medical description highlighting both normal and abnormal observations.",
+    "What are the key diagnostic features visible in this image?",
+    "Based on this image, what can you infer about the patient's condition?",
+    "List and describe any clinical observations supported by the image.",
+    "Explain what this image reveals about the underlying disease or treatment status.",
+)
+REPORT_PROMPTS = (
+    (
+        "Give a detailed medical description of the image. Identify the imaging modality and describe the "
+        "anatomical region visible."
+    ),
+    "Based on the image, identify the modality and provide a comprehensive analysis of what is visible.",
+    "Generate a detailed radiology report based on the given medical image.",
+    (
+        "Analyze the medical image and provide a structured report describing any findings, abnormalities, and "
+        "impressions."
+    ),
+    (
+        "Write a comprehensive medical report, including anatomical observations and pathological findings "
+        "visible in the image."
+    ),
+    "Please describe everything clinically relevant visible in this scan, including abnormal signals or lesions.",
+    "Write a detailed radiology report based on this scan.",
+)
+
+
+def caption_prompt(key: str) -> str:
+    """MedMO's caption prompt for an image id (sha256's first byte modulo the bank, as its ROCO loaders)."""
+    return CAPTION_PROMPTS[hashlib.sha256(key.encode("utf-8")).digest()[0] % len(CAPTION_PROMPTS)]
+
+
+def report_prompt(key: str) -> str:
+    """MedMO's report prompt for a record key (md5, as its MIMIC-CXR loader)."""
+    return pick(REPORT_PROMPTS, key)
