@@ -31,6 +31,16 @@ EXPECTED = {
     "nih_chestxray14",
     "deeplesion",
     "medsg_bench",
+    # MedMO's training sources (issue 18)
+    "roco", "rocov2", "medpix", "mimic_cxr_vqa",
+    "grazpedwri_dx", "ctc", "tissuenet", "bacteria",
+    "medical_o1_sft", "medical_o1_verifiable", "medreason", "medical_r1_distill", "medquad", "alpacare",
+    "pmc_llama_instructions", "mimic_ext_bhc", "chatdoctor_healthcaremagic", "chatdoctor_icliniq",
+    "medical_meadow_flashcards", "medical_meadow_wikidoc", "medical_meadow_wikidoc_patient_information",
+    "medical_meadow_mediqa", "medical_meadow_cord19", "medical_meadow_pubmed_causal", "medical_meadow_mmmlu",
+    "medical_meadow_medqa",
+    # evaluation-only sets MedMO's scripts score
+    "medframeqa", "medqa_mcmle", "cmb", "cmb_clin", "cmexam", "cmmlu",
 }
 
 
