@@ -12,6 +12,12 @@ segmentations. This module reproduces that construction for any image + mask pai
 4. per tile: a "detect all cells" grounding sample, a "largest cell" grounding sample when the largest
    cell is unambiguous, and counting questions (open and yes/no) when every cell in the tile is whole.
 
+The Cell set MedMO trains on is built from published microscopy releases instead
+(:func:`build_cell_set`): the Cell Tracking Challenge's instance masks, TissueNet's npz arrays and the
+YOLO-labelled Bacteria set, through their loaders (:mod:`medmo.data.sources.ctc`, ``tissuenet``,
+``bacteria``): one grounding record per image with every cell, in MedMO's prompt and box style, and the
+size, shape and density statistics of :mod:`medmo.data.cell_stats`.
+
 Without user data it runs on scikit-image's bundled microscopy images (``data.immunohistochemistry()``,
 whose hematoxylin channel shows nuclei, and ``data.cell()``) with a classical segmentation: Gaussian
 smoothing, Otsu threshold, hole filling and a distance-transform watershed (the scikit-image
@@ -21,6 +27,7 @@ ground truth.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -33,9 +40,11 @@ from typing import Any
 
 import numpy as np
 
+from medmo.data.cell_stats import cell_stats
 from medmo.data.images import load_image
-from medmo.data.io import write_jsonl
+from medmo.data.io import read_records, write_jsonl
 from medmo.data.masks import CellBox, boxes_from_labels, instances_from_mask, read_mask, watershed_split
+from medmo.data.sources import SourceStats, load_source
 from medmo.records import Box, ImageRef, Sample, stable_id
 
 log = logging.getLogger(__name__)
@@ -282,7 +291,8 @@ def build_cells(
                 skipped.append(f"{name}: {e}")
 
     path = write_jsonl(samples(), out / "cells.jsonl")
-    report = {"records": str(path), "samples": sum(tasks.values()), "tasks": dict(tasks), **stats, "skipped": skipped}
+    report = {"records": str(path), "samples": sum(tasks.values()), "tasks": dict(tasks), **stats, "skipped": skipped,
+              "stats": cell_stats(read_records(path, image_root=out))}  # fmt: skip
     log.info("cells: %d samples from %d tiles (%d boxes, %d cut/small dropped)", report["samples"],
              stats["tiles"], stats["boxes"], stats["dropped"])  # fmt: skip
     return report
@@ -311,3 +321,44 @@ def _inputs(images_dir, masks_dir, opts: CellOptions, skipped: list[str]) -> Ite
             skipped.append(f"{img.name}: {e}")
             continue
         yield re.sub(r"[^A-Za-z0-9_.-]", "_", _stem(img)), img, labels
+
+
+CELL_SOURCES = ("ctc", "tissuenet", "bacteria")
+
+
+def build_cell_set(
+    out_dir: str | Path, inputs: list[tuple[str, str | Path]], *, split: str | None = None, style: str = "medmo-sft",
+    max_boxes: int | None = 100, options: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """MedMO's Cell set from published microscopy releases: ``out_dir/cells.jsonl`` and ``cells_stats.json``.
+
+    Args:
+        out_dir: output folder (rendered images go to ``out_dir/images``).
+        inputs: ``(source, folder)`` pairs, e.g. ``[("ctc", "/data/ctc"), ("tissuenet", "/data/tissuenet")]``;
+            any grounding source with ``style`` and ``max_boxes`` options (:data:`CELL_SOURCES`).
+        split: one split of every source, or None for all (records keep their own split).
+        style: MedMO's prompt and box convention (``medmo-sft``, ``medmo-grpo``) or ``qwen`` (0-1000 grid).
+        max_boxes: images with more cells are left out (MedMO: 100); None keeps every image.
+        options: per-source loader options, e.g. ``{"ctc": {"truth": "gold+silver"}}``.
+
+    Returns:
+        a report: ``records``, ``samples``, per-source load counts and problems, and :func:`cell_stats`.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded: dict[str, dict[str, Any]] = {}
+
+    def samples() -> Iterator[Sample]:
+        for name, root in inputs:
+            ss = SourceStats()
+            yield from load_source(name, root, split, stats=ss, image_dir=out / "images", style=style,
+                                   max_boxes=max_boxes, **(options or {}).get(name, {}))  # fmt: skip
+            loaded[f"{name}:{root}"] = {"records": ss.yielded, "left_out": ss.filtered, "skipped": ss.skipped,
+                                        "problems": [str(p) for p in ss.problems[:20]]}  # fmt: skip
+
+    path = write_jsonl(samples(), out / "cells.jsonl")
+    stats = cell_stats(read_records(path, image_root=out))
+    report = {"records": str(path), "samples": stats["all"]["images"], "style": style, "max_boxes": max_boxes,
+              "sources": loaded, "stats": stats}  # fmt: skip
+    (out / "cells_stats.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return report

@@ -23,15 +23,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--check-images", action="store_true", help="also require every image to exist and be readable")
     p.set_defaults(func=_validate)
 
-    p = cmds.add_parser("cells", help="build the microscopy Cell grounding set (default: scikit-image's bundled images)")
+    p = cmds.add_parser("cells", help="build the microscopy Cell grounding set and report its size, shape and density",
+                        description="Build MedMO's Cell set from published releases (--from ctc=DIR --from "
+                        "tissuenet=DIR --from bacteria=DIR: one record per image with every cell), or tiles from "
+                        "--images/--masks (default: scikit-image's bundled images); --stats FILE only reports.")  # fmt: skip
+    p.add_argument("--from", dest="sources", action="append", default=[], metavar="SOURCE=DIR",
+                   help="a microscopy release in its published layout (ctc, tissuenet, bacteria); repeatable")  # fmt: skip
+    p.add_argument("--style", default="medmo-sft", choices=("medmo-sft", "medmo-grpo", "qwen"),
+                   help="--from records: MedMO's prompts and boxes (pixels of the 768x768 image / of the original) or "
+                   "the 0-1000 grid (default medmo-sft)")  # fmt: skip
+    p.add_argument("--max-boxes", type=int, default=100, help="--from: leave out images with more cells (default 100)")
+    p.add_argument("--stats", metavar="FILE", help="only report the statistics of an existing records file")
     p.add_argument("--images", help="folder of microscopy images (needs --masks)")
     p.add_argument("--masks", help="folder of instance-label or binary masks, matched to images by file stem")
-    p.add_argument("--out", required=True, help="output folder (tiles + cells.jsonl)")
+    p.add_argument("--out", help="output folder (cells.jsonl, cells_stats.json, images/)")
     p.add_argument("--tile-size", type=int, default=512, help="tile side in pixels (default 512)")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels (default 64)")
     p.add_argument("--min-area", type=int, default=20, help="drop cells smaller than this many pixels (default 20)")
     p.add_argument("--watershed", action="store_true", help="split touching cells of binary masks by watershed")
-    p.add_argument("--split", default="train", help="split written into the records (default train)")
+    p.add_argument("--split", default=None, help="tiles: split written into the records (default train); "
+                   "--from: read only this split (default all, each record keeps its own)")  # fmt: skip
     p.set_defaults(func=_cells)
 
     p = cmds.add_parser("build", help="build a training mixture (weighted, deduplicated, decontaminated shards)")
@@ -96,11 +107,34 @@ def _validate(args: argparse.Namespace) -> int:
 def _cells(args: argparse.Namespace) -> int:
     import json
 
-    from medmo.data.cells import CellOptions, build_cells
+    from medmo.data.cell_stats import cell_stats, format_stats
+    from medmo.data.cells import CellOptions, build_cell_set, build_cells
+    from medmo.data.io import read_records
 
-    opts = CellOptions(tile_size=args.tile_size, overlap=args.overlap, min_area=args.min_area, watershed=args.watershed)
-    report = build_cells(args.out, images_dir=args.images, masks_dir=args.masks, options=opts, split=args.split)
-    print(json.dumps(report, indent=2))
+    if args.stats:
+        stats = cell_stats(read_records(args.stats))
+        print(format_stats(stats))
+        return 0
+    if not args.out:
+        raise ValueError("medmo data cells needs --out DIR (or --stats FILE to only report statistics)")
+    if args.sources:
+        pairs = [tuple(x.split("=", 1)) for x in args.sources]
+        bad = [x for x, pair in zip(args.sources, pairs) if len(pair) != 2 or not all(pair)]
+        if bad:
+            raise ValueError(f"--from takes SOURCE=DIR (e.g. --from ctc=/data/ctc), got {', '.join(bad)}")
+        report = build_cell_set(args.out, pairs, split=args.split, style=args.style, max_boxes=args.max_boxes)
+        for name, r in report["sources"].items():
+            print(f"{name}: {r['records']} records, {r['left_out']} images left out, {r['skipped']} skipped")
+            for problem in r["problems"][:5]:
+                print(f"    {problem}")
+    else:
+        opts = CellOptions(tile_size=args.tile_size, overlap=args.overlap, min_area=args.min_area, watershed=args.watershed)
+        report = build_cells(args.out, images_dir=args.images, masks_dir=args.masks, options=opts,
+                             split=args.split or "train")  # fmt: skip
+        print(json.dumps(report, indent=2))  # the report (its "stats" included), as JSON
+        return 0
+    print(format_stats(report["stats"]))
+    print(f"records: {report['records']}")
     return 0
 
 
