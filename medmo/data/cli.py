@@ -46,11 +46,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cells)
 
     p = cmds.add_parser("build", help="build a training mixture (weighted, deduplicated, decontaminated shards)")
-    p.add_argument("mixture", help="mixture YAML (sources, weights/caps, seed, decontaminate_against)")
-    p.add_argument("--out", required=True, help="output folder for the Parquet shards and mixture_report.json")
+    p.add_argument("mixture", help="mixture YAML (sources, weights/caps, seed, decontaminate_against; or stages)")
+    p.add_argument("--out", required=True, help="output folder for the Parquet shards and mixture_report.json "
+                   "(a file of stages without --stage: one sub-folder per stage)")  # fmt: skip
+    p.add_argument("--stage", help="which mixture of a file with stages (default: every stage)")
+    p.add_argument("--workers", type=int, default=1, help="processes reading and hashing sources (default 1; the "
+                   "shards do not depend on it)")  # fmt: skip
+    p.add_argument("--data-dir", help="replaces the file's data_dir in {data_dir} paths")
     p.add_argument("--report-only-contamination", action="store_true",
-                   help="keep training records whose image is in an evaluation split; only list them")  # fmt: skip
+                   help="keep training records that overlap an evaluation set; only count and list them")  # fmt: skip
     p.set_defaults(func=_build)
+
+    p = cmds.add_parser("scan", help="run mixture scan jobs (one shard of one or all sources) for a build across "
+                        "machines; finish with 'medmo data merge'")  # fmt: skip
+    p.add_argument("mixture", help="mixture YAML")
+    p.add_argument("--scans", required=True, help="shared folder for the scan files")
+    p.add_argument("--shard", required=True, metavar="K/N", help="this job's shard, e.g. 0/8")
+    p.add_argument("--source", type=int, help="only this source (its 0-based position in the file)")
+    p.add_argument("--stage", help="which mixture of a file with stages")
+    p.add_argument("--data-dir", help="replaces the file's data_dir in {data_dir} paths")
+    p.set_defaults(func=_scan)
+
+    p = cmds.add_parser("merge", help="merge finished scan jobs into the mixture's shards (same output as 'build')")
+    p.add_argument("mixture", help="mixture YAML")
+    p.add_argument("--scans", required=True, help="the folder the scan jobs wrote")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--stage", help="which mixture of a file with stages")
+    p.add_argument("--data-dir", help="replaces the file's data_dir in {data_dir} paths")
+    p.set_defaults(func=_merge)
 
     p = cmds.add_parser("export", help="export records for LLaMA-Factory, ms-swift or verl")
     p.add_argument("file", help="records file or folder of shards")
@@ -139,15 +162,53 @@ def _cells(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from medmo.data.mixture import build_mixture
+    from pathlib import Path
 
-    report = build_mixture(args.mixture, args.out, report_only_contamination=args.report_only_contamination or None)
+    from medmo.data.mixture import build_mixture
+    from medmo.data.mixture_config import stage_names
+
+    stages = [args.stage] if args.stage else stage_names(args.mixture) or [None]
+    for stage in stages:
+        out = Path(args.out) / stage if stage and not args.stage else Path(args.out)
+        report = build_mixture(args.mixture, out, report_only_contamination=args.report_only_contamination or None,
+                               workers=args.workers, stage=stage, data_dir=args.data_dir)  # fmt: skip
+        _print_report(report, out)
+    return 0
+
+
+def _print_report(report: dict, out: object) -> None:
     c = report["contamination"]
-    print(f"{report['written']} records in {len(report['shards'])} shards under {args.out}")
+    stage = f"stage {report['stage']}: " if report.get("stage") else ""
+    expected = f" (MedMO: {report['expected_records']:,})" if report.get("expected_records") else ""
+    print(f"{stage}{report['written']} records{expected} in {len(report['shards'])} shards under {out}")
     for s in report["sources"]:
         print(f"  {s['source']}: read {s['read']}, skipped {s['skipped']}, duplicates {s['duplicates']}, "
               f"contaminated {s['contaminated']}, selected {s['selected']}")  # fmt: skip
-    print(f"contaminated records ({c['mode']}): {c['count']}; report: {args.out}/mixture_report.json")
+    for pair in c["pairs"]:
+        kept = "kept" if pair["kept"] else "dropped"
+        print(f"    overlap {pair['train']} x {pair['eval']}: {pair['image']} by image, {pair['text']} by text ({kept})")
+    for t in c["trained_on_evaluation_data"]:
+        print(f"  note: {t['source']} (split {t['split']}) is trained on although it overlaps "
+              f"{', '.join(t['overlaps'])}: {t['note'] or 'allow_contamination is set'}")  # fmt: skip
+    print(f"contaminated records ({c['mode']}): {c['count']}; report: {out}/mixture_report.json")
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from medmo.data.mixture import scan_jobs
+
+    k, sep, n = str(args.shard).partition("/")
+    if not (sep and k.isdigit() and n.isdigit() and int(k) < int(n)):
+        raise ValueError(f"--shard takes K/N with 0 <= K < N, e.g. 0/8; got {args.shard!r}")
+    for r in scan_jobs(args.mixture, args.scans, (int(k), int(n)), source=args.source, stage=args.stage,
+                       data_dir=args.data_dir):  # fmt: skip
+        print(f"source #{r['index']} {r['source']} shard {k}/{n}: {r['read']} records read, {r['skipped']} skipped")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from medmo.data.mixture import merge_scans
+
+    _print_report(merge_scans(args.mixture, args.scans, args.out, stage=args.stage, data_dir=args.data_dir), args.out)
     return 0
 
 

@@ -67,15 +67,18 @@ def load_source(
     check_images: bool = True,
     read_sizes: bool = True,
     image_dir: str | Path | None = None,
+    shard: tuple[int, int] = (0, 1),
+    with_positions: bool = False,
     **kw: Any,
-) -> Iterator[Sample]:
+) -> Iterator[Any]:
     """Stream a dataset as :class:`Sample` records.
 
     Args:
         name: registered source name (see :func:`describe`), e.g. ``"slake"``.
         root_or_hub_id: the dataset's local folder (published layout) or, for sources with a hub
             loader, its Hugging Face dataset id.
-        split: ``train`` / ``validation`` / ``test`` (``val``, ``dev``, ``validate`` are accepted), or None for all.
+        split: ``train`` / ``validation`` / ``test`` (``val``, ``dev``, ``validate`` are accepted), or None
+            (or ``"all"``) for every record, each keeping its own split.
         strict: raise :class:`~medmo.records.RecordError` (file and line) on the first bad record.
             Default: skip it, count it in ``stats`` and call ``on_error``.
         stats: filled with counts and the problems found.
@@ -84,6 +87,10 @@ def load_source(
         read_sizes: read image width/height from file headers.
         image_dir: where images embedded in hub / parquet rows are written
             (default ``~/.cache/medmo/images/<name>``).
+        shard: ``(k, n)``: convert only every ``n``-th row of the dataset, starting at row ``k``
+            (:attr:`Context.shard`); ``n`` processes with ``k = 0 .. n-1`` together read every record once.
+        with_positions: yield ``(position, sample)`` pairs, ``position`` being the record's place in an
+            unsharded run (:attr:`Context.position`), so sharded streams merge back into that order.
         **kw: loader options (e.g. ``lang="en"`` for SLAKE, ``options=5`` for MedQA); see each module.
 
     Raises:
@@ -99,7 +106,10 @@ def load_source(
         check_images=check_images,
         read_sizes=read_sizes,
         image_dir=Path(image_dir) if image_dir is not None else Path.home() / ".cache" / "medmo" / "images" / info.name,
+        shard=_check_shard(shard),
     )
+    if split is not None and split.strip().lower() == "all":
+        split = None
     if split is not None:  # a source's own name wins (MMMU / MMLU "dev" is a few-shot split, not validation)
         raw = split.strip().lower()
         split = raw if raw in info.splits else canonical_split(raw)
@@ -117,7 +127,15 @@ def load_source(
             f"{info.name}: {root_or_hub_id} does not exist. Pass the dataset folder{hub}. "
             f"Expected layout:\n{info.layout}"
         )
-    return _checked(info, gen, split)
+    checked = _checked(info, gen, split)
+    return ((ctx.position, s) for s in checked) if with_positions else checked
+
+
+def _check_shard(shard: tuple[int, int]) -> tuple[int, int]:
+    k, n = (int(v) for v in shard)
+    if n < 1 or not 0 <= k < n:
+        raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {shard!r}")
+    return k, n
 
 
 def _call(info: SourceInfo, fn: Callable[..., Iterator[Sample]], where: Any, split: str | None, ctx: Context,
@@ -134,7 +152,7 @@ def _call(info: SourceInfo, fn: Callable[..., Iterator[Sample]], where: Any, spl
 def _checked(info: SourceInfo, gen: Iterator[Sample], split: str | None) -> Iterator[Sample]:
     try:
         for s in gen:
-            if split in (None, "all") or s.split == split:  # "all": every record, whatever its own split
+            if split is None or s.split == split:
                 yield s
     except LayoutError as e:
         raise LayoutError(f"{info.name}: {e}. Expected layout:\n{info.layout}") from None
