@@ -221,3 +221,21 @@ def test_stages_file_and_data_dir(data, capsys):
     assert (data / "stages" / "sft" / "mixture_report.json").is_file() and (data / "stages" / "grpo").is_dir()
     assert main(["data", "build", str(path), "--out", str(data / "x"), "--stage", "rl"]) == 2
     assert "no stage 'rl'" in capsys.readouterr().err
+
+
+def test_missing_skip_leaves_out_and_reports_absent_sources_and_eval_sets(data, capsys):
+    c = cfg(data, missing="skip")
+    c["sources"].append({"name": "vqa_rad", "root": str(data / "no_vqa_rad")})
+    c["decontaminate_against"].append({"name": "slake", "root": str(data / "no_slake"), "split": "test"})
+    report = build_mixture(c, data / "out")
+    absent = {s["source"]: s.get("missing") for s in report["sources"]}
+    assert "does not exist" in absent["vqa_rad"] and absent[str(data / "vqa.jsonl")] is None
+    sets = {e["eval"]: e for e in report["contamination"]["eval_sets"]}
+    assert "does not exist" in sets["slake:test"]["missing"] and not sets["eval_img.jsonl"].get("missing")
+    assert report["written"] == len(rows(data / "out")) > 0
+    c.pop("missing")  # the default is an error naming the folder
+    with pytest.raises(Exception, match="no_slake does not exist"):
+        build_mixture(c, data / "out2")
+    c["sources"][-1]["optional"] = True
+    c["decontaminate_against"][-1]["optional"] = True
+    assert build_mixture(c, data / "out2")["written"] == report["written"]

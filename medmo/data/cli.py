@@ -182,8 +182,14 @@ def _print_report(report: dict, out: object) -> None:
     expected = f" (MedMO: {report['expected_records']:,})" if report.get("expected_records") else ""
     print(f"{stage}{report['written']} records{expected} in {len(report['shards'])} shards under {out}")
     for s in report["sources"]:
+        if s.get("missing"):
+            print(f"  {s['source']}: missing, left out ({s['missing']})")
+            continue
         print(f"  {s['source']}: read {s['read']}, skipped {s['skipped']}, duplicates {s['duplicates']}, "
               f"contaminated {s['contaminated']}, selected {s['selected']}")  # fmt: skip
+    unchecked = [e["eval"] for e in c["eval_sets"] if e.get("missing")]
+    if unchecked:
+        print(f"  not decontaminated against (missing): {', '.join(unchecked)}")
     for pair in c["pairs"]:
         kept = "kept" if pair["kept"] else "dropped"
         print(f"    overlap {pair['train']} x {pair['eval']}: {pair['image']} by image, {pair['text']} by text ({kept})")

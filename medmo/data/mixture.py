@@ -59,7 +59,7 @@ from typing import Any
 
 from medmo.data.decontam import EvalIndex, build_index
 from medmo.data.io import ReadStats, read_records, write_parquet
-from medmo.data.mixture_config import EvalSpec, MixtureConfig, SourceSpec, load_config
+from medmo.data.mixture_config import EvalSpec, MixtureConfig, SourceSpec, load_config, looks_like_hub_id
 from medmo.data.mixture_scan import STATS_SUFFIX, ContentKeys, ImageHasher, merge, scan
 from medmo.data.sources import SourceStats, load_source
 from medmo.records import Sample
@@ -83,6 +83,9 @@ _EVALS: EvalIndex = EvalIndex()  # the evaluation index forked worker processes 
 def _iter_source(spec: SourceSpec, shard: tuple[int, int], stats: dict[str, Any]) -> Iterator[tuple[tuple[int, int], Sample]]:
     """``(position, record)`` of one shard of a mixture entry (the loaders convert only their own rows)."""
     k, n = shard
+    if spec.optional and not _present(spec):
+        stats["missing"] = f"{spec.records or spec.root} does not exist"
+        return
     if spec.records:
         rs = ReadStats()
         for i, s in enumerate(read_records(spec.records, stats=rs)):
@@ -104,7 +107,16 @@ def _iter_source(spec: SourceSpec, shard: tuple[int, int], stats: dict[str, Any]
         stats["skip_reasons"]["source_problem"] = stats["skip_reasons"].get("source_problem", 0) + ss.skipped
 
 
-def _eval_records(spec: EvalSpec) -> Iterator[Sample]:
+def _present(spec: SourceSpec | EvalSpec) -> bool:
+    """The entry's records file or dataset folder exists (a hub id counts as present)."""
+    where = spec.records or spec.root or ""
+    return Path(where).expanduser().exists() or (not spec.records and looks_like_hub_id(where))
+
+
+def _eval_records(spec: EvalSpec, missing: dict[str, str]) -> Iterator[Sample]:
+    if spec.optional and not _present(spec):
+        missing[spec.label] = f"{spec.records or spec.root} does not exist"
+        return
     if spec.records:
         yield from read_records(spec.records)
         return
@@ -115,9 +127,18 @@ def _eval_records(spec: EvalSpec) -> Iterator[Sample]:
 
 
 def eval_index(cfg: MixtureConfig, hasher: ImageHasher) -> EvalIndex:
-    """The decontamination index of the mixture's evaluation sets (image hashes and question n-grams)."""
-    sets = ((e.label, _eval_records(e)) for e in cfg.decontaminate_against)
-    return build_index(sets, hasher, cfg.ngram, warn=log.warning)
+    """The decontamination index of the mixture's evaluation sets (image hashes and question n-grams).
+
+    An optional set whose folder does not exist is left out, with ``missing`` set in its counts.
+    """
+    missing: dict[str, str] = {}
+    sets = ((e.label, _eval_records(e, missing)) for e in cfg.decontaminate_against)
+    index = build_index(sets, hasher, cfg.ngram, warn=log.warning)
+    for label, n in zip(index.labels, index.counts):
+        if label in missing:
+            n["missing"] = missing[label]
+            log.warning("decontamination: %s is not checked: %s", label, missing[label])
+    return index
 
 
 # ----------------------------------------------------------------------------------------------------

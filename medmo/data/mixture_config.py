@@ -12,7 +12,9 @@ A file holds one mixture (``sources:`` at the top) or one per training stage::
       general_sft: {expected_records: 18500000, sources: [...]}
       grounding: {sources: [...]}
 
-Keys of the file apply to every stage; a stage's own keys win. Every value is checked here and a bad one
+Keys of the file apply to every stage; a stage's own keys win. ``missing: skip`` (or a source's
+``optional: true``) leaves out, and reports, a source or evaluation set whose folder does not exist, so a
+recipe listing MedMO's whole corpus builds from the part of it at hand. Every value is checked here and a bad one
 is a :class:`ValueError` naming the file, the entry and what is allowed (never a traceback): ``weight: abc``,
 ``weight: 1.0e9`` (YAML 1.1 reads that as text), ``.inf``, ``shard_size: big``, a YAML syntax error (with
 its line), an output ``prefix`` that is not a plain file-name prefix (``../x`` would write elsewhere).
@@ -47,6 +49,7 @@ class SourceSpec:
     max_samples: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
     allow_contamination: bool = False
+    optional: bool = False
     note: str = ""
 
     @property
@@ -63,6 +66,7 @@ class EvalSpec:
     split: str | None = "test"
     records: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    optional: bool = False
 
     @property
     def label(self) -> str:
@@ -82,6 +86,7 @@ class MixtureConfig:
     report_only_contamination: bool = False
     ngram: int = 13
     expected_records: int | None = None
+    missing: str = "error"
     stage: str | None = None
     note: str = ""
 
@@ -174,6 +179,12 @@ def _parse(raw: dict[str, Any], base: Path, where: str, data_dir: str | None) ->
     if out.dedup not in (True, False, "record", "image"):
         raise ValueError(f"{where}: dedup must be true, false or 'image', got {out.dedup!r}")
     out.report_only_contamination = _bool(raw, "report_only_contamination", where)
+    out.missing = str(raw.get("missing", "error"))
+    if out.missing not in ("error", "skip"):
+        raise ValueError(f"{where}: missing must be 'error' or 'skip' (leave out, and report, a source or evaluation "
+                         f"set whose folder does not exist), got {out.missing!r}")  # fmt: skip
+    for spec in [*out.sources, *out.decontaminate_against]:
+        spec.optional = spec.optional or out.missing == "skip"
     out.stage = raw.get("stage")
     out.note = str(raw.get("note") or "")
     return out
@@ -212,6 +223,7 @@ def _source(s: Any, i: int, base: Path, where: str, subst: dict[str, str]) -> So
     spec.weight = _weight(s.get("weight", 1.0), what)
     spec.max_samples = _int(s, "max_samples", None, what, minimum=0)
     spec.allow_contamination = _bool(s, "allow_contamination", what)
+    spec.optional = _bool(s, "optional", what)
     spec.note = str(s.get("note") or "")
     spec.records = _path(s.get("records"), base, subst, f"{what} records")
     root = s.get("root")
@@ -230,7 +242,7 @@ def _eval(e: Any, i: int, base: Path, where: str, subst: dict[str, str]) -> Eval
         raise ValueError(f"{what}: give 'records', or 'name' + 'root' (+ 'split', default test)")
     root = e.get("root")
     return EvalSpec(name=e.get("name"), split=_split(e, what, "test"), options=_options(e, what),
-                    records=_path(e.get("records"), base, subst, what),
+                    records=_path(e.get("records"), base, subst, what), optional=_bool(e, "optional", what),
                     root=root if isinstance(root, str) and looks_like_hub_id(root) else _path(root, base, subst, what))  # fmt: skip
 
 
