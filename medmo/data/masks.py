@@ -43,11 +43,10 @@ def instances_from_mask(mask: np.ndarray, *, watershed: bool = False, min_distan
         m = ids
     if m.ndim != 2:
         raise ValueError(f"mask of shape {m.shape} is not a 2-D label image")
-    values = np.unique(m)
-    nonzero = values[values != 0]
-    if len(nonzero) > 1:
-        return m.astype(np.int32)
     fg = m != 0
+    values = m[fg]
+    if values.size and values.min() != values.max():  # more than one non-zero value: instance labels
+        return m.astype(np.int32)
     if watershed:
         return watershed_split(fg, min_distance=min_distance)
     labels, _ = ndi.label(fg)

@@ -332,7 +332,7 @@ def _abandon(tmp: Path, out: Path) -> None:
 
 
 def _target(n: int, spec: SourceSpec) -> int:
-    k = int(round(spec.weight * n))
+    k = round(spec.weight * n)
     return min(k, spec.max_samples) if spec.max_samples is not None else k
 
 

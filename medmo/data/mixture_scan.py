@@ -37,17 +37,20 @@ class ImageHasher:
     """sha1 of an image file's bytes, cached by (path, size, mtime) in SQLite and a bounded in-memory LRU.
 
     The on-disk cache makes a rebuild over the same images nearly free; the LRU keeps shared images (many
-    questions about one image) from touching SQLite. Several processes may share one cache file (WAL mode).
+    questions about one image) from touching SQLite. Several processes may share one cache file: it is in WAL
+    mode (readers never wait) and new hashes are written in short batches, so no writer holds the lock for long.
     """
 
-    def __init__(self, db_path: Path, memory_items: int = 65536):
+    def __init__(self, db_path: Path, memory_items: int = 65536, batch: int = 256):
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(db_path), timeout=120)
+        self.db = sqlite3.connect(str(db_path), timeout=300, isolation_level=None)
         self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.execute("CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INTEGER, mtime INTEGER, sha1 TEXT)")
         self.mem: OrderedDict[str, tuple[int, int, str]] = OrderedDict()
         self.memory_items = memory_items
-        self.pending = 0
+        self.batch = batch
+        self.new: list[tuple[str, int, int, str]] = []
 
     def __call__(self, path: str) -> str:
         """The file's sha1 hex digest; raises OSError (FileNotFoundError) when it cannot be read."""
@@ -62,9 +65,8 @@ class ImageHasher:
             digest = row[2]
         else:
             digest = sha1_file(path)
-            self.db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?)", (path, *stamp, digest))
-            self.pending += 1
-            if self.pending >= 10000:
+            self.new.append((path, *stamp, digest))
+            if len(self.new) >= self.batch:
                 self.commit()
         self.mem[path] = (*stamp, digest)
         if len(self.mem) > self.memory_items:
@@ -72,11 +74,15 @@ class ImageHasher:
         return digest
 
     def commit(self) -> None:
-        self.db.commit()
-        self.pending = 0
+        """Write the new hashes in one short transaction."""
+        if self.new:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?)", self.new)
+            self.db.execute("COMMIT")
+            self.new.clear()
 
     def close(self) -> None:
-        self.db.commit()
+        self.commit()
         self.db.close()
 
 
@@ -176,6 +182,7 @@ def merge(spec: SourceSpec, index: int, scans: list[Path], spill: Path, keys: Co
     for p in parts:
         for reason, n in p["skip_reasons"].items():
             stats["skip_reasons"][reason] = stats["skip_reasons"].get(reason, 0) + n
+    stats["missing"] = next((p["missing"] for p in parts if p.get("missing")), None)
     keep_contaminated = cfg.report_only_contamination or spec.allow_contamination
     with open(spill, "w", encoding="utf-8") as out:
         for _pos, d in heapq.merge(*(_lines(p) for p in scans), key=lambda x: x[0]):
