@@ -118,3 +118,15 @@ def test_medsg_training_conversations_give_image_index(dataset_root):
     assert len(got[0].images) == 3 and got[0].images[2].path.endswith("ACDC_MRI_RightVentricle.png")
     assert got[0].question.startswith("Identify the bounding box") and "<image>" not in got[0].question
     assert clean_question("<image>\nfind <|object_ref_start|>A<|object_ref_end|>", (336, 336)) == "find A"
+
+
+def test_medsg_medmo_style_keeps_pixels_and_says_so(dataset_root):
+    names = ("AbdomenCT1K_CT_RightKidney.png", "4C2021_CT_PharynxCancer.png", "ACDC_MRI_RightVentricle.png")
+    root = dataset_root("medsg", {f"MedSG-Train/Task8/{n}": (336, 336) for n in names})
+    plain = list(load_source("medsg_bench", root, split="train"))
+    got = list(load_source("medsg_bench", root, split="train", style="medmo-grpo"))
+    assert [(s.id, s.boxes[0].box) for s in got] == [(s.id, s.boxes[0].box) for s in plain]
+    first = got[0]
+    assert first.answer == "Difference detected" and first.meta["box_convention"] == "pixel"
+    assert "<image>" not in first.question
+    assert target_text(first) == "Difference detected: [ [92, 150, 164, 224] ]"
