@@ -118,7 +118,7 @@ def _eval_records(spec: EvalSpec, missing: dict[str, str]) -> Iterator[Sample]:
         missing[spec.label] = f"{spec.records or spec.root} does not exist"
         return
     if spec.records:
-        yield from read_records(spec.records)
+        yield from (s for s in read_records(spec.records) if spec.split is None or s.split == spec.split)
         return
     try:
         yield from load_source(spec.name, spec.root, spec.split, check_images=False, **spec.options)

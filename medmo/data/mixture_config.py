@@ -59,7 +59,8 @@ class SourceSpec:
 
 @dataclass
 class EvalSpec:
-    """An evaluation set to decontaminate against: a records file, or a registered source's split."""
+    """An evaluation set to decontaminate against: a registered source's split (default test), or a records
+    file or folder (all of it, or only the records of ``split`` when one is given)."""
 
     name: str | None = None
     root: str | None = None
@@ -70,7 +71,9 @@ class EvalSpec:
 
     @property
     def label(self) -> str:
-        return f"{self.name}:{self.split or 'all'}" if self.name else Path(str(self.records)).name
+        if self.name:
+            return f"{self.name}:{self.split or 'all'}"
+        return Path(str(self.records)).name + (f":{self.split}" if self.split else "")
 
 
 @dataclass
@@ -234,14 +237,15 @@ def _source(s: Any, i: int, base: Path, where: str, subst: dict[str, str]) -> So
 def _eval(e: Any, i: int, base: Path, where: str, subst: dict[str, str]) -> EvalSpec:
     what = f"{where}: decontaminate_against #{i + 1}"
     if isinstance(e, str):
-        return EvalSpec(records=_path(e, base, subst, what))
+        return EvalSpec(records=_path(e, base, subst, what), split=None)
     if not isinstance(e, dict):
         raise ValueError(f"{what} must be a records path or a mapping (name, root, split), got {e!r}")
     _no_unknown(e, {f.name for f in fields(EvalSpec)}, what)
     if bool(e.get("name")) == bool(e.get("records")) or (e.get("name") and not e.get("root")):
         raise ValueError(f"{what}: give 'records', or 'name' + 'root' (+ 'split', default test)")
     root = e.get("root")
-    return EvalSpec(name=e.get("name"), split=_split(e, what, "test"), options=_options(e, what),
+    split = _split(e, what, "test" if e.get("name") else None)  # a records file: all of it, or the split named
+    return EvalSpec(name=e.get("name"), split=split, options=_options(e, what),
                     records=_path(e.get("records"), base, subst, what), optional=_bool(e, "optional", what),
                     root=root if isinstance(root, str) and looks_like_hub_id(root) else _path(root, base, subst, what))  # fmt: skip
 
