@@ -239,3 +239,12 @@ def test_missing_skip_leaves_out_and_reports_absent_sources_and_eval_sets(data, 
     c["sources"][-1]["optional"] = True
     c["decontaminate_against"][-1]["optional"] = True
     assert build_mixture(c, data / "out2")["written"] == report["written"]
+
+
+def test_a_records_evaluation_set_can_be_limited_to_one_split(data):
+    c = cfg(data, decontaminate_against=[{"records": str(data / "eval_img.jsonl"), "split": "validation"}])
+    report = build_mixture(c, data / "out")
+    assert report["contamination"]["count"] == 0  # eval_img.jsonl's record is a test record
+    assert report["contamination"]["eval_sets"][0]["eval"] == "eval_img.jsonl:validation"
+    c["decontaminate_against"][0]["split"] = "test"
+    assert build_mixture(c, data / "out")["contamination"]["count"] == 5

@@ -37,7 +37,8 @@ _NUMBER_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 class SourceSpec:
     """One entry of a mixture: a registered source (``name`` + ``root``) or a ``records`` file/folder.
 
-    ``allow_contamination`` keeps this source's records that share an image or a question with an
+    ``label`` names the entry in the report (default: the source, with ``:split`` unless it is train, or the
+    records path). ``allow_contamination`` keeps this source's records that share an image or a question with an
     evaluation set (they are still counted, per evaluation set, in the report); ``note`` says why.
     """
 
@@ -51,10 +52,16 @@ class SourceSpec:
     allow_contamination: bool = False
     optional: bool = False
     note: str = ""
+    label_: str = ""
 
     @property
     def label(self) -> str:
-        return self.name if self.name else str(self.records)
+        """How the report names the entry: ``label`` if given, else the source (``:split`` unless train) or path."""
+        if self.label_:
+            return self.label_
+        if self.name:
+            return self.name if self.split in ("train", None) else f"{self.name}:{self.split}"
+        return str(self.records)
 
 
 @dataclass
@@ -215,8 +222,8 @@ def _source(s: Any, i: int, base: Path, where: str, subst: dict[str, str]) -> So
     what = f"{where}: source #{i + 1}"
     if not isinstance(s, dict):
         raise ValueError(f"{what} must be a mapping (name + root, or records), got {s!r}")
-    _no_unknown(s, {f.name for f in fields(SourceSpec)}, what)
-    label = s.get("name") or s.get("records")
+    _no_unknown(s, {f.name for f in fields(SourceSpec)} - {"label_"} | {"label"}, what)
+    label = s.get("label") or s.get("name") or s.get("records")
     what = f"{what} ({label})" if label else what
     if bool(s.get("name")) == bool(s.get("records")):
         raise ValueError(f"{what}: give either 'name' (+ 'root') or 'records', not {s}")
@@ -228,6 +235,9 @@ def _source(s: Any, i: int, base: Path, where: str, subst: dict[str, str]) -> So
     spec.allow_contamination = _bool(s, "allow_contamination", what)
     spec.optional = _bool(s, "optional", what)
     spec.note = str(s.get("note") or "")
+    if not isinstance(s.get("label", ""), str):
+        raise ValueError(f"{what}: label must be text (how the report names this entry), got {s['label']!r}")
+    spec.label_ = s.get("label", "")
     spec.records = _path(s.get("records"), base, subst, f"{what} records")
     root = s.get("root")
     spec.root = root if isinstance(root, str) and looks_like_hub_id(root) else _path(root, base, subst, f"{what} root")
