@@ -93,7 +93,7 @@ def test_medmo_recipe_report_shows_its_training_on_evaluation_splits(tmp_path, c
                 for i in ids] for k, ids in studies.items()}  # fmt: skip
     (tmp_path / "iu_xray").mkdir()
     (tmp_path / "iu_xray" / "annotation.json").write_text(json.dumps(rows))
-    for shade, i in enumerate(sum(studies.values(), [])):
+    for shade, i in enumerate(i for ids in studies.values() for i in ids):
         _image(tmp_path / "iu_xray" / "images" / i / "0.png", 10 + shade, (16, 16))
     shutil.copytree(Path(__file__).parent / "sources" / "fixtures" / "nih", tmp_path / "nih_chestxray14")
     for shade, n in enumerate(("00013118_008.png", "00010575_002.png", "00026920_000.png")):
