@@ -8,8 +8,10 @@ Run:  .venv/bin/python bench/data_build_bench.py [--frames 400] [--workers 1 2] 
    subprocess and a fresh output folder (no hash cache). Per record the work is the real one of such a
    build: decode the mask, find the cells' boxes, read the frame's header, hash both files, check the
    evaluation index; it is what ``--workers`` spreads over processes. Prints records/s, the speed-up over
-   one worker (target >= 1.7x on 2 cores), that the outputs are identical, and peak memory (the main
-   process and the largest worker, ``ru_maxrss``).
+   one worker (target >= 1.7x on 2 cores), that the outputs are identical, peak memory (the main
+   process and the largest worker, ``ru_maxrss``), CPU seconds, and the machine's ceiling: how much faster
+   the same number of processes of pure arithmetic run than one, measured before and after (on a shared
+   machine other jobs take cores, and no build can beat that ceiling).
 2. **Scale** (``--scale N ...``): a records JSONL of N records over 200 shared small images, built with one
    worker; peak memory should stay flat as N grows (the build keeps about one shard of records in memory).
 """
@@ -30,17 +32,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import json, resource, sys, time
-from medmo.data.mixture import build_mixture
-import pyarrow.parquet, yaml, numpy, tifffile, scipy.ndimage  # the build's own imports, loaded before timing
+import pyarrow.parquet, pandas, yaml, numpy, tifffile, scipy.ndimage  # the build's own imports, loaded before timing
 import medmo.data.sources.ctc  # (forked workers inherit them: the timing is of the work, not of imports)
 base_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+import medmo.data.mixture as mixture
 cfg, out, workers = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+scan_s, run_scans = [0.0], mixture._run_scans
+def timed_scans(*a, **k):  # the parallel pass (read, convert, hash, check), timed apart from the serial rest
+    t0 = time.perf_counter()
+    run_scans(*a, **k)
+    scan_s[0] += time.perf_counter() - t0
+mixture._run_scans = timed_scans
+cpu0 = sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
 t = time.perf_counter()
-report = build_mixture(cfg, out, workers=workers)
+report = mixture.build_mixture(cfg, out, workers=workers)
 seconds = time.perf_counter() - t
+cpu = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
 print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
                   "base_rss_mb": base_mb, "written": report["written"],
+                  "cpu_s": sum(u.ru_utime + u.ru_stime for u in cpu) - cpu0, "scan_s": scan_s[0],
                   "read": sum(s["read"] for s in report["sources"]), "duplicates": report["duplicates"],
                   "contaminated": report["contamination"]["count"]}))
 """
@@ -67,6 +78,28 @@ def make_ctc(root: Path, frames: int, size: int = 512, cells: int = 60) -> Path:
     return ds
 
 
+def _spin(n: int) -> int:
+    s = 0
+    for i in range(n):
+        s += i * i
+    return s
+
+
+def cpu_ceiling(workers: int, n: int = 8_000_000) -> float:
+    """Speed-up this machine gives ``workers`` processes of pure Python arithmetic now (the best any build gets)."""
+    import multiprocessing
+
+    t = time.perf_counter()
+    for _ in range(workers):
+        _spin(n)
+    serial = time.perf_counter() - t
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        t = time.perf_counter()
+        pool.map(_spin, [n] * workers)
+        parallel = time.perf_counter() - t
+    return serial / parallel
+
+
 def run_child(cfg: dict, out: Path, workers: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg), str(out), str(workers)], env=env,
@@ -84,17 +117,29 @@ def workers_section(tmp: Path, frames: int, worker_counts: list[int]) -> None:
     cfg = {"seed": 0, "shard_size": 1000,
            "sources": [{"name": "ctc", "root": str(ds), "split": None, "options": {"style": "medmo-sft"}}]}  # fmt: skip
     results = {}
+    top = max(worker_counts)
+    before = cpu_ceiling(top) if top > 1 else 1.0
     for w in worker_counts:
         out = tmp / f"out-w{w}"
         r = results[w] = run_child(cfg, out, w)
         speed = f"  {r['records_per_s'] / results[worker_counts[0]]['records_per_s']:.2f}x" if w != worker_counts[0] else ""
         print(f"workers={w}: {r['read']} records in {r['seconds']:.1f}s = {r['records_per_s']:.1f} records/s{speed}  "
               f"peak RSS main {r['peak_rss_mb']:.0f} MB, largest worker {r['worker_peak_rss_mb']:.0f} MB "
-              f"(after imports {r['base_rss_mb']:.0f} MB)", flush=True)  # fmt: skip
+              f"(after imports {r['base_rss_mb']:.0f} MB); build CPU {r['cpu_s']:.1f}s", flush=True)  # fmt: skip
     import pyarrow.parquet as pq
 
     tables = [pq.read_table(sorted((tmp / f"out-w{w}").glob("*.parquet"))).to_pylist() for w in worker_counts]
     print(f"identical output across worker counts: {all(t == tables[0] for t in tables)}")
+    one = results[worker_counts[0]]
+    serial = one["seconds"] - one["scan_s"]
+    for w in worker_counts[1:]:
+        bound = one["seconds"] / (serial + one["scan_s"] / w)
+        print(f"workers={w} on {w} free cores (Amdahl, from the 1-worker run: parallel scan {one['scan_s']:.1f}s, "
+              f"serial rest {serial:.1f}s): at most {bound:.2f}x")  # fmt: skip
+    if top > 1:
+        after = cpu_ceiling(top)
+        print(f"machine ceiling: {top} processes of pure arithmetic ran {before:.2f}x / {after:.2f}x faster than one "
+              f"(before / after); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
 
 
 def make_records(path: Path, n: int, source: str, dup_every: int = 50) -> None:

@@ -234,13 +234,20 @@ def scan_jobs(config: str | Path | dict[str, Any], scans_dir: str | Path, shard:
         raise ValueError(f"--source {source}: the mixture has sources 0 to {len(cfg.sources) - 1}")
     scans = Path(scans_dir)
     scans.mkdir(parents=True, exist_ok=True)
-    hasher = ImageHasher(scans / CACHE_NAME)
+    # one hash cache per machine: SQLite locking is not safe across machines on a shared file system
+    hasher = ImageHasher(scans / f".image_hashes.{_host()}.sqlite")
     try:
         evals = eval_index(cfg, hasher)
         indices = range(len(cfg.sources)) if source is None else [source]
         return [scan(cfg.sources[i], i, shard, scans, hasher, evals, _iter_source) for i in indices]
     finally:
         hasher.close()
+
+
+def _host() -> str:
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
 
 
 def _build(cfg: MixtureConfig, out: Path, run: Any, scans: Path | None = None) -> dict[str, Any]:
