@@ -166,7 +166,7 @@ def scale_section(tmp: Path, sizes: list[int]) -> None:
     import numpy as np
     from PIL import Image
 
-    (tmp / "images").mkdir()
+    (tmp / "images").mkdir(parents=True)
     rng = np.random.default_rng(0)
     for i in range(N_IMAGES):
         Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(tmp / "images" / f"{i}.png")
