@@ -74,7 +74,9 @@ def test_page_endpoints_ground_ask_report_render(client):
     r = client.post("/v1/medmo/ground", json={"image": data_url(200, 100), "target": "nodule"})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["boxes"] == [{"label": "nodule", "box": [20.0, 20.0, 60.0, 40.0], "grid_box": [100.0, 200.0, 300.0, 400.0]}]
+    assert body["boxes"] == [
+        {"label": "nodule", "box": [20.0, 20.0, 60.0, 40.0], "grid_box": [100.0, 200.0, 300.0, 400.0], "convention": "grid"}
+    ]
     assert (body["width"], body["height"], body["text"]) == (200, 100, BOX_REPLY)
     assert client.post("/v1/medmo/ask", json={"image": data_url(), "question": "Q?"}).json()["answer"] == "echo: Q?"
     report = client.post("/v1/medmo/report", json={"image": data_url()}).json()["report"]
