@@ -35,7 +35,7 @@ def _loader_keywords(name: str) -> set[str]:
 def test_medmo_recipe_has_one_mixture_per_stage_over_registered_sources():
     from medmo.data.mixture_config import stage_names
 
-    assert MEDMO.read_text().startswith("# medmo data build recipes/data/medmo.yaml")
+    assert MEDMO.read_text().startswith("# medmo data build data/medmo")
     assert stage_names(MEDMO) == ["general_sft", "grounding", "instruction", "grpo"]
     sizes = {}
     for stage in stage_names(MEDMO):

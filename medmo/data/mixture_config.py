@@ -2,7 +2,7 @@
 
 A file holds one mixture (``sources:`` at the top) or one per training stage::
 
-    # medmo data build recipes/data/medmo.yaml --stage grounding --out runs/data/grounding
+    # medmo data build data/medmo --stage grounding --out runs/data/grounding
     data_dir: /data                       # "{data_dir}" in any root / records path is replaced by this
     seed: 0
     decontaminate_against:                # shared by every stage; a records file or a registered source
