@@ -46,8 +46,9 @@ def test_serve_command_builds_the_app_from_flags(tiny_model_dir, monkeypatch):
 
     def fake_run(app, host, port, **kw):
         seen.update(host=host, port=port)
-        with TestClient(app) as c:
+        with TestClient(app, base_url=f"http://{host}:{port}") as c:
             seen["health"] = c.get("/health").json()
+            seen["rebinding"] = c.get("/health", headers={"Host": "evil.example"}).status_code
             seen["unauthorized"] = c.get("/v1/models").status_code
             seen["models"] = c.get("/v1/models", headers={"Authorization": "Bearer k"}).json()["data"][0]["id"]
 
@@ -55,7 +56,7 @@ def test_serve_command_builds_the_app_from_flags(tiny_model_dir, monkeypatch):
     argv = ["serve", str(tiny_model_dir), "--port", "8123", "--api-key", "k", "--model-name", "nano-test"]
     assert main(argv) == 0
     assert seen == {"host": "127.0.0.1", "port": 8123, "health": {"status": "ok", "model": "nano-test", "queued": 0,
-                    "running": 0}, "unauthorized": 401, "models": "nano-test"}
+                    "running": 0}, "rebinding": 400, "unauthorized": 401, "models": "nano-test"}
 
 
 def test_imports_stay_light():
