@@ -184,3 +184,120 @@ def test_abandoned_requests_free_their_queue_slot():
     finally:
         engine.gate.set()
         scheduler.close()
+
+
+def test_a_request_that_breaks_its_batch_fails_alone():
+    """When a batched call fails as a whole, each request is run again alone: only the culprit fails."""
+
+    class Poisoned(GatedEngine):
+        def generate(self, conversations, images, **gen):
+            if any("poison" in last_user_text(c) for c in conversations):
+                raise RuntimeError("the batch cannot be generated")
+            return super().generate(conversations, images, **gen)
+
+    engine = Poisoned()
+    app = create_app(engine, max_batch=4)
+    results: dict = {}
+    with TestClient(base_url=LOCAL, app=app) as c:
+        threads = [post_in_thread(c, chat("first"), results, "first")]
+        assert engine.entered.wait(10)
+        threads += [post_in_thread(c, chat(q), results, q) for q in ("a", "poison", "b")]
+        wait_for(lambda: app.state.scheduler.queued == 3)
+        engine.gate.set()
+        for t in threads:
+            t.join(10)
+    assert {k: r.status_code for k, r in results.items()} == {"first": 200, "a": 200, "poison": 500, "b": 200}
+    assert results["a"].json()["choices"][0]["message"]["content"] == "echo: a"
+    assert list(app.state.scheduler.batches) == [1, 3]
+
+
+def test_a_timeout_sets_the_stop_of_a_running_request():
+    import asyncio
+
+    from medmo.infer.engine import Completion
+    from medmo.serve.scheduler import Scheduler
+
+    class Endless(ScriptedEngine):
+        def __init__(self):
+            super().__init__()
+            self.stopped = threading.Event()
+
+        def complete(self, conversations, images, *, stops=None, **gen):
+            while not all(s.is_set() for s in stops):  # generates until its callers give up
+                time.sleep(0.01)
+            self.stopped.set()
+            return [Completion("", 0, 0)] * len(conversations)
+
+    engine = Endless()
+    scheduler = Scheduler(engine)
+    try:
+        conv = [{"role": "user", "content": [{"type": "text", "text": "q"}]}]
+        with pytest.raises(asyncio.TimeoutError):
+            asyncio.run(scheduler.run(conv, [], timeout_s=0.2, max_new_tokens=5))
+        assert engine.stopped.wait(2)
+    finally:
+        scheduler.close()
+
+
+def test_slow_remote_images_do_not_delay_other_requests():
+    """Issue: 8 fetches from a 1 byte/s server held the decoding threads; an unrelated request waited 13.7 s."""
+    import asyncio
+    import dataclasses
+    import socket
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+    import uvicorn
+
+    class Trickle(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            try:
+                for _ in range(1000):
+                    self.wfile.write(b"\0")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass
+
+    slow = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    slow.daemon_threads = True
+    threading.Thread(target=slow.serve_forever, daemon=True).start()
+    app = create_app(ScriptedEngine("hi"), allow_remote_images=True, remote_timeout_s=3.0)
+    app.state.policy = dataclasses.replace(app.state.policy, remote_allow=lambda ip: True)  # loopback stands in
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+
+    async def drive():
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        async with httpx.AsyncClient(timeout=30) as http:
+            remote = f"http://127.0.0.1:{slow.server_address[1]}/x.png"
+            fetches = [asyncio.create_task(http.post(url, json=chat("q", remote))) for _ in range(8)]
+            await asyncio.sleep(0.3)
+            t0 = time.monotonic()
+            other = await http.post(url, json=chat("unrelated", png_url(4, 4)))
+            waited = time.monotonic() - t0
+            t1 = time.monotonic()
+            slow_results = await asyncio.gather(*fetches)
+            return other, waited, slow_results, time.monotonic() - t1
+
+    try:
+        other, waited, slow_results, rest = asyncio.run(drive())
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        slow.shutdown()
+    assert other.status_code == 200 and waited < 1.5
+    assert {r.status_code for r in slow_results} == {400} and rest < 4.5  # one 3 s deadline for each whole fetch
+    assert "could not be fetched" in slow_results[0].json()["error"]["message"]

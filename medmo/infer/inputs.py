@@ -82,6 +82,13 @@ class Budget:
         self.policy, self.pixels, self.work_bytes = policy, 0, 0
 
     @property
+    def pixels_left(self) -> int | None:
+        """Most pixels the next image may have (the per-image and per-request limits), ``None`` for any."""
+        caps = [c for c in (self.policy.max_pixels, self.policy.max_request_pixels and
+                            self.policy.max_request_pixels - self.pixels) if c is not None]
+        return min(caps) if caps else None
+
+    @property
     def bytes_left(self) -> int | None:
         cap = self.policy.max_decoded_bytes
         return None if cap is None else max(0, cap - self.work_bytes)
@@ -194,7 +201,8 @@ def check_remote_allowed(policy: ImagePolicy, where: str) -> None:
 def _stage_bytes(raw: bytes, policy: ImagePolicy, where: str, budget: Budget, mime: str = "") -> Callable:
     if policy.max_bytes is not None and len(raw) > policy.max_bytes:
         raise InputError(f"{where}: image is larger than the server's limit of {policy.max_bytes} bytes", 413)
-    budget.charge(probe_bytes(raw, where, mime=mime, max_inflated=budget.bytes_left), where)
+    budget.charge(probe_bytes(raw, where, mime=mime, max_pixels=budget.pixels_left, max_inflated=budget.bytes_left),
+                  where)
     if is_dicom(raw, mime):
         return lambda: _dicom_bytes(raw, where)
 

@@ -56,20 +56,23 @@ class Probe:
         return self.width * self.height
 
 
-def probe_bytes(raw: bytes, where: str, *, mime: str = "", max_inflated: int | None = None) -> Probe:
+def probe_bytes(
+    raw: bytes, where: str, *, mime: str = "", max_pixels: int | None = None, max_inflated: int | None = None
+) -> Probe:
     """Measure encoded image bytes (PNG/JPEG/TIFF/... or a DICOM file) from their headers alone.
 
     Args:
         raw: the encoded file.
         where: the input's place in the request, for error messages.
         mime: the sender's media type (``application/dicom`` marks DICOM without a preamble).
+        max_pixels: an image above this many pixels is returned at once, unverified (its caller refuses it).
         max_inflated: most bytes a Deflated DICOM may inflate to (413 above); ``None``: its header's promise.
 
     Raises:
         InputError: unreadable (400), or a Deflated DICOM inflating beyond its header or ``max_inflated`` (413).
     """
     if is_dicom(raw, mime):
-        return _probe_dicom(raw, where, max_inflated)
+        return _probe_dicom(raw, where, max_pixels, max_inflated)
     from PIL import Image
 
     try:
@@ -114,7 +117,7 @@ def is_dicom(raw: bytes, mime: str) -> bool:
 # ------------------------------------------------------------------------------------------------ DICOM
 
 
-def _probe_dicom(raw: bytes, where: str, max_inflated: int | None) -> Probe:
+def _probe_dicom(raw: bytes, where: str, max_pixels: int | None, max_inflated: int | None) -> Probe:
     from pydicom.filebase import DicomBytesIO
     from pydicom.filereader import read_dataset
 
@@ -150,7 +153,8 @@ def _probe_dicom(raw: bytes, where: str, max_inflated: int | None) -> Probe:
     if header is None:
         raise InputError(f"{where}: the DICOM file holds no image (no Rows/Columns before its pixel data)")
     rows, cols, frames, sample_bytes = header
-    if syntax == DEFLATED:
+    too_large = max_pixels is not None and rows * cols > max_pixels
+    if syntax == DEFLATED and not too_large:
         if not pixel_length or pixel_length[0] == 0xFFFFFFFF:
             raise InputError(f"{where}: no pixel data within the first {DICOM_HEADER_BYTES} bytes of the "
                              "Deflated DICOM; send it uncompressed or as PNG", 413)
@@ -180,11 +184,11 @@ def _image_header(ds: Any) -> tuple[int, int, int, int] | None:
 def _inflated_size(inflater: Any, head: bytes, limit: int, where: str, pixel_bytes: int) -> int:
     """Inflate the rest of a Deflated DICOM, keeping nothing, refusing it once it passes ``limit`` bytes."""
     total = len(head)
-    pending = inflater.unconsumed_tail
-    while pending and total <= limit:
-        chunk = inflater.decompress(pending, 1 << 20)
+    while not inflater.eof and total <= limit:
+        chunk = inflater.decompress(inflater.unconsumed_tail, 1 << 20)
+        if not chunk:  # input used up (bytes after the stream's end are not part of it)
+            break
         total += len(chunk)
-        pending = inflater.unconsumed_tail
     if total > limit:
         raise InputError(
             f"{where}: the Deflated DICOM inflates to more than {limit} bytes (its {pixel_bytes} bytes of pixels and "
