@@ -87,6 +87,11 @@ def test_allowed_origins_and_api_key(served):
         assert c.post("/v1/chat/completions", json=BODY, headers={"Origin": "https://other.example", **auth}).status_code == 403
         assert c.post("/v1/chat/completions", json=BODY).status_code == 401
         assert c.get("/health").status_code == 200
+        preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+        ok = c.options("/v1/chat/completions", headers={"Origin": "https://app.example", **preflight})
+        assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://app.example"
+        other = c.options("/v1/chat/completions", headers={"Origin": "https://other.example", **preflight})
+        assert "access-control-allow-origin" not in other.headers
 
 
 def test_oversized_bodies_are_413_whatever_their_type(served):

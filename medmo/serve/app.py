@@ -123,6 +123,13 @@ def create_app(model: Any, *, load_kwargs: dict[str, Any] | None = None, **setti
         response.headers["X-Request-ID"] = request.state.request_id
         return response
 
+    if cfg.allowed_origins:  # pages on these origins may call the API from a browser: answer their preflights
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(cfg.allowed_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                           expose_headers=["X-Request-ID"])
+
     @app.get("/health", tags=["server"])
     async def health() -> dict[str, Any]:
         """Liveness and load: the model's name, requests waiting and generating."""
