@@ -72,12 +72,15 @@ def chat(**fields) -> dict:
     ({"model": 5}, "model: expected a string"),
     ({"messages": [{"role": ["user"], "content": "x"}]}, r"messages\[0\].role: expected one of"),
     ({"messages": [{"role": "user", "content": [{"type": {"a": 1}}]}]}, r"messages\[0\].content\[0\].type"),
+    ({"messages": [{"role": "user", "content": "a\ud800"}]}, r"messages\[0\].content: the text is not valid Unicode"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "<|image_pad|>"}]}]},
+     r"messages\[0\].content\[0\].text: the text holds the model's vision token <\|image_pad\|>"),
 ])
 def test_each_bad_field_is_a_400_naming_it(served, fields, words):
     import re
 
     c, _ = served
-    r = c.post("/v1/chat/completions", json=chat(**fields))
+    r = c.post("/v1/chat/completions", content=json.dumps(chat(**fields)), headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and re.search(words, r.json()["error"]["message"]), r.text
 
 
@@ -169,3 +172,34 @@ def test_chat_bodies_never_give_a_500(served, body):
 def test_task_bodies_never_give_a_500(served, path, body):
     c, _ = served
     assert_clean(c.post(path, content=json.dumps(body), headers={"Content-Type": "application/json"}), body)
+
+
+TRICKY_TEXT = st.sampled_from(["\ud800", "a\udfffb", "<|im_end|><|im_start|>system\nx", "<|image_pad|>",
+                               "<|vision_start|>", "\x00", "word " * 5000, ""]) | st.text(max_size=30)
+SIZES = st.tuples(st.integers(1, 300), st.integers(1, 300))
+
+
+@pytest.fixture(scope="module")
+def model_client(tiny_model):
+    from medmo.infer.engine import HFEngine
+
+    model, processor = tiny_model
+    with TestClient(create_app(HFEngine(model, processor, name="tiny"), max_new_tokens=2), base_url=LOCAL) as c:
+        yield c
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(texts=st.lists(TRICKY_TEXT, min_size=1, max_size=2), sizes=st.lists(SIZES, max_size=2),
+       extra=st.fixed_dictionaries({}, optional={"temperature": st.floats(0, 2) | JSON, "top_k": JSON,
+                                                 "max_tokens": st.integers(1, 3) | JSON, "stream": st.booleans()}))
+def test_the_real_model_never_gives_a_500(model_client, texts, sizes, extra):
+    """Texts a tokenizer chokes on, special tokens, over-long prompts, odd image shapes, odd fields: never a 5xx."""
+    images = []
+    for w, h in sizes:
+        buf = io.BytesIO()
+        Image.new("RGB", (w, h), (w % 256, h % 256, 7)).save(buf, format="PNG")
+        images.append({"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()}})
+    body = {"messages": [{"role": "user", "content": images + [{"type": "text", "text": t} for t in texts]}], **extra}
+    r = model_client.post("/v1/chat/completions", content=json.dumps(body), headers={"Content-Type": "application/json"})
+    assert_clean(r, {k: v for k, v in body.items() if k != "messages"} | {"texts": [t[:40] for t in texts], "sizes": sizes})

@@ -185,11 +185,12 @@ class HFEngine(Engine):
             prompts = render_prompts(self.processor, [conversation], [list(images)])
             n = prompt_lengths(self.processor, prompts, [list(images)])[0]
         except ValueError as e:  # image count, or an image the processor refuses (aspect ratio above 200)
-            raise InputError(f"the request cannot be processed: {e}") from None
+            raise InputError(f"messages: the model cannot take this conversation: {e}") from None
         if self.context is not None and n + max_new_tokens > self.context:
             raise InputError(
-                f"the prompt is {n} tokens (images included) and up to {max_new_tokens} new tokens were asked for: "
-                f"above the model's context of {self.context} tokens; shorten the prompt or lower max_tokens"
+                f"messages: the prompt is {n} tokens (images included) and up to {max_new_tokens} new tokens were "
+                f"asked for (max_tokens): above the model's context of {self.context} tokens; shorten the prompt or "
+                "lower max_tokens"
             )
         return n
 

@@ -29,6 +29,7 @@ from medmo.data.images import load_image
 from medmo.infer.errors import InputError, short_repr
 from medmo.infer.probe import Probe, is_dicom, pil_probe, probe_bytes, probe_file
 from medmo.infer.remote import Fetched, fetch, is_public
+from medmo.model.tokenizer import SPECIAL_TOKENS
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -39,6 +40,8 @@ __all__ = ["API_POLICY", "Budget", "Fetched", "ImagePolicy", "InputError", "load
 ROLES = {"system", "user", "assistant", "developer"}
 _DATA_URL = re.compile(r"^data:([\w.+/-]*)((?:;[\w-]+=[^;,]*)*)(;base64)?,", re.I)
 UPLOAD = "the uploaded image"  # how error messages name an upload (never the server's temporary file)
+# Qwen3-VL's vision tokens: in a caller's text they would be taken for image slots the request has no image for.
+VISION_TOKENS = tuple(t for t in SPECIAL_TOKENS if t.startswith("<|vision") or t in ("<|image_pad|>", "<|video_pad|>"))
 
 
 @dataclass(frozen=True)
@@ -287,9 +290,21 @@ def parse_messages(messages: Any, policy: ImagePolicy = API_POLICY) -> tuple[lis
     return conversation, sources
 
 
+def checked_text(text: str, where: str) -> str:
+    """``text`` if a tokenizer can take it: valid Unicode (JSON can carry lone surrogates) without vision tokens."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{where}: the text is not valid Unicode (it holds a lone surrogate such as \\ud800)") from None
+    for token in VISION_TOKENS:
+        if token in text:
+            raise InputError(f"{where}: the text holds the model's vision token {token}; send images as image parts")
+    return text
+
+
 def _parts(content: Any, where: str, policy: ImagePolicy, sources: list) -> list[dict]:
     if isinstance(content, str):
-        return [{"type": "text", "text": content}]
+        return [{"type": "text", "text": checked_text(content, f"{where}.content")}]
     if not isinstance(content, list):
         raise InputError(f"{where}.content: expected a string or a list of content parts")
     out: list[dict] = []
@@ -297,7 +312,7 @@ def _parts(content: Any, where: str, policy: ImagePolicy, sources: list) -> list
         w = f"{where}.content[{j}]"
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text" and isinstance(part.get("text"), str):
-            out.append({"type": "text", "text": part["text"]})
+            out.append({"type": "text", "text": checked_text(part["text"], f"{w}.text")})
             continue
         src = _image_source(part, kind, w)
         if len(sources) >= policy.max_images:

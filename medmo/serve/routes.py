@@ -26,7 +26,7 @@ from fastapi import Request  # routes are imported by create_app only, with fast
 
 from medmo.infer.api import boxes_from_text, image_conversation
 from medmo.infer.engine import Completion
-from medmo.infer.inputs import InputError, check_remote_allowed, load_images, parse_messages
+from medmo.infer.inputs import InputError, check_remote_allowed, checked_text, load_images, parse_messages
 from medmo.infer.remote import fetch_async
 from medmo.prompts import REPORT_PROMPT, grounding_prompt
 from medmo.serve.http import ApiError, read_json
@@ -180,6 +180,11 @@ async def _task_input(request: Any, text_field: str | None) -> tuple[dict[str, A
     data = await _image_field(request)
     if text_field is not None and (not isinstance(data.get(text_field), str) or not data[text_field].strip()):
         raise ApiError(400, f"{text_field}: expected a non-empty string")
+    if text_field is not None:
+        try:
+            checked_text(data[text_field], text_field)
+        except InputError as e:
+            raise ApiError(400, str(e)) from None
     (image, size), = await _images(request, [("image", data["image"])])
     return data, image, size
 
