@@ -94,3 +94,17 @@ def test_engines_without_a_tokenizer_count_words():
     done = ScriptedEngine("two words").complete([user("three little words")], [[]], max_new_tokens=2)[0]
     assert done.usage == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
     assert done.finish_reason == "length"
+
+
+def test_plain_objects_with_generate_still_serve():
+    from medmo.infer.engine import complete
+
+    class Plain:
+        name = "plain"
+
+        def generate(self, conversations, images, *, max_new_tokens=256, do_sample=False, temperature=1.0):
+            return ["ok"] * len(conversations)
+
+    done = complete(Plain(), [user("q")], [[]], stops=[None], max_new_tokens=4, do_sample=False, temperature=None,
+                    top_p=None, top_k=None)
+    assert [d.text for d in done] == ["ok"] and done[0].usage["completion_tokens"] == 1

@@ -109,8 +109,8 @@ def complete(engine: Any, conversations: list, images: list, *, stops: list | No
     """:meth:`Engine.complete` for any engine, also a plain object with only ``name`` and ``generate``."""
     if hasattr(engine, "complete"):
         return engine.complete(conversations, images, stops=stops, **sampling)
-    return word_counts(conversations, engine.generate(conversations, images, **sampling),
-                        sampling.get("max_new_tokens", 256))
+    given = {k: v for k, v in sampling.items() if v is not None}  # an older engine may not know top_p / top_k
+    return word_counts(conversations, engine.generate(conversations, images, **given), given.get("max_new_tokens", 256))
 
 
 def word_counts(conversations: Sequence[Conversation], texts: list[str], max_new_tokens: int) -> list[Completion]:

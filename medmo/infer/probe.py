@@ -117,50 +117,61 @@ def is_dicom(raw: bytes, mime: str) -> bool:
 # ------------------------------------------------------------------------------------------------ DICOM
 
 
-def _probe_dicom(raw: bytes, where: str, max_pixels: int | None, max_inflated: int | None) -> Probe:
+@dataclass
+class _DicomHead:
+    """What the start of a DICOM file says: its transfer syntax, image header and where its pixel data lies."""
+
+    syntax: str
+    image: tuple[int, int, int, int] | None  # rows, columns, frames, bytes per pixel (see _image_header)
+    pixel_at: int  # offset of PixelData's value in the (inflated) dataset
+    pixel_length: int | None  # PixelData's length from its element header; None when not reached
+    head: bytes  # the (inflated) dataset bytes read
+    inflater: Any = None  # the zlib stream of a Deflated file, positioned after ``head``
+
+
+def _read_head(raw: bytes) -> _DicomHead:
+    """File meta, then the dataset up to PixelData (at most :data:`DICOM_HEADER_BYTES` inflated). Raises on junk."""
     from pydicom.filebase import DicomBytesIO
     from pydicom.filereader import read_dataset
 
-    unreadable = InputError(f"{where}: not a readable DICOM file (its header is missing or corrupt)")
     start = 132 if raw[128:132] == b"DICM" else 0
-    pixel_length: list[int] = []
+    found: list[int] = []
 
     def at_pixels(tag: Any, vr: Any, length: int) -> bool:
         if tag == PIXEL_DATA:
-            pixel_length.append(length)
-            return True
-        return False
+            found.append(length)
+        return tag == PIXEL_DATA
 
+    fp = DicomBytesIO(raw[start:])
+    meta = read_dataset(fp, False, True, stop_when=lambda tag, vr, length: tag >> 16 != 2)  # group 2: explicit LE
+    syntax = str(meta.get("TransferSyntaxUID", "")) if len(meta) else ""
+    head, inflater = (raw[start + fp.tell():] if len(meta) else raw[start:]), None
+    if syntax == DEFLATED:
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        head = inflater.decompress(head, DICOM_HEADER_BYTES)
+    fp = DicomBytesIO(head)
+    ds = read_dataset(fp, syntax in ("1.2.840.10008.1.2", ""), syntax != "1.2.840.10008.1.2.2", stop_when=at_pixels)
+    # Stopped at (7FE0,0010): its value follows the tag, VR, 2 reserved bytes and a 4-byte length.
+    return _DicomHead(syntax, _image_header(ds), fp.tell() + 12, found[0] if found else None, head, inflater)
+
+
+def _probe_dicom(raw: bytes, where: str, max_pixels: int | None, max_inflated: int | None) -> Probe:
     try:
         with quiet_pydicom():
-            fp = DicomBytesIO(raw[start:])
-            meta = read_dataset(fp, False, True, stop_when=lambda tag, vr, length: tag >> 16 != 2)
-            syntax = str(meta.get("TransferSyntaxUID", "")) if len(meta) else ""
-            body = raw[start + fp.tell():] if len(meta) else raw[start:]
-            inflated, head = 0, body
-            if syntax == DEFLATED:
-                inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-                head = inflater.decompress(body, DICOM_HEADER_BYTES)
-            implicit = syntax == "1.2.840.10008.1.2" or not syntax
-            fp = DicomBytesIO(head)
-            ds = read_dataset(fp, implicit, syntax != "1.2.840.10008.1.2.2", stop_when=at_pixels)
-            header = _image_header(ds)
-            pixel_at = fp.tell() + 12  # stopped at (7FE0,0010): tag, VR, 2 reserved bytes, 4-byte length
-    except InputError:
-        raise
+            dh = _read_head(raw)
     except Exception:  # noqa: BLE001 - pydicom's errors may quote header bytes: say only that it is unreadable
-        raise unreadable from None
-    if header is None:
+        raise InputError(f"{where}: not a readable DICOM file (its header is missing or corrupt)") from None
+    if dh.image is None:
         raise InputError(f"{where}: the DICOM file holds no image (no Rows/Columns before its pixel data)")
-    rows, cols, frames, sample_bytes = header
-    too_large = max_pixels is not None and rows * cols > max_pixels
-    if syntax == DEFLATED and not too_large:
-        if not pixel_length or pixel_length[0] == 0xFFFFFFFF:
+    rows, cols, frames, sample_bytes = dh.image
+    inflated = 0
+    if dh.syntax == DEFLATED and not (max_pixels is not None and rows * cols > max_pixels):
+        if dh.pixel_length is None or dh.pixel_length == 0xFFFFFFFF:
             raise InputError(f"{where}: no pixel data within the first {DICOM_HEADER_BYTES} bytes of the "
                              "Deflated DICOM; send it uncompressed or as PNG", 413)
-        promised = pixel_at + pixel_length[0] + TRAILING_BYTES
+        promised = dh.pixel_at + dh.pixel_length + TRAILING_BYTES
         limit = promised if max_inflated is None else min(promised, max_inflated)
-        inflated = _inflated_size(inflater, head, limit, where, frames * rows * cols * sample_bytes)
+        inflated = _inflated_size(dh.inflater, dh.head, limit, where, frames * rows * cols * sample_bytes)
     return Probe(cols, rows, rows * cols * (sample_bytes + FLOAT_PATH_BYTES + RGB_BYTES) + inflated)
 
 
