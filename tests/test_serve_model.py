@@ -8,7 +8,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from medmo.serve.http import ApiError
 from medmo.serve.settings import LOCAL_HOSTS
+
 WILDCARD_BINDS = ("0.0.0.0", "::", "")
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 
