@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python bench/eval_batch_bench.py [--samples 48] [--batch-size 16] [--tokens 16]``
 
-Builds a tiny random Qwen3-VL (``medmo.model.build_tiny``) and the nano test split, then evaluates the
+Builds a tiny random Qwen3-VL (``medmo.model.build_small``) and the nano test split, then evaluates the
 nano closed-VQA benchmark through :func:`medmo.eval.runner.evaluate` with a fresh cache each time:
 ``batch_size=1`` and ``batch_size=B``, after a warm-up of both shapes, best of ``--repeats`` runs each
 (the CPU is shared, so the best run is the least disturbed one). End tokens are switched off so every
@@ -45,11 +45,11 @@ def main() -> None:
 
     from medmo.data.synth import build_nano
     from medmo.eval.registry import get
-    from medmo.model import build_tiny, load
+    from medmo.model import build_small, load
 
     torch.manual_seed(0)
     tmp = Path(tempfile.mkdtemp(prefix="medmo-eval-bench-"))
-    model = load(build_tiny(tmp / "model"))
+    model = load(build_small(tmp / "model"))
     # A random model's answer lengths are noise (it hits an end token anywhere); without end tokens every
     # sample generates exactly --tokens tokens in both modes, as a trained model's full answers would.
     model[0].generation_config.eos_token_id = None

@@ -1,31 +1,24 @@
-"""Does GRPO raise the held-out box reward? A nano grounding run on CPU, before/after.
+"""Does GRPO raise the held-out box reward? A nano grounding run on CPU, before and after.
 
-    .venv/bin/python bench/grpo_nano.py [--size tiny|nano] [--sft-steps 300] [--grpo-steps 40]
+    .venv/bin/python bench/grpo_nano.py [--size tiny|nano] [--sft-steps 300] [--grpo-steps 40] [--quick]
 
-1. builds the nano synthetic dataset (``medmo.data.synth``) and keeps its grounding records;
-2. warm-starts a random tiny/nano Qwen3-VL with a short supervised run (plain AdamW over
-   ``medmo.train.collate``'s encoder, assistant tokens only) so the policy already answers with boxes;
-3. scores greedy answers on held-out test images with the box reward (Hungarian-matched GIoU,
-   ``medmo.train.rewards.box_reward``) and mean IoU;
-4. runs the ``grpo`` stage (``medmo.train.grpo.run``: TRL GRPOTrainer, box + format rewards, DAPO clip
-   0.15/0.25) from the warm start and scores the same held-out images again.
+Every part is the project's own public pipeline, so the bench measures what users run:
 
-Prints one line per phase and a final JSON summary.
+1. the nano synthetic dataset (``medmo.data.synth.build_nano``);
+2. a random tiny/nano Qwen3-VL (``medmo.model.build_small``) warm-started by the ``grounding`` stage
+   (``medmo.train.sft.run``) so the policy already answers with boxes;
+3. held-out greedy scores from the ``nano_grounding`` benchmark (``medmo.eval.runner.evaluate``: matched
+   IoU) and the box reward (Hungarian-matched GIoU, ``medmo.train.headroom``);
+4. the ``grpo`` stage (``medmo.train.grpo.run``: TRL GRPOTrainer, box + format rewards, DAPO clip
+   0.15/0.25) from the warm start, scored again on the same held-out images.
 
-Measured on a shared 2-core CPU (60 held-out grounding prompts, 400 training images, GRPO: 4 prompts x 8
-samples per step, lr 2e-4 constant, box + 0.2 x format reward):
+Prints one line per phase and a final JSON summary. ``--quick`` is a seconds-long smoke run of the same
+path (CI runs it); its figures mean nothing.
 
-========  ==========  =====================  =====================  ==========================
-model     SFT steps   held-out box reward    held-out mean IoU      GRPO time (40 steps)
-========  ==========  =====================  =====================  ==========================
-tiny      300         0.243 -> 0.262         0.038 -> 0.040         11 s
-nano      400         0.133 -> 0.498         0.018 -> 0.063         39 s
-========  ==========  =====================  =====================  ==========================
-
-The training-batch box reward of the nano run rose from 0.19 (first 10 steps) to 0.43 (last 10), and
-its numbers repeat exactly on a second run (same seeds). The short warm start leaves boxes far from
-their targets (negative GIoU); GRPO moves them towards the right place and size, which GIoU rewards
-before the boxes overlap (IoU).
+Measured on a shared 2-core CPU with this script's earlier private loop (60 held-out grounding prompts,
+400 training images, GRPO: 4 prompts x 8 samples per step, lr 2e-4 constant, box + 0.2 x format reward):
+tiny, 300 SFT steps: box reward 0.243 -> 0.262, IoU 0.038 -> 0.040, GRPO 11 s; nano, 400 steps:
+0.133 -> 0.498, 0.018 -> 0.063, 39 s.
 """
 
 from __future__ import annotations
@@ -41,72 +34,27 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
-def warm_start(model_dir: Path, train_jsonl: Path, out: Path, steps: int, lr: float, seed: int) -> Path:
-    """Supervised warm start on grounding records; saves a ``medmo.model.load``-able folder."""
-    import torch
-
-    from medmo.data.io import read_records
-    from medmo.model import load, save
-    from medmo.train.collate import PaddingCollator, SampleEncoder, rope_index_of
-
-    model, processor = load(model_dir, dtype="float32")
-    records = [r for r in read_records(train_jsonl) if r.task == "grounding"]
-    encode = SampleEncoder(processor, rope_index_of(model), max_length=512)
-    items = [encode(r) for r in records]
-    collate = PaddingCollator(processor.tokenizer.pad_token_id)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    model.train()
-    for step in range(steps):
-        idx = torch.randint(len(items), (16,), generator=gen).tolist()
-        batch = collate([items[i] for i in idx])
-        batch.pop("seq_ids", None)
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad()
-    return save(model.eval(), processor, out)
-
-
-def held_out(model_dir: Path, test_jsonl: Path, n: int) -> dict[str, float]:
-    """Greedy answers on ``n`` held-out grounding prompts: mean box reward, mean IoU, format rate."""
-    from medmo.answers import parse_boxes
-    from medmo.boxes import match_boxes
-    from medmo.data.images import load_image
-    from medmo.data.io import read_records
-    from medmo.model import load
-    from medmo.model.generate import generate
-    from medmo.prompts import messages
-    from medmo.train.rewards import box_reward, format_reward, gold_for
-
-    model, processor = load(model_dir, dtype="float32")
-    test = [r for r in read_records(test_jsonl) if r.task == "grounding"][:n]
-    outs = generate(model, processor, [messages(s, with_answer=False) for s in test],
-                    [[load_image(s.images[0].path)] for s in test], max_new_tokens=48, batch_size=16)  # fmt: skip
-    golds = [gold_for(s)["boxes"] for s in test]
-    box = [box_reward(o, g) for o, g in zip(outs, golds)]
-    ious = []
-    for o, g in zip(outs, golds):
-        m = match_boxes([p.box for p in parse_boxes(o)], g, metric="iou")
-        ious.append(sum(m.scores) / max(len(g), len(m.pairs) + m.unmatched_pred, 1))
-    fmt = [format_reward("grounding", o) for o in outs]
-    n = len(test)
-    return {"box_reward": sum(box) / n, "iou": sum(ious) / n, "format": sum(fmt) / n, "n": n}
-
-
-def grpo(model_dir: Path, train_jsonl: Path, out: Path, steps: int, lr: float, seed: int) -> Path:
-    from medmo.train import grpo as grpo_stage
+def recipe(stage: str, model: Path, train: Path, out: Path, steps: int, lr: float, seed: int, *extra: str):
     from medmo.train.recipe import load_recipe
 
-    recipe = load_recipe(None, [
-        "stage=grpo", f"model={model_dir}", f"output_dir={out}", f"data.train=[{train_jsonl}]",
-        "data.tasks=[grounding]", f"max_steps={steps}", "batch_size=4", "grpo.num_generations=8",
-        "grpo.max_completion_length=40", f"optim.lr={lr!r}", "optim.warmup_steps=0", "optim.scheduler=constant",
-        "grpo.reward_weights={box: 1.0, format: 0.2}", "logging.progress=false", "logging.tensorboard=false",
-        f"seed={seed}",
+    return load_recipe(None, [
+        f"stage={stage}", f"model={model}", f"output_dir={out}", f"data.train=[{train}]", "data.tasks=[grounding]",
+        f"max_steps={steps}", f"optim.lr={lr!r}", "optim.warmup_steps=0", "optim.scheduler=constant",
+        "save_dtype=float32", "logging.progress=false", "logging.tensorboard=false", f"seed={seed}", *extra,
     ])  # fmt: skip
-    return grpo_stage.run(recipe)
+
+
+def held_out(model: Path, data: Path, n: int, work: Path) -> dict[str, float]:
+    """Greedy answers on ``n`` held-out grounding prompts: matched IoU (the benchmark's) and box reward."""
+    from medmo.data.io import read_records
+    from medmo.eval.runner import evaluate
+    from medmo.train.headroom import headroom
+
+    res = evaluate(str(model), "nano_grounding", out_dir=work, limit=n, data={"nano": str(data)})
+    iou = res["benchmarks"]["nano_grounding"]["metrics"]["iou_matched_mean"]
+    prompts = [s for s in read_records(data / "test.jsonl") if s.task == "grounding"][:n]
+    box = headroom(str(model), prompts, k=1, max_new_tokens=48)["grounding"]["greedy"]
+    return {"iou": iou, "box_reward": box, "n": len(prompts)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,31 +67,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grpo-steps", type=int, default=40)
     p.add_argument("--grpo-lr", type=float, default=2e-4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="a smoke run of the same path with tiny sizes")
     p.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
     args = p.parse_args(argv)
+    if args.quick:
+        args.size, args.train_images, args.test_prompts, args.sft_steps, args.grpo_steps = "tiny", 12, 2, 2, 1
 
     from medmo.data.synth import build_nano
-    from medmo.model import build_tiny
+    from medmo.model import build_small
+    from medmo.train.grpo import run as run_grpo
+    from medmo.train.sft import run as run_sft
 
     work = args.work or Path(tempfile.mkdtemp(prefix="grpo_nano_"))
     t0 = time.perf_counter()
     paths = build_nano(work / "data", n_train=args.train_images, n_val=2, n_test=max(2, args.test_prompts * 3 // 2),
                        seed=args.seed)  # fmt: skip
-    base = build_tiny(work / "init", size=args.size, seed=args.seed)
-    sft = warm_start(base, paths["train"], work / "sft", args.sft_steps, args.sft_lr, args.seed)
+    base = build_small(work / "init", size=args.size, corpus=paths["train"], seed=args.seed)
+    sft = run_sft(recipe("grounding", base, paths["train"], work / "sft", args.sft_steps, args.sft_lr, args.seed,
+                         "batch_size=16", "packing=false", "train_vision=true"))  # fmt: skip
     t_sft = time.perf_counter() - t0
-    before = held_out(sft, paths["test"], args.test_prompts)
-    print(f"after SFT warm start ({args.sft_steps} steps, {t_sft:.0f} s): {before}", flush=True)
+    before = held_out(sft, work / "data", args.test_prompts, work / "eval-sft")
+    print(f"after the grounding warm start ({args.sft_steps} steps, {t_sft:.0f} s): {before}", flush=True)
     t1 = time.perf_counter()
-    rl = grpo(sft, paths["train"], work / "grpo", args.grpo_steps, args.grpo_lr, args.seed)
+    rl = run_grpo(recipe("grpo", sft, paths["train"], work / "grpo", args.grpo_steps, args.grpo_lr, args.seed,
+                         "batch_size=4", "trl.num_generations=8", "trl.max_completion_length=40",
+                         "rewards={box: 1.0, format: 0.2}"))  # fmt: skip
     t_rl = time.perf_counter() - t1
-    after = held_out(rl, paths["test"], args.test_prompts)
+    after = held_out(rl, work / "data", args.test_prompts, work / "eval-grpo")
     print(f"after GRPO ({args.grpo_steps} steps, {t_rl:.0f} s): {after}", flush=True)
     curve = [json.loads(line) for line in (rl / "metrics.jsonl").read_text().splitlines()]
     first, last = curve[: max(1, len(curve) // 4)], curve[-max(1, len(curve) // 4) :]
 
     def mean(rows: list[dict]) -> float:
-        return sum(r.get("reward/box") or 0.0 for r in rows) / len(rows)
+        return sum(r.get("reward/box") or 0.0 for r in rows) / max(1, len(rows))
 
     print(json.dumps({
         "size": args.size, "sft_steps": args.sft_steps, "grpo_steps": args.grpo_steps,

@@ -121,12 +121,12 @@ def main() -> None:
 
     import torch
 
-    from medmo.model import build_tiny
+    from medmo.model import build_small
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model_dir = build_tiny(tmp / "model", size="nano")
+        model_dir = build_small(tmp / "model", size="nano")
         records = make_records(tmp, args.samples, args.long_fraction)
         trl = bench_trl(model_dir, records, tmp / "trl", args)
         ours = bench_medmo(model_dir, records, tmp / "medmo", args)

@@ -6,7 +6,7 @@
     .venv/bin/python bench/serve_load_bench.py --engine echo        # server + queue only, no model
 
 Starts the real server (``medmo.serve.app.create_app`` under uvicorn) on 127.0.0.1 with a random nano Qwen3-VL
-(``medmo.model.build_tiny(size="nano")``, the CPU recipe's model) unless ``--model`` names a checkpoint. At each
+(``medmo.model.build_small(size="nano")``, the CPU recipe's model) unless ``--model`` names a checkpoint. At each
 concurrency level, that many clients send ``--requests`` chat completions between them, each with its own small
 image and a unique ``X-Request-ID``. Every request must be answered exactly once, by its own response (the id
 comes back in the header; with ``--engine echo`` the answer must also quote its own question): ``errors`` counts
@@ -136,9 +136,9 @@ def build_engine(args):  # noqa: ANN001, ANN201
 
     if args.engine == "echo":
         return ScriptedEngine(lambda conv: "echo " + last_user_text(conv), name="echo"), "echo engine"
-    from medmo.model import build_tiny
+    from medmo.model import build_small
 
-    path = Path(args.model) if args.model else build_tiny(Path(tempfile.mkdtemp(prefix="medmo-bench-")) / args.size,
+    path = Path(args.model) if args.model else build_small(Path(tempfile.mkdtemp(prefix="medmo-bench-")) / args.size,
                                                            size=args.size)
     label = f"model {path}" if args.model else f"random {args.size} Qwen3-VL"
     return HFEngine.load(path, batch_size=args.max_batch), label

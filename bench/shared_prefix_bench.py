@@ -37,14 +37,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 def nano_model(work: Path) -> Path:
     """A random nano Qwen3-VL with a BPE trained on the nano data (the speedrun's model stage)."""
     from medmo.data.synth import build_nano
-    from medmo.model import build_model, nano_config, save, train_tokenizer
-    from medmo.model.cli import corpus_texts
-    from medmo.model.processor import build_processor
+    from medmo.model import build_small
 
     paths = build_nano(work / "data", n_train=200, n_val=2, n_test=2, seed=0)
-    tokenizer = train_tokenizer(corpus_texts(str(paths["train"])), vocab_size=1024)
-    processor = build_processor(tokenizer, min_pixels=64 * 64, max_pixels=128 * 128)
-    return save(build_model(nano_config(tokenizer), seed=0), processor, work / "model")
+    return build_small(work / "model", size="nano", corpus=paths["train"], vocab_size=1024)
 
 
 def grpo_batch(processor, records, generations: int, answer_tokens: int):

@@ -11,7 +11,6 @@ import base64
 import html
 import json
 from pathlib import Path
-from typing import Any
 
 from medmo.data.io import read_records
 from medmo.eval.report_html import grounding_page
@@ -19,8 +18,9 @@ from medmo.eval.tables import build_tables, to_markdown, write_tables
 from medmo.train.logging import read_metrics
 from medmo.train.recipe import load_recipe
 
-STAGE_ROWS = (("baseline", "trivial baseline"), ("align", "after alignment"), ("sft", "after instruction tuning"),
-              ("grpo", "after GRPO"))
+STAGE_ROWS = (("baseline", "trivial baseline"), ("align", "after alignment"), ("grounding", "after grounding"),
+              ("sft", "after instruction tuning"), ("grpo", "after GRPO"))
+SUPERVISED = ("align", "grounding", "sft")
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -33,13 +33,12 @@ def _curves(run: Path, out: Path, iou: dict[str, float]) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
-    logs = {s: read_metrics(run / s) if (run / s / "metrics.jsonl").exists() else [] for s in ("align", "sft", "grpo")}
+    logs = {s: read_metrics(run / s) if (run / s / "metrics.jsonl").exists() else [] for s in (*SUPERVISED, "grpo")}
     if not any(logs.values()):
         return None
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     offset = 0
-    for stage in ("align", "sft"):
+    for stage in SUPERVISED:
         pts = [(r["step"] + offset, r["loss"]) for r in logs[stage] if "loss" in r]
         if pts:
             axes[0].plot(*zip(*pts), label=f"{stage} train loss")
@@ -47,7 +46,7 @@ def _curves(run: Path, out: Path, iou: dict[str, float]) -> Path | None:
         if ev:
             axes[0].plot(*zip(*ev), "o--", label=f"{stage} validation loss")
         offset = max([offset] + [r["step"] + offset for r in logs[stage]])
-    axes[0].set(title="loss (align, then sft)", xlabel="step", yscale="log")
+    axes[0].set(title="loss (align, grounding, then sft)", xlabel="step", yscale="log")
     reward_keys = sorted({k for r in logs["grpo"] for k in r if k.startswith("reward")})
     for key in reward_keys:
         pts = [(r["step"], r[key]) for r in logs["grpo"] if isinstance(r.get(key), (int, float))]
@@ -68,19 +67,18 @@ def _curves(run: Path, out: Path, iou: dict[str, float]) -> Path | None:
 
 
 def _results(run: Path) -> dict[str, dict]:
-    marker = run / "stages" / "eval.json"
-    if not marker.exists():
-        return {}
-    out = {}
-    for stage, p in json.loads(marker.read_text()).get("results", {}).items():
-        path = _locate(p, run)
-        if path.exists():
-            res = json.loads(path.read_text())
-            for bench in res.get("benchmarks", {}).values():
-                if bench.get("predictions_file"):
-                    bench["predictions_file"] = str(_locate(bench["predictions_file"], run))
-            out[stage] = res
-    return out
+    """Each stage's results file under ``run/eval`` (``medmo eval run ... --name nano-<stage>`` or ``baseline``)."""
+    found = {}
+    for path in sorted((run / "eval").glob("results-*.json")):
+        res = json.loads(path.read_text())
+        stage = str(res.get("model", "")).removeprefix("nano-")
+        if stage not in dict(STAGE_ROWS):
+            continue
+        for bench in res.get("benchmarks", {}).values():
+            if bench.get("predictions_file"):
+                bench["predictions_file"] = str(_locate(bench["predictions_file"], run))
+        found[stage] = res
+    return {stage: found[stage] for stage, _ in STAGE_ROWS if stage in found}
 
 
 def _locate(path: str, run: Path) -> Path:
@@ -189,23 +187,30 @@ def grpo_diagnosis(headroom: dict[str, dict], metrics: list[dict], iou: dict[str
     if lines:
         lines += ["Best-of-group above greedy is the signal GRPO learns from. If the entropy falls while greedy "
                   "stays put, GRPO has sharpened the policy around the answer greedy decoding already gives "
-                  "rather than moved that answer (recipes/nano/grpo.yaml lists the settings tried).", ""]  # fmt: skip
+                  "rather than moved that answer (the nano/grpo recipe lists the settings tried).", ""]  # fmt: skip
     return lines
 
 
 def _grpo_lines(run: Path, results: dict[str, dict]) -> list[str]:
-    marker, recipe = run / "stages" / "eval.json", run / "grpo" / "recipe.yaml"
-    headroom = (json.loads(marker.read_text()).get("headroom") or {}) if marker.exists() else {}
+    recipe = run / "grpo" / "recipe.yaml"
+    headroom = {}
+    for stage in ("sft", "grpo"):
+        path = run / "eval" / f"headroom-{stage}.json"
+        if path.exists():
+            headroom[stage] = json.loads(path.read_text())["tasks"].get("grounding")
+    headroom = {k: v for k, v in headroom.items() if v}
     completions = 0
     if recipe.exists():
         r = load_recipe(recipe)
-        completions = r.max_steps * r.batch_size * r.grad_accum * r.grpo.num_generations
+        completions = r.max_steps * r.batch_size * r.grad_accum * (r.trl.get("num_generations") or 8)
     return grpo_diagnosis(headroom, read_metrics(run / "grpo"), _iou(results), completions)
 
 
 def _stage_times(run: Path) -> list[tuple[str, float, float]]:
     rows = []
     for p in sorted((run / "stages").glob("*.json"), key=lambda p: p.stat().st_mtime):
+        if p.stem == "chain":
+            continue
         d = json.loads(p.read_text())
         if "seconds" in d:
             rows.append((p.stem, d["seconds"], d.get("peak_rss_mb", 0.0)))
@@ -217,7 +222,7 @@ def _relabel(results: dict[str, dict]) -> list[dict]:
     return [{**res, "model": labels.get(stage, stage)} for stage, res in results.items()]
 
 
-def write_report(run: str | Path, config: dict[str, Any]) -> dict[str, Path]:
+def write_report(run: str | Path) -> dict[str, Path]:
     """Write ``report.md``, ``report.html``, tables, curves and the grounding page into ``run``."""
     run = Path(run)
     out = run / "report"
@@ -256,8 +261,9 @@ def write_report(run: str | Path, config: dict[str, Any]) -> dict[str, Path]:
         md += ["## Grounding predictions", ""] + [f"- [{p.stem}]({p.relative_to(run)})" for p in pages] + [""]
     md += ["## Time and peak memory per stage", "", "| stage | seconds | peak RSS (MB) |", "|---|---:|---:|"]
     md += [f"| {s} | {sec:.1f} | {mem:.0f} |" for s, sec, mem in times]
-    md += ["", f"Total: {sum(t[1] for t in times):.1f} s", "", "## Settings", "", "```json",
-           json.dumps(config, indent=2), "```", ""]
+    chain = run / "stages" / "chain.json"
+    steps = json.loads(chain.read_text())["steps"] if chain.exists() else []
+    md += ["", f"Total: {sum(t[1] for t in times):.1f} s", "", "## Commands", "", "```", *steps, "```", ""]
     report_md = run / "report.md"
     report_md.write_text("\n".join(md), encoding="utf-8")
     report_html = run / "report.html"

@@ -17,11 +17,11 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    """A folder holding a random tiny Qwen3-VL + MedMO processor (``medmo.model.build_tiny``), loadable by
+    """A folder holding a random tiny Qwen3-VL + MedMO processor (``medmo.model.build_small``), loadable by
     ``medmo.model.load``. Treat it as read-only: it is shared by the whole session."""
-    from medmo.model import build_tiny
+    from medmo.model import build_small
 
-    return build_tiny(tmp_path_factory.mktemp("tiny_model") / "model")
+    return build_small(tmp_path_factory.mktemp("tiny_model") / "model")
 
 
 @pytest.fixture(scope="session")

@@ -80,3 +80,61 @@ def test_synth_small(tmp_path, capsys):
 def test_data_without_subcommand_prints_help(capsys):
     assert main(["data"]) == 2
     assert "validate" in capsys.readouterr().out
+
+
+BAD_TYPES = {
+    "answer": 5, "images": "i.png", "label": 7, "option": 1, "frame": "0", "box": ["1", "2", "3", "4"],
+    "inf": [0, 0, float("inf"), 4], "negative": [-5, 0, 3, 4], "index": -1,
+}  # fmt: skip
+
+
+def _bad_type_record(kind: str, value) -> dict:
+    d = {"id": f"bad-{kind}", "task": "grounding", "source": "t", "split": "train", "answer": "c",
+         "boxes": [{"label": "c", "box": [1, 1, 4, 4], "image": 0}], "images": [{"path": "i.png"}]}  # fmt: skip
+    if kind in ("answer", "images"):
+        d[kind] = value
+    elif kind == "label":
+        d["boxes"][0]["label"] = value
+    elif kind == "option":
+        d.update(task="mcq", answer="A", options={"A": value, "B": "b"}, boxes=[])
+    elif kind == "frame":
+        d["images"][0]["frame"] = value
+    elif kind == "index":
+        d["boxes"][0]["image"] = value
+    else:
+        d["boxes"][0]["box"] = value
+    return d
+
+
+def test_wrong_field_types_fail_alone_in_validate_and_build(tmp_path, capsys):
+    """Each wrong type is one reported record (file and line, field named); the build writes the good ones."""
+    good = _records(tmp_path, n=3)
+    f = tmp_path / "mixed.jsonl"
+    lines = good.read_text().splitlines() + [json.dumps(_bad_type_record(k, v)) for k, v in BAD_TYPES.items()]
+    lines.append(lines[0])  # a duplicate id
+    f.write_text("\n".join(lines) + "\n")
+    assert main(["data", "validate", str(f)]) == 1
+    out = capsys.readouterr().out
+    assert f"3 records read, {len(BAD_TYPES) + 1} skipped" in out and "Traceback" not in out
+    assert f"{f} line 4: invalid_record: field 'answer' must be a string, got an integer 5" in out
+    assert f"{f} line 5: malformed_record: field 'images' must be a list, got a string" in out
+    assert main(["data", "validate", str(f), "--strict"]) == 1
+    assert f"{f}:4: invalid_record: field 'answer'" in capsys.readouterr().out
+    (tmp_path / "mix.yaml").write_text("sources:\n  - records: mixed.jsonl\n")
+    assert main(["data", "build", str(tmp_path / "mix.yaml"), "--out", str(tmp_path / "mix")]) == 0
+    assert "read 3, skipped 10" in capsys.readouterr().out
+    assert sorted(s.id for s in read_records(tmp_path / "mix")) == ["s0", "s1", "s2"]
+    report = json.loads((tmp_path / "mix" / "mixture_report.json").read_text())
+    assert report["sources"][0]["skip_reasons"] == {"invalid_record": 8, "malformed_record": 1, "duplicate_id": 1}
+
+
+def test_check_images_reports_a_truncated_image(tmp_path, capsys):
+    good = _records(tmp_path)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / "i.png")
+    data = (tmp_path / "i.png").read_bytes()
+    (tmp_path / "i.png").write_bytes(data[: len(data) // 2])
+    assert main(["data", "validate", str(good)]) == 0
+    capsys.readouterr()
+    assert main(["data", "validate", str(good), "--check-images"]) == 1
+    out = capsys.readouterr().out
+    assert "0 records read, 4 skipped (unreadable_image: 4)" in out and "i.png (OSError: image file is truncated)" in out

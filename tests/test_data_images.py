@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from medmo.data.images import ImageLoadError, image_size, load_image, safe_dicom_meta, to_uint8
+from medmo.data.images import ImageLoadError, check_image, image_size, load_image, safe_dicom_meta, to_uint8
 
 pydicom = pytest.importorskip("pydicom")
 nibabel = pytest.importorskip("nibabel")
@@ -226,3 +227,100 @@ def test_nifti_frame_is_slice_for_3d_volumes():
     by_slice = _gray(load_image(ANATOMICAL, slice_index=5))
     assert np.array_equal(_gray(load_image(ANATOMICAL, frame=5)), by_slice)
     assert np.array_equal(_gray(load_image_ref(ImageRef(str(ANATOMICAL), frame=5))), by_slice)
+
+
+def _truncated(src: Path, dst: Path, keep: float = 0.5) -> Path:
+    data = Path(src).read_bytes()
+    dst.write_bytes(data[: int(len(data) * keep)])
+    return dst
+
+
+def test_check_image_decodes_what_headers_let_through(tmp_path):
+    """Truncated PNG, JPEG, TIFF, DICOM and NIfTI keep a readable header; check_image rejects each like load_image."""
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, (96, 128), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "a.png")
+    Image.fromarray(np.stack([noise] * 3, -1)).save(tmp_path / "a.jpg", quality=90)
+    Image.fromarray(noise).save(tmp_path / "a.tif")
+    vol = rng.normal(size=(12, 10, 8)).astype(np.float32)
+    nibabel.save(nibabel.Nifti1Image(vol, np.eye(4)), tmp_path / "a.nii")
+    nibabel.save(nibabel.Nifti1Image(vol, np.eye(4)), tmp_path / "a.nii.gz")
+    ct = Path(get_testdata_file("CT_small.dcm"))
+    good = [tmp_path / n for n in ("a.png", "a.jpg", "a.tif", "a.nii", "a.nii.gz")] + [ct]
+    for path in good:
+        assert check_image(path) == image_size(path) == load_image(path).size, path
+    for path in good:
+        bad = _truncated(path, tmp_path / f"cut-{path.name}", 0.8 if path.suffix == ".dcm" else 0.5)
+        assert image_size(bad) == image_size(path)  # the header survives: a header check passes it
+        with pytest.raises(ImageLoadError, match=f"cut-{path.name}"):
+            load_image(bad)
+        with pytest.raises(ImageLoadError, match=f"cut-{path.name}.*(truncated|corrupt)"):
+            check_image(bad)
+
+
+def test_check_image_frames_must_exist(tmp_path):
+    pages = [Image.fromarray(np.full((8, 8), v, np.uint8)) for v in (10, 20, 30)]
+    pages[0].save(tmp_path / "m.tif", save_all=True, append_images=pages[1:])
+    assert check_image(tmp_path / "m.tif", frame=2) == (8, 8)
+    with pytest.raises(ImageLoadError, match="3 frame.*frame 3 is out of range"):
+        check_image(tmp_path / "m.tif", frame=3)
+    rtdose = get_testdata_file("rtdose.dcm")  # 15 frames
+    assert check_image(rtdose, frame=14) == load_image(rtdose, frame=14).size
+    with pytest.raises(ImageLoadError, match="15 frame"):
+        check_image(rtdose, frame=15)
+    n = nibabel.as_closest_canonical(nibabel.load(ANATOMICAL)).shape[2]
+    assert check_image(ANATOMICAL, frame=n - 1) == load_image(ANATOMICAL, frame=n - 1).size
+    with pytest.raises(ImageLoadError, match=f"{n} slices along axis 2; frame {n}"):
+        check_image(ANATOMICAL, frame=n)
+
+
+def test_check_image_keeps_no_full_resolution_copy(tmp_path):
+    """A 4096 x 4096 JPEG (48 MiB as RGB) is checked at 1/8 scale: peak memory grows by far less than one copy."""
+    import subprocess
+    import sys
+
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("needs Linux /proc to read peak memory")
+    x = np.arange(4096, dtype=np.uint16)
+    Image.fromarray(((x[:, None] ^ x[None, :]) & 255).astype(np.uint8)).convert("RGB").save(tmp_path / "big.jpg")
+    code = (
+        "import re, sys; from medmo.data.images import check_image, load_image\n"
+        # peak RSS of this process image in KiB (getrusage's ru_maxrss would carry the parent's peak over exec)
+        "rss = lambda: int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
+        "before = rss(); size = check_image(sys.argv[1]); checked = rss()\n"
+        "load_image(sys.argv[1]); print(size, checked - before, rss() - checked)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big.jpg")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    size, checked_kib, loaded_kib = out.stdout.rsplit(" ", 2)
+    assert size == "(4096, 4096)"
+    assert int(checked_kib) < 8 * 1024 < 40 * 1024 < int(loaded_kib), out.stdout  # load_image holds full copies
+
+
+def test_corrupt_dicom_is_called_corrupt_not_a_report(tmp_path, caplog):
+    ct = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    (tmp_path / "noise.dcm").write_bytes(np.random.default_rng(0).integers(0, 255, 4000, dtype=np.uint8).tobytes())
+    (tmp_path / "magic.png").write_bytes(ct[:132] + b"\x00\x01" * 700)  # DICM preamble, then garbage
+    (tmp_path / "cut.dcm").write_bytes(ct[:1000])  # cut inside the header, before the pixel data
+    for name, expect in (("noise.dcm", "is corrupt or not a DICOM image"), ("magic.png", "is corrupt or not a DICOM image"),
+                         ("cut.dcm", "is truncated or corrupt: it is a CT Image Storage object but holds no pixel data")):  # fmt: skip
+        for check in (load_image, check_image, image_size):
+            with pytest.raises(ImageLoadError) as e:
+                check(tmp_path / name)
+            assert f"{name} {expect}" in str(e.value) and "re-export" in str(e.value), (check, str(e.value))
+            assert "a report" not in str(e.value)
+    with pytest.raises(ImageLoadError, match="holds no image: it is a Comprehensive SR Storage object"):
+        load_image(get_testdata_file("test-SR.dcm"))
+    # A garbled SOP class (here a name) is never quoted.
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    del ds.PixelData
+    with warnings.catch_warnings():  # pydicom warns (quoting the value) when the test sets it
+        warnings.simplefilter("ignore")
+        ds.SOPClassUID = "QZNAME^SECRET"
+        ds.save_as(tmp_path / "garbled.dcm")
+    caplog.clear()  # pydicom also logged that assignment
+    with warnings.catch_warnings(record=True) as seen, caplog.at_level(logging.DEBUG):
+        warnings.simplefilter("always")
+        with pytest.raises(ImageLoadError, match="is corrupt or not a DICOM image") as e:
+            load_image(tmp_path / "garbled.dcm")
+    assert "QZNAME" not in str(e.value) + caplog.text + " ".join(str(w.message) for w in seen)

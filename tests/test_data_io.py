@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import shutil
@@ -195,3 +196,54 @@ def test_sample_dict_matches_to_dict():
         s.findings, s.meta = "f", {"nested": {"a": [1, {"b": 2}]}}
         assert sample_dict(s) == s.to_dict()
         assert list(sample_dict(s)) == list(s.to_dict())
+
+
+def _line(**kw) -> str:
+    d = {"id": "x", "task": "open_vqa", "source": "t", "split": "train", "answer": "a", "images": [{"path": "i.png"}]}
+    return json.dumps({**d, **kw}, ensure_ascii=False)
+
+
+def test_duplicate_ids_are_reported_and_the_first_is_kept(tmp_path):
+    f = tmp_path / "r.jsonl"
+    f.write_text("\n".join([_line(id="a"), _line(id="b"), _line(id="a", answer="other")]) + "\n")
+    stats = ReadStats()
+    got = list(read_records(f, stats=stats))
+    assert [(s.id, s.answer) for s in got] == [("a", "a"), ("b", "a")]
+    assert stats.counts == {"duplicate_id": 1} and stats.problems[0].line == 3
+    assert "id 'a' is already used by an earlier record" in stats.problems[0].message
+    with pytest.raises(RecordFileError, match=r"r.jsonl:3: duplicate_id"):
+        list(read_records(f, strict=True))
+    assert len(list(read_records(f, unique_ids=False))) == 3
+    # Across the files of a folder as well.
+    (tmp_path / "d").mkdir()
+    write_jsonl(got, tmp_path / "d" / "1.jsonl")
+    write_jsonl(got[:1], tmp_path / "d" / "2.jsonl")
+    stats = ReadStats()
+    assert len(list(read_records(tmp_path / "d", stats=stats))) == 2 and stats.counts == {"duplicate_id": 1}
+
+
+def test_text_that_is_not_utf8_is_a_problem_not_replaced(tmp_path):
+    f = tmp_path / "r.jsonl"
+    latin1 = _line(id="b", answer="caf\u00e9").encode("latin-1")
+    f.write_bytes(codecs.BOM_UTF8 + _line(id="a", answer="caf\u00e9").encode() + b"\n" + latin1 + b"\n")
+    stats = ReadStats()
+    got = list(read_records(f, stats=stats))
+    assert [(s.id, s.answer) for s in got] == [("a", "caf\u00e9")]  # a BOM at the start is fine
+    assert stats.counts == {"not_utf8": 1} and stats.problems[0].line == 2
+    assert "byte 0xe9" in stats.problems[0].message and "re-save the file as UTF-8" in stats.problems[0].message
+    with pytest.raises(RecordFileError, match=r"r.jsonl:2: not_utf8"):
+        list(read_records(f, strict=True))
+
+
+def test_truncated_gzip_keeps_the_lines_before_the_damage(tmp_path):
+    import gzip
+
+    f = tmp_path / "r.jsonl.gz"
+    with gzip.open(f, "wt", encoding="utf-8") as g:
+        for i in range(2000):
+            g.write(_line(id=f"r{i}", answer=f"answer {i} " * 5) + "\n")
+    f.write_bytes(f.read_bytes()[:-200])
+    stats = ReadStats()
+    got = list(read_records(f, stats=stats))
+    assert 1000 < len(got) < 2000 and stats.counts == {"unreadable_file": 1}
+    assert "the rest of this file is lost" in stats.problems[0].message

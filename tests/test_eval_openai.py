@@ -94,6 +94,18 @@ def test_images_travel_as_data_urls_and_order_is_kept(image):
     assert srv.bodies[0]["max_tokens"] == 5 and srv.bodies[0]["temperature"] == 0.0
 
 
+def test_requests_spread_over_several_endpoints_in_order():
+    a, b = FakeServer(), FakeServer()
+    try:
+        backend = OpenAIBackend("m", f"{a.url}, {b.url}", concurrency=2)
+        out = backend.generate([req(i) for i in range(6)])
+    finally:
+        a.close()
+        b.close()
+    assert out == [f"|q{i}" for i in range(6)] and len(a.bodies) == 3 and len(b.bodies) == 3
+    assert backend.info()["base_url"] == f"{a.url},{b.url}" and backend.concurrency == 4
+
+
 def test_transient_errors_are_retried_with_backoff():
     srv = FakeServer(fail=2, status=503)
     try:
@@ -143,8 +155,8 @@ def test_evaluate_through_medmo_serve_matches_hand_scores(tmp_path):
     pytest.importorskip("uvicorn")
     from medmo.eval.runner import evaluate
     from medmo.infer.engine import ScriptedEngine, last_user_text
-    from medmo.serve.app import create_app
     from medmo.records import Sample
+    from medmo.serve.app import create_app
 
     samples = [
         Sample("a", "closed_vqa", "t", "test", question="Is there a nodule?", answer="yes", images=[]),
@@ -177,11 +189,12 @@ def test_evaluate_through_medmo_serve_matches_hand_scores(tmp_path):
 
 def test_tiny_model_behind_medmo_serve(tiny_model_dir, tmp_path):
     pytest.importorskip("uvicorn")
+    from dataclasses import replace
+
     from medmo.data.synth import build_nano
     from medmo.eval.registry import get
     from medmo.eval.runner import evaluate
     from medmo.serve.app import create_app
-    from dataclasses import replace
 
     build_nano(tmp_path / "nano", n_train=0, n_val=0, n_test=2, image_size=64)
     server, url = _serve(create_app(str(tiny_model_dir), model_name="tiny"))
@@ -196,7 +209,7 @@ def test_tiny_model_behind_medmo_serve(tiny_model_dir, tmp_path):
     assert 0.0 <= entry["metrics"]["overall_acc"] <= 1.0
 
 
-def test_llm_judge_scores_open_answers_beside_the_rules(tmp_path):
+def test_llm_judge_replaces_the_rule_through_a_served_model(tmp_path):
     pytest.importorskip("uvicorn")
     import re
 
@@ -215,9 +228,9 @@ def test_llm_judge_scores_open_answers_beside_the_rules(tmp_path):
 
     def verdict(conv):  # the judge: same words in any order count as correct
         text = last_user_text(conv)
-        ref = re.search(r"Reference answer: (.*)", text).group(1)
-        ans = re.search(r"Model answer: (.*)", text).group(1)
-        return "CORRECT" if sorted(ref.split()) == sorted(ans.split()) else "INCORRECT"
+        ref = re.search(r"The standard answer: (.*)", text).group(1)
+        ans = re.search(r"The user's answer: (.*)", text).group(1)
+        return "<judge>0</judge>" if sorted(ref.split()) == sorted(ans.split()) else "<judge>1</judge>"
 
     server, url = _serve(create_app(ScriptedEngine(verdict), model_name="judge"))
     answers = {sid: ans for sid, _, _, ans in rows}
@@ -236,6 +249,7 @@ def test_llm_judge_scores_open_answers_beside_the_rules(tmp_path):
                        judge=JudgeConfig(url, "judge"))
     finally:
         server.should_exit = True
-    m = res["benchmarks"]["nano_open"]["metrics"]
-    assert m["judge_acc"] == pytest.approx(0.5) and m["open_acc"] == 0.0  # exact match keeps its own score
-    assert res["judge"]["model"] == "judge" and "judge" in res["benchmarks"]["nano_open"]["metric_versions"]
+    entry = res["benchmarks"]["nano_open"]
+    assert entry["metrics"]["open_acc"] == pytest.approx(0.5)  # the judge's verdict replaces exact match (0)
+    assert entry["judge"]["agreement"] == pytest.approx(0.5) and entry["judge"]["judged"] == 2
+    assert res["judge"]["model"] == "judge" and res["manifest"]["judge"]["version"].startswith("judge-medevalkit")

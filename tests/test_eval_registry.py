@@ -10,7 +10,7 @@ from medmo.eval.registry import UnknownBenchmarkError
 from medmo.records import ImageRef, Sample
 
 MEDMO_TABLES = [
-    "mmmu_med", "vqa_rad_closed", "vqa_rad", "slake_closed", "slake", "pathvqa", "pmc_vqa", "omnimedvqa",
+    "mmmu_med", "vqa_rad", "slake", "pathvqa", "pmc_vqa", "omnimedvqa",
     "medxpertqa_mm", "mmlu_med", "pubmedqa", "medmcqa", "medqa", "medbullets_op4", "medbullets_op5",
     "medxpertqa_text", "supergpqa_med", "mimic_cxr", "chexpert_plus", "iu_xray", "medtrinity",
     "nih_chestxray14", "deeplesion", "cell", "medsg_multi_view", "medsg_object_tracking", "medsg_referring",
@@ -26,7 +26,9 @@ def test_every_benchmark_of_the_tables_is_registered():
 def test_shipped_config_is_complete(bench):
     from medmo.data.sources import SOURCES, canonical_split
 
-    assert bench.headline and set(bench.headline) <= set(bench.metrics), bench.path
+    from medmo.eval.metrics import REGISTRY
+
+    assert bench.headline and bench.metrics and set(bench.metrics) <= set(REGISTRY), bench.path
     assert bench.max_new_tokens > 0 and bench.generation.get("greedy") is True
     assert open(bench.path).readline().startswith(f"# medmo eval run MODEL --bench {bench.name}")
     if "source" in bench.dataset:
@@ -43,27 +45,27 @@ def test_shipped_config_is_complete(bench):
 def test_unknown_name_lists_close_matches():
     with pytest.raises(UnknownBenchmarkError) as e:
         registry.get("vqarad_closed")
-    assert "vqa_rad_closed" in str(e.value).split("Registered")[0] and "medmo eval list" in str(e.value)
+    assert "vqa_rad" in str(e.value).split("Registered")[0] and "medmo eval list" in str(e.value)
 
 
 def test_resolve_names_and_groups():
     assert [b.name for b in registry.resolve("slake, vqa_rad")] == ["slake", "vqa_rad"]
     nano = registry.resolve("nano")
     assert {"nano_closed", "nano_grounding", "nano_report"} <= {b.name for b in nano}
-    assert [b.order for b in registry.benchmarks("vqa")] == sorted(b.order for b in registry.benchmarks("vqa"))
+    assert [b.name for b in registry.benchmarks("vqa")][:2] == ["mmmu_med", "vqa_rad"]  # tables.yaml order
     with pytest.raises(UnknownBenchmarkError):
         registry.resolve(",")
 
 
 def test_include_merges_defaults_and_rejects_bad_files(tmp_path):
-    (tmp_path / "_base.yaml").write_text("version: '3'\nscorer: qa\ngeneration: {max_new_tokens: 8, greedy: true}\n")
+    (tmp_path / "_base.yaml").write_text("version: '3'\nmetrics: [vqa]\ngeneration: {max_new_tokens: 8, greedy: true}\n")
     (tmp_path / "b.yaml").write_text(
-        "include: _base.yaml\nname: b\ngroup: vqa\nmetrics: [overall_acc]\ngeneration: {max_new_tokens: 4}\n"
+        "include: _base.yaml\nname: b\ngroup: vqa\nheadline: overall_acc\ngeneration: {max_new_tokens: 4}\n"
         "dataset: {source: vqa_rad, split: test}\n"
     )
     b = registry.load_benchmark_file(tmp_path / "b.yaml")
     assert b.version == "3" and b.generation == {"max_new_tokens": 4, "greedy": True} and b.headline == ("overall_acc",)
-    (tmp_path / "c.yaml").write_text("name: c\nversion: 1\ngroup: tables\nscorer: qa\ndataset: {source: x}\n")
+    (tmp_path / "c.yaml").write_text("name: c\nversion: 1\ngroup: tables\nmetrics: [vqa]\ndataset: {source: x}\n")
     with pytest.raises(ValueError, match="group"):
         registry.load_benchmark_file(tmp_path / "c.yaml")
     (tmp_path / "d.yaml").write_text((tmp_path / "b.yaml").read_text().replace("{max_new_tokens: 4}", "{greedy: false}"))
@@ -95,3 +97,14 @@ def test_cli_list_shows_every_benchmark(capsys):
     assert main(["eval", "list", "--group", "grounding"]) == 0
     out = capsys.readouterr().out
     assert "medsg_referring" in out and "vqa_rad" not in out
+
+
+def test_tables_yaml_lists_registered_benchmarks_in_medmo_order():
+    layout = registry.table_layout()
+    names = set(registry.names())
+    assert all(c["bench"] in names for t in layout.values() for c in t["columns"])
+    vqa = [(c["bench"], c["metric"][0]) for c in layout["vqa"]["columns"]]
+    assert vqa[:5] == [("mmmu_med", "overall_acc"), ("vqa_rad", "closed_acc"), ("vqa_rad", "overall_acc"),
+                       ("slake", "closed_acc"), ("slake", "overall_acc")] and len(vqa) == 9
+    assert [b.name for b in registry.benchmarks("text_qa")][4:6] == ["medbullets_op4", "medbullets_op5"]
+    assert all("order" not in open(b.path).read() for b in registry.benchmarks())

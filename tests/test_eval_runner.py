@@ -111,7 +111,7 @@ def test_medevalkit_preset_differs_where_its_rules_do(data, tmp_path):
     res = evaluate(Scripted(answers), "nano_closed", out_dir=tmp_path / "o", data={"nano": folder}, preset="medevalkit")
     # MedEvalKit's substring rule reads "I cannot tell" as containing "no" -> c4 counts as correct.
     assert res["benchmarks"]["nano_closed"]["metrics"]["closed_acc"] == pytest.approx(0.75)
-    assert res["preset"] == "medevalkit" and res["benchmarks"]["nano_closed"]["metric_versions"]["vqa"].startswith(
+    assert res["preset"] == "medevalkit" and res["benchmarks"]["nano_closed"]["metric_versions"]["qa_medevalkit"].startswith(
         "vqa-medevalkit"
     )
 
@@ -179,7 +179,7 @@ def test_requests_carry_prompt_images_and_budget(data, tmp_path):
 def test_missing_data_says_where_to_get_it(tmp_path, monkeypatch):
     monkeypatch.delenv("MEDMO_DATA_VQA_RAD", raising=False)
     with pytest.raises(DataNotFoundError) as e:
-        evaluate(Scripted({}), "vqa_rad_closed", out_dir=tmp_path)
+        evaluate(Scripted({}), "vqa_rad", out_dir=tmp_path)
     msg = str(e.value)
     from medmo.data.sources import get_source
 
@@ -204,18 +204,57 @@ def test_bad_settings_fail_fast(tmp_path):
         evaluate(Scripted({}), "nano_closed", out_dir=tmp_path, limit=0)
 
 
-def test_predictions_files_rescore_to_the_same_metrics(data, tmp_path, capsys):
-    from medmo.cli import main
+def test_run_and_score_share_one_scoring_path(data, tmp_path, monkeypatch):
+    """`eval run` and `eval score` both score through medmo.eval.scoring.score with the benchmark's metrics."""
+    from medmo.eval import scoring
+    from medmo.eval.score import score_file
 
     folder, answers = data
-    res = evaluate(Scripted(answers), "nano_closed,nano_grounding,nano_report", out_dir=tmp_path,
-                   data={"nano": folder}, preset="medevalkit")
-    for name, key in (("nano_closed", "closed_acc"), ("nano_grounding", "iou_matched_mean"), ("nano_report", "rougeL")):
-        entry = res["benchmarks"][name]
-        assert main(["eval", "score", entry["predictions_file"], "--preset", "medevalkit"]) == 0
-        rescored = json.loads(capsys.readouterr().out)
-        assert rescored["n"] == entry["n"] and not rescored["problems"]
-        assert rescored["aggregate"][key] == pytest.approx(entry["metrics"][key])
+    calls, real = [], scoring.score
+    monkeypatch.setattr(scoring, "score", lambda bench, *a, **k: calls.append(bench.name) or real(bench, *a, **k))
+    res = evaluate(Scripted(answers), "nano_closed,nano_report", out_dir=tmp_path, data={"nano": folder},
+                   preset="medevalkit")
+    rescored = score_file(res["benchmarks"]["nano_closed"]["predictions_file"], preset="medevalkit")
+    assert calls == ["nano_closed", "nano_report", "nano_closed"]
+    assert rescored["benchmark"] == "nano_closed" and rescored["metrics"] == ["qa_medevalkit"]
+
+
+def test_unreadable_image_fails_alone_and_resumes(data, tmp_path):
+    """One unreadable image: that sample is recorded as failed and scored wrong; the rest run; a rerun resumes."""
+    from medmo.data.images import ImageLoadError
+
+    folder, answers = data
+
+    class BadImage(Scripted):
+        def generate(self, requests, *, batch_size=8):
+            if any(r.id == "c2" for r in requests):
+                raise ImageLoadError("cannot read image img.png: UnidentifiedImageError; re-download the file")
+            return super().generate(requests, batch_size=batch_size)
+
+    res = evaluate(BadImage(answers), "nano_closed", out_dir=tmp_path, data={"nano": folder}, batch_size=4)
+    entry = res["benchmarks"]["nano_closed"]
+    assert [f["id"] for f in entry["failed"]] == ["c2"] and "re-download" in entry["failed"][0]["error"]
+    assert entry["metrics"]["closed_acc"] == pytest.approx(0.25)  # c1 right, c2 failed (wrong), c3, c4 wrong
+    assert "failed" in entry["notes"]
+    again = BadImage(answers)
+    res2 = evaluate(again, "nano_closed", out_dir=tmp_path, data={"nano": folder})
+    assert again.generated == [] and res2["benchmarks"]["nano_closed"]["failed"] == entry["failed"]
+    fixed = Scripted(answers)
+    res3 = evaluate(fixed, "nano_closed", out_dir=tmp_path, data={"nano": folder}, retry_failed=True)
+    assert fixed.generated == ["c2"] and res3["benchmarks"]["nano_closed"]["failed"] == []
+
+
+def test_results_carry_manifest_cis_and_breakdowns(data, tmp_path):
+    folder, answers = data
+    res = evaluate(Scripted(answers), "nano_closed,nano_mcq", out_dir=tmp_path, data={"nano": folder}, seed=3)
+    m = res["manifest"]
+    assert m["seed"] == 3 and m["preset"] == "standard" and m["prompts"] == "ours" and "numpy" in m["packages"]
+    assert {"prompt_version", "parser_version", "pixel_budget", "chat_template_sha1", "checkpoint_fingerprint",
+            "judge"} <= set(m)
+    lo, hi = res["benchmarks"]["nano_closed"]["ci"]["overall_acc"]
+    assert 0.0 <= lo <= res["benchmarks"]["nano_closed"]["metrics"]["overall_acc"] <= hi <= 1.0
+    again = evaluate(Scripted(answers), "nano_closed", out_dir=tmp_path / "b", data={"nano": folder}, seed=3)
+    assert again["benchmarks"]["nano_closed"]["ci"] == res["benchmarks"]["nano_closed"]["ci"]  # seeded
 
 
 def test_all_data_folders_are_checked_before_generating(data, tmp_path, monkeypatch):
@@ -228,7 +267,7 @@ def test_all_data_folders_are_checked_before_generating(data, tmp_path, monkeypa
 
 
 def test_source_backed_benchmark_end_to_end(tmp_path):
-    """vqa_rad_closed / vqa_rad read a hand-made MEVF-layout folder through medmo.data.sources."""
+    """vqa_rad reads a hand-made MEVF-layout folder through medmo.data.sources."""
     root = tmp_path / "data_RAD"
     (root / "images").mkdir(parents=True)
     Image.new("RGB", (48, 48), (80, 80, 80)).save(root / "images" / "synpic1.jpg")
@@ -248,8 +287,8 @@ def test_source_backed_benchmark_end_to_end(tmp_path):
         def generate(self, requests, *, batch_size=8):
             return [next(a for q, a in script.items() if q in r.messages[0]["content"][-1]["text"]) for r in requests]
 
-    res = evaluate(ByQuestion({}), "vqa_rad_closed,vqa_rad", out_dir=tmp_path / "o", data={"vqa_rad": tmp_path})
-    closed, full = res["benchmarks"]["vqa_rad_closed"], res["benchmarks"]["vqa_rad"]
-    assert closed["n"] == 2 and closed["metrics"]["closed_acc"] == pytest.approx(0.5)
+    res = evaluate(ByQuestion({}), "vqa_rad", out_dir=tmp_path / "o", data={"vqa_rad": tmp_path})
+    full = res["benchmarks"]["vqa_rad"]  # closed and all are two columns of one benchmark
+    assert full["metrics"]["closed_acc"] == pytest.approx(0.5) and full["metrics"]["closed_n"] == 2
     assert full["n"] == 3 and full["metrics"]["overall_acc"] == pytest.approx(1 / 3)
     assert full["metrics"]["open_recall"] == pytest.approx(2 / 3)  # "temporal lobe" of "left temporal lobe"

@@ -25,14 +25,14 @@ def results(model: str, preset: str = "standard", **benches) -> dict:
 
 A = results(
     "MedMO-4B",
-    vqa_rad=entry("vqa_rad", {"overall_acc": 0.60}),
-    slake=entry("slake", {"overall_acc": 0.80}),
+    vqa_rad=entry("vqa_rad", {"overall_acc": 0.60, "closed_acc": 0.70}, ci={"overall_acc": [0.5, 0.7]}),
+    slake=entry("slake", {"overall_acc": 0.80, "closed_acc": 0.90}),
     nih_chestxray14=entry("nih_chestxray14", {"iou_matched_mean": 0.25}),
     medsg_referring=entry("medsg_referring", {"iou_first_mean": 0.5}),
     iu_xray=entry("iu_xray", {"rougeL": 0.3, "cider_d": 0.5, "bleu4": 0.1, "ratescore": None, "semb_score": None},
                   notes={"ratescore": "not computed: needs weights"}),
 )
-B = results("Qwen3-VL-4B", vqa_rad=entry("vqa_rad", {"overall_acc": 0.50}))
+B = results("Qwen3-VL-4B", vqa_rad=entry("vqa_rad", {"overall_acc": 0.50, "closed_acc": 0.55}))
 
 
 def test_rows_are_models_columns_benchmarks_then_average():
@@ -40,15 +40,19 @@ def test_rows_are_models_columns_benchmarks_then_average():
     assert list(tables) == ["vqa", "report", "grounding"]  # MedMO's table order
     md = to_markdown(tables["vqa"])
     lines = [x for x in md.splitlines() if x.startswith("|")]
-    assert lines[0] == "| Model | VQA-RAD | SLAKE | Avg. |"
-    assert lines[2] == "| MedMO-4B | 60.0 | 80.0 | 70.0 |"
-    assert lines[3] == "| Qwen3-VL-4B | 50.0 | - | - |"  # not run: no average over a partial row
+    assert lines[0] == ("| Model | VQA-RAD closed | VQA-RAD all | SLAKE closed | SLAKE all | Mean over benchmarks "
+                        "| Avg. |")  # MedMO's closed/all columns, both averages named
+    assert lines[2] == "| MedMO-4B | 70.0 | 60.0 [50.0, 70.0] | 90.0 | 80.0 | 70.0 | 75.0 |"
+    assert lines[3] == "| Qwen3-VL-4B | 55.0 | 50.0 | - | - | - | - |"  # not run: no average over a partial row
+    assert "Mean over benchmarks: one value per benchmark" in md and "Avg.: MedMO's average over every column" in md
 
 
 def test_csv_has_one_row_per_model_and_empty_missing_cells():
     rows = list(csv.reader(io.StringIO(to_csv(build_tables([A, B])[0]))))
-    assert rows[0] == ["model", "VQA-RAD", "SLAKE", "Avg."]
-    assert rows[1] == ["MedMO-4B", "60.0000", "80.0000", "70.0000"] and rows[2] == ["Qwen3-VL-4B", "50.0000", "", ""]
+    assert rows[0] == ["model", "VQA-RAD closed", "VQA-RAD all", "SLAKE closed", "SLAKE all", "Mean over benchmarks",
+                       "Avg."]
+    assert rows[1] == ["MedMO-4B", "70.0000", "60.0000", "90.0000", "80.0000", "70.0000", "75.0000"]
+    assert rows[2] == ["Qwen3-VL-4B", "55.0000", "50.0000", "", "", "", ""]
 
 
 def test_report_table_has_a_column_per_metric_and_says_why_one_is_missing():
@@ -61,7 +65,7 @@ def test_report_table_has_a_column_per_metric_and_says_why_one_is_missing():
 
 def test_grounding_table_names_the_iou_each_column_shows():
     md = to_markdown({t.group: t for t in build_tables([A])}["grounding"])
-    assert "NIH ChestX-ray14 IoU (matched)" in md and "MedSG referring IoU (first box)" in md
+    assert "NIH ChestX-ray14" in md and "MedSG referring" in md
     assert "NIH ChestX-ray14: iou_matched_mean" in md and "MedSG referring: iou_first_mean" in md
 
 
@@ -81,7 +85,7 @@ def test_write_tables_and_cli(tmp_path, capsys):
 
     assert main(["eval", "table", str(tmp_path / "r0.json"), str(tmp_path / "r1.json"), "--out", str(tmp_path / "c"),
                  "--no-plots"]) == 0
-    assert "| Qwen3-VL-4B | 50.0 | - | - |" in capsys.readouterr().out
+    assert "| Qwen3-VL-4B | 55.0 | 50.0 | - | - | - | - |" in capsys.readouterr().out
     assert (tmp_path / "c" / "grounding.csv").exists() and not (tmp_path / "c" / "vqa.png").exists()
     (tmp_path / "bad.json").write_text("{}")
     assert main(["eval", "table", str(tmp_path / "bad.json")]) == 2
@@ -116,3 +120,12 @@ def test_load_results_names_a_bad_file(tmp_path, bad):
     (tmp_path / "r.json").write_text(bad)
     with pytest.raises(ValueError, match="r.json"):
         load_results(tmp_path / "r.json")
+
+
+def test_report_section_adds_breakdowns():
+    from medmo.eval.tables import report_section
+
+    r = results("m", vqa_rad=entry("vqa_rad", {"overall_acc": 0.5, "closed_acc": 0.5},
+                                   breakdown={"kind": {"closed": {"acc": 0.5, "n": 2}, "open": {"acc": 0.5, "n": 2}}}))
+    md = report_section([r])
+    assert "### Medical VQA" in md and "m / vqa_rad by kind: closed 50.0 (n=2), open 50.0 (n=2)" in md

@@ -25,7 +25,7 @@ def nano_data(tmp_path_factory):
 def _recipe(model, data, out, *extra):
     return load_recipe(None, [
         "stage=grpo", f"model={model}", f"output_dir={out}", f"data.train=[{data['train']}]",
-        "logging.progress=false", "logging.tensorboard=false", *extra,
+        "logging.progress=false", "logging.tensorboard=false", "save_dtype=float32", *extra,
     ])  # fmt: skip
 
 
@@ -57,23 +57,40 @@ def test_reward_setup_keeps_weighted_rewards_that_apply():
 
 
 def test_config_maps_the_recipe(nano_data, tmp_path):
-    recipe = _recipe("m", nano_data, tmp_path, "batch_size=3", "grpo.num_generations=4", "max_steps=7")
+    recipe = _recipe("m", nano_data, tmp_path, "batch_size=3", "trl.num_generations=4", "max_steps=7",
+                     "trl.epsilon=0.15", "trl.epsilon_high=0.25")
     cfg = grpo.grpo_config(recipe, [1.0, 0.5])
     assert cfg.per_device_train_batch_size == 12 and cfg.num_generations == 4
-    assert (cfg.epsilon, cfg.epsilon_high) == (0.15, 0.25)  # DAPO clip-higher defaults
+    assert (cfg.epsilon, cfg.epsilon_high) == (0.15, 0.25)  # DAPO clip-higher, passed by name
     assert cfg.max_steps == 7 and cfg.reward_weights == [1.0, 0.5] and not cfg.use_vllm
     assert cfg.output_dir == str(tmp_path / "checkpoints")
     assert cfg.scale_rewards == "group" and cfg.num_iterations == 1
-    tuned = grpo.grpo_config(_recipe("m", nano_data, tmp_path, "grpo.scale_rewards=none", "grpo.num_iterations=2"),
+    tuned = grpo.grpo_config(_recipe("m", nano_data, tmp_path, "trl.scale_rewards=none", "trl.num_iterations=2"),
                              [1.0])
     assert tuned.scale_rewards == "none" and tuned.num_iterations == 2
 
 
 def test_refuses_a_random_starting_model(nano_data, tmp_path):
-    recipe = _recipe("unused", nano_data, tmp_path)
-    recipe.model = "nano:"
-    with pytest.raises(ValueError, match="trained model"):
-        grpo.run(recipe)
+    from medmo.train.recipe import RecipeError
+
+    with pytest.raises(RecipeError, match="trained model"):
+        _recipe("{size: nano}", nano_data, tmp_path)
+
+
+def test_vllm_is_checked_before_any_model_loads(nano_data, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    for mode in ("server", "colocate"):
+        with pytest.raises(ValueError, match="vLLM is not installed here.*trl vllm-serve.*vllm=off"):
+            grpo.run(_recipe(str(tmp_path / "no-model-here"), nano_data, tmp_path, f"vllm={mode}"))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real(name, *a))
+    with pytest.raises(ValueError, match="no trl vllm-serve answers at http://127.0.0.1:9"):
+        grpo.check_vllm(_recipe("m", nano_data, tmp_path, "vllm=server", "vllm_server=http://127.0.0.1:9"),
+                        timeout_s=2)
+    cfg = grpo.grpo_config(_recipe("m", nano_data, tmp_path, "vllm=server", "vllm_server=http://gen:8000"), [1.0])
+    assert cfg.use_vllm and cfg.vllm_mode == "server" and cfg.vllm_server_base_url == "http://gen:8000"
 
 
 def test_resume_picks_newest_checkpoint_and_trims_the_curve(nano_data, tmp_path):
@@ -91,27 +108,15 @@ def test_resume_picks_newest_checkpoint_and_trims_the_curve(nano_data, tmp_path)
 
 
 def _warm_start(model_dir, train_jsonl, out, steps=40):
-    """A few supervised steps on grounding so sampled answers carry boxes and rewards vary."""
-    import torch
+    """A few supervised grounding steps (the project's own loop) so sampled answers carry boxes."""
+    from medmo.train.sft import run
 
-    from medmo.data.io import read_records
-    from medmo.model import load, save
-    from medmo.train.collate import PaddingCollator, SampleEncoder, rope_index_of
-
-    model, processor = load(model_dir, dtype="float32")
-    encode = SampleEncoder(processor, rope_index_of(model), max_length=256)
-    items = [encode(r) for r in read_records(train_jsonl) if r.task == "grounding"]
-    collate = PaddingCollator(processor.tokenizer.pad_token_id)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    torch.manual_seed(0)
-    model.train()
-    for _ in range(steps):
-        batch = collate([items[i] for i in torch.randint(len(items), (8,)).tolist()])
-        batch.pop("seq_ids", None)
-        model(**batch).loss.backward()
-        opt.step()
-        opt.zero_grad()
-    return save(model.eval(), processor, out)
+    return run(load_recipe(None, [
+        "stage=grounding", f"model={model_dir}", f"output_dir={out}", f"data.train=[{train_jsonl}]",
+        "data.tasks=[grounding]", f"max_steps={steps}", "batch_size=8", "packing=false", "optim.lr=3e-3",
+        "optim.warmup_steps=0", "optim.scheduler=constant", "train_vision=true", "save_dtype=float32",
+        "logging.progress=false", "logging.tensorboard=false",
+    ]))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +133,8 @@ def test_grpo_run_logs_rewards_updates_llm_only_and_saves(warm_start, nano_data,
     start = warm_start
     recipe = _recipe(
         start, nano_data, tmp_path / "grpo", "data.tasks=[grounding]", "max_steps=2", "batch_size=2",
-        "grpo.num_generations=4", "grpo.max_completion_length=24", "optim.lr=0.01", "optim.warmup_steps=0",
-        "optim.scheduler=constant", "grpo.reward_weights={box: 1.0, format: 0.2}",
+        "trl.num_generations=4", "trl.max_completion_length=24", "optim.lr=0.01", "optim.warmup_steps=0",
+        "optim.scheduler=constant", "rewards={box: 1.0, format: 0.2}",
     )  # fmt: skip
     out = grpo.run(recipe)
 
@@ -159,7 +164,7 @@ def test_a_step_is_the_same_with_and_without_the_shared_prefix(warm_start, nano_
     for flag in ("true", "false"):
         recipe = _recipe(
             warm_start, nano_data, tmp_path / flag, "data.tasks=[grounding]", "max_steps=1", "batch_size=2",
-            "grpo.num_generations=4", "grpo.max_completion_length=24", "save_every=0", f"grpo.shared_prefix={flag}",
+            "trl.num_generations=4", "trl.max_completion_length=24", "save_every=0", f"shared_prefix={flag}",
         )  # fmt: skip
         out = grpo.run(recipe)
         rows[flag] = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
@@ -168,3 +173,23 @@ def test_a_step_is_the_same_with_and_without_the_shared_prefix(warm_start, nano_
     assert on["reward_std"] > 0 and on["grad_norm"] > 0  # there was a gradient to compare
     assert on["grad_norm"] == pytest.approx(off["grad_norm"], rel=1e-3)
     assert on["entropy"] == pytest.approx(off["entropy"], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_grpo_from_a_bf16_checkpoint_trains_fp32_master_weights(warm_start, nano_data, tmp_path):
+    """A small step changes nearly every weight of fp32 masters; bf16 weights would absorb most of it."""
+
+    from medmo.model import load, save
+
+    model, processor = load(warm_start, dtype="float32")
+    start = save(model, processor, tmp_path / "bf16", dtype="bfloat16")
+    recipe = _recipe(start, nano_data, tmp_path / "grpo", "data.tasks=[grounding]", "max_steps=1", "batch_size=2",
+                     "trl.num_generations=4", "trl.max_completion_length=24", "optim.lr=5e-6",
+                     "optim.warmup_steps=0", "save_every=0", "optim.scheduler=constant")  # fmt: skip
+    out = grpo.run(recipe)
+    before, _ = load(start, dtype="float32")
+    after, _ = load(out, dtype="float32")
+    new = dict(after.named_parameters())
+    llm = [(n, p) for n, p in before.named_parameters() if ".language_model.layers." in n and p.ndim == 2]
+    changed = sum(int((p != new[n]).sum()) for n, p in llm) / sum(p.numel() for _, p in llm)
+    assert changed > 0.5, changed

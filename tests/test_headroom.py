@@ -105,9 +105,9 @@ def test_report_finds_eval_results_from_another_working_directory(tmp_path, monk
     (run / "stages").mkdir(parents=True)
     (run / "eval" / "predictions" / "m").mkdir(parents=True)
     (run / "eval" / "predictions" / "m" / "g.jsonl").write_text("{}\n")
-    res = {"benchmarks": {"nano_grounding": {"predictions_file": "runs/nano/eval/predictions/m/g.jsonl"}}}
-    (run / "eval" / "results-m.json").write_text(json.dumps(res))
-    (run / "stages" / "eval.json").write_text(json.dumps({"results": {"sft": "runs/nano/eval/results-m.json"}}))
+    res = {"model": "nano-sft",
+           "benchmarks": {"nano_grounding": {"predictions_file": "runs/nano/eval/predictions/m/g.jsonl"}}}
+    (run / "eval" / "results-nano-sft-standard.json").write_text(json.dumps(res))
     monkeypatch.chdir(tmp_path)
     found = _results(run)
     assert list(found) == ["sft"]

@@ -32,7 +32,7 @@ def test_importing_metrics_loads_nothing_heavy():
 def test_registry_lists_and_loads_lazily():
     names = list_metrics()
     for n in ("cider", "cider_d", "cider_plain", "bleu", "rougeL", "rougeL_coco", "vqa_standard",
-              "vqa_medevalkit", "grounding", "finding_f1", "ratescore", "semb_score", "radgraph_f1", "llm_judge"):
+              "vqa_medevalkit", "grounding", "finding_f1", "ratescore", "semb_score", "radgraph_f1"):
         assert n in names
     assert list_metrics("model") == ["ratescore", "semb_score", "sembscore", "radgraph_f1"]
     res = get_metric("rougeL_coco")(["a b c"], ["a b d"])

@@ -105,7 +105,7 @@ def test_medevalkit_closed_non_yes_no_and_open():
     assert mek.score_medevalkit("the left", "left", kind="closed")["correct"] == 0.0
     row = mek.score_medevalkit("Answer: right lower lobe", "right lower lobe", kind="open")
     assert row["em"] == 0.0  # the space after "answer:" stays, as in MedEvalKit
-    assert row["recall"] == 1.0 and row["precision"] == 1.0 and row["reported_f1"] == row["recall"]
+    assert row["recall"] == 1.0 and row["precision"] == 1.0 and row["printed_f1"] == row["recall"]
     assert mek.score_medevalkit("right lower lobe", "right lower lobe", kind="open")["correct"] == 1.0
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from medmo import recipes
 from medmo.data.mixture import load_config
 from medmo.data.sources import SOURCES
 
-RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "data" / "mixture.yaml"
+RECIPE = recipes.path("data/mixture")
 
 
 def test_shipped_mixture_recipe_is_valid():

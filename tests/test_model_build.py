@@ -88,7 +88,7 @@ def test_save_load_round_trip_gives_same_logits(tiny_model_dir, retina, tmp_path
     batch = _batch(processor, retina)
     with torch.no_grad():
         before = model(**batch).logits
-    save(model, processor, tmp_path / "copy")
+    save(model, processor, tmp_path / "copy", dtype="float32")
     again, processor2 = load(tmp_path / "copy", dtype=torch.float32)
     batch2 = _batch(processor2, retina)
     assert torch.equal(batch["input_ids"], batch2["input_ids"])
@@ -128,10 +128,10 @@ def test_image_changes_the_output(tiny_model, retina):
 
 
 def test_real_qwen3_tokenizer_model_trains_and_generates(retina, tmp_path):
-    from medmo.model import build_tiny, load, qwen3_tokenizer
+    from medmo.model import build_small, load
     from medmo.model.generate import generate
 
-    path = build_tiny(tmp_path / "q", tokenizer=qwen3_tokenizer())
+    path = build_small(tmp_path / "q", tokenizer="qwen3")
     model, processor = load(path)
     assert model.config.image_token_id == 151655 and model.config.text_config.vocab_size == 151669
     batch = _batch(processor, retina)

@@ -43,8 +43,10 @@ def test_resume_continues_the_same_curve(tiny_model_dir, tmp_path):
     ckpt = latest_checkpoint(tmp_path / "cut")
     assert ckpt.name == "step-0000003" and list_checkpoints(tmp_path / "cut") == [ckpt]
     for name in ("model.safetensors", "optimizer.bin", "random_states_0.pkl", "custom_checkpoint_0.pkl"):
-        assert (ckpt / name).is_file(), name
-    state = json.loads((ckpt / "trainer_state.json").read_text())
+        assert (ckpt / "training_state" / name).is_file(), name
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "chat_template.json"):
+        assert (ckpt / name).is_file(), name  # the checkpoint is a standard model folder too
+    state = json.loads((ckpt / "training_state" / "trainer_state.json").read_text())
     # 10 samples pack into 2 rows per epoch: after 3 steps the stream is 1 row into epoch 1
     assert (state["step"], state["epoch"], state["offset"]) == (3, 1, 1)
     assert [r["step"] for r in read_metrics(tmp_path / "cut")] == [1, 2, 3, 4]
@@ -70,8 +72,8 @@ def test_a_fresh_run_sets_old_checkpoints_aside(tmp_path):
     from medmo.train.checkpoint import latest_checkpoint, set_aside_stale
 
     old = tmp_path / "checkpoints" / "step-0000009"
-    old.mkdir(parents=True)
-    (old / "trainer_state.json").write_text("{}")
+    (old / "training_state").mkdir(parents=True)
+    (old / "training_state" / "trainer_state.json").write_text("{}")
     assert latest_checkpoint(tmp_path) == old
     moved = set_aside_stale(tmp_path)
     assert moved.name == "checkpoints.stale-1" and (moved / "step-0000009").is_dir()

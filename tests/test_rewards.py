@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from medmo.gold import gold_for
-
 import json
 import math
 
 import pytest
 
+from medmo.gold import gold_for
 from medmo.records import Box, ImageRef, Sample
 from medmo.train import rewards as R
 

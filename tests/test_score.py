@@ -30,14 +30,14 @@ def test_vqa_file_default_preset_and_problems(tmp_path):
     ]
     path = _write(tmp_path / "p.jsonl", rows, bad_lines=["{not json", '{"answer": "no prediction"}', "[1, 2]"])
     res = score_file(path)
-    assert res["n"] == 4 and res["task"] == "mixed" and res["metrics"] == ["vqa_standard"]
+    assert res["n"] == 4 and res["task"] == "mixed" and res["metrics"] == ["vqa"]
     agg = res["aggregate"]
     assert agg["closed_acc"] == 0.5 and agg["open_acc"] == 1.0 and agg["mcq_acc"] == 1.0
     assert [r["id"] for r in res["per_sample"]] == ["a", "b", "c", "d"]
     assert res["per_sample"][2]["parsed"] == "B"
     assert [p["line"] for p in res["problems"]] == [5, 6, 7]
     assert "not JSON" in res["problems"][0]["reason"] and "prediction" in res["problems"][1]["reason"]
-    assert res["versions"]["parser"] == PARSER_VERSION and "vqa_standard" in res["versions"]
+    assert res["versions"]["parser"] == PARSER_VERSION and "vqa" in res["versions"]
 
 
 def test_medevalkit_preset_and_explicit_metrics(tmp_path):
@@ -89,12 +89,14 @@ def test_grounding_file_from_text_and_sample_records(tmp_path):
     assert res["aggregate"]["acc@0.5(first)"] == pytest.approx(2 / 3)
 
 
-def test_metric_options_reach_the_metric(tmp_path):
+def test_a_missing_plugin_reads_na_with_its_reason(tmp_path, monkeypatch):
+    monkeypatch.delenv("MEDMO_RATESCORE_WEIGHTS", raising=False)
     from medmo.eval.metrics.plugins import MissingWeightsError
 
     path = _write(tmp_path / "r.jsonl", [{"prediction": "a", "reference": "a"}])
-    with pytest.raises(MissingWeightsError, match="missing"):
-        score_file(path, metrics=["ratescore"], metric_options={"ratescore": {"weights_dir": tmp_path / "none"}})
+    res = score_file(path, metrics=["ratescore"])  # no weights here: n/a with the reason, never a crash
+    assert res["aggregate"]["ratescore"] is None and "weights" in res["notes"]["ratescore"]
+    assert issubclass(MissingWeightsError, ImportError)
 
 
 def test_infer_task_and_reader(tmp_path):

@@ -1,4 +1,4 @@
-"""The align/sft loop on the tiny model: outputs, freezing, loss normalisation, logs, CLI, dispatch."""
+"""The supervised loop on the tiny model: outputs, freezing, loss normalisation, logs, CLI, dispatch, bad values."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def data(tmp_path_factory):
 def make_recipe(model_dir, data, out, *overrides):
     base = [f"model={model_dir}", f"output_dir={out}", f"data.train=[{data['train']}]", "min_pixels=1024",
             "max_pixels=4096", "max_tokens=256", "batch_size=2", "optim.lr=2e-3", "optim.warmup_steps=1",
-            "logging.progress=false", "seed=0"]
+            "logging.progress=false", "seed=0", "save_dtype=float32"]
     return load_recipe(None, base + list(overrides))
 
 
@@ -78,11 +78,11 @@ def test_accumulation_equals_a_bigger_batch(tiny_model_dir, data, tmp_path):
     assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
 
 
-def test_nano_spec_builds_a_fresh_model(data, tmp_path):
+def test_small_model_spec_builds_a_fresh_model(data, tmp_path):
     from medmo.train.sft import run
 
-    recipe = make_recipe("tiny:vocab_size=400,text.num_hidden_layers=1", data, tmp_path / "fresh", "max_steps=1",
-                         "logging.tensorboard=false")
+    recipe = make_recipe("{size: tiny, vocab_size: 400, text: {num_hidden_layers: 1}}", data, tmp_path / "fresh",
+                         "max_steps=1", "logging.tensorboard=false")
     out = run(recipe)
     from transformers import AutoConfig
 
@@ -140,3 +140,53 @@ def test_unreadable_images_cost_their_sample_not_the_run(tiny_model_dir, data, t
                              PaddingCollator(processor.tokenizer.pad_token_id), packing=False)
     batch = batches[0]
     assert batch["input_ids"].shape[0] == 2 and batch["image_grid_thw"].shape[0] == 2
+
+
+def test_grounding_stage_trains_the_language_model_and_mergers(tiny_model_dir, data, tmp_path):
+    from medmo.train.sft import run
+
+    out = run(make_recipe(tiny_model_dir, data, tmp_path / "g", "stage=grounding", "max_steps=2",
+                          "logging.tensorboard=false"))
+    before, after = weights(tiny_model_dir), weights(out)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any("language_model" in k for k in changed) and any("merger" in k for k in changed)
+    assert not any(k.startswith("model.visual.blocks") for k in changed)
+
+
+def test_a_one_step_smoke_run_takes_a_real_step(tiny_model_dir, data, tmp_path):
+    # the default warmup ratio must not leave a 1-step run at learning rate 0
+    from medmo.train.sft import run
+
+    out = run(make_recipe(tiny_model_dir, data, tmp_path / "one", "max_steps=1", "optim.warmup_steps=0",
+                          "optim.warmup_ratio=0.5", "logging.tensorboard=false"))
+    assert read_metrics(out)[0]["lr"] == pytest.approx(2e-3)
+    before, after = weights(tiny_model_dir), weights(out)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_non_finite_loss_stops_the_run_naming_the_step(tiny_model_dir, data, tmp_path):
+    from medmo.train.sft import NonFiniteLoss, run
+
+    with pytest.raises(NonFiniteLoss, match="at step 1; the model was not updated"):
+        run(make_recipe(tiny_model_dir, data, tmp_path / "nan", "max_steps=3", "optim.lr=1e30",
+                        "optim.max_grad_norm=0", "optim.warmup_steps=0", "logging.tensorboard=false",
+                        "model={size: tiny, text: {initializer_range: 1.0e+30}}"))
+
+
+def test_max_tokens_that_leave_no_answer_token_are_refused(tiny_model_dir, data, tmp_path, caplog):
+    from medmo.train.sft import run
+
+    with pytest.raises(ValueError, match="no answer token within max_tokens=16"):
+        run(make_recipe(tiny_model_dir, data, tmp_path / "short", "max_steps=1", "max_tokens=16"))
+
+
+def test_the_final_model_is_saved_in_bfloat16_by_default(tiny_model_dir, data, tmp_path):
+    import json
+
+    from medmo.train.sft import run
+
+    out = run(make_recipe(tiny_model_dir, data, tmp_path / "bf16", "max_steps=1", "save_dtype=bfloat16",
+                          "logging.tensorboard=false"))
+    assert {v.dtype for v in weights(out).values()} == {torch.bfloat16}
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    assert load_recipe(None, ["data.train=[x]"]).save_dtype == "bfloat16"

@@ -1,51 +1,140 @@
-"""The main job's pipeline, shortened: `medmo speedrun --quick` runs every stage and writes the report."""
+"""The main job: a chain of public commands. Installed from a built wheel, `medmo speedrun --quick` runs
+every step from an empty folder and writes the report; the chain recipe and the report's parts."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import sysconfig
+from pathlib import Path
 
 import pytest
 
+from medmo import recipes
 from medmo.records import Box, ImageRef, Sample
-from medmo.speedrun import STAGES, SpeedrunConfig, stage_data
+from medmo.speedrun import load_chain
 from medmo.speedrun_report import breakdown
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel_venv(tmp_path_factory):
+    """A fresh virtual environment with MedMO installed from its wheel (the dependencies reused from this one)."""
+    work = tmp_path_factory.mktemp("wheel")
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(work / "dist"), str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-2000:]
+    wheel = next((work / "dist").glob("medmo-*.whl"))
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
+    py = venv / "bin" / "python"
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # reuse the installed dependencies, but not this checkout's editable medmo
+    (Path(site) / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index", "-q",
+                    str(wheel)], check=True, timeout=600, capture_output=True)  # fmt: skip
+    return venv
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.setdefault("OMP_NUM_THREADS", "2")
+    return env
 
 
 @pytest.mark.slow
-def test_quick_speedrun_writes_the_report(tmp_path):
-    cmd = [sys.executable, "-m", "medmo.cli", "speedrun", "--quick", "--out", str(tmp_path), "--name", "ci"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+def test_the_wheel_runs_the_quick_speedrun_from_an_empty_folder(wheel_venv, tmp_path):
+    medmo = wheel_venv / "bin" / "medmo"
+    where = subprocess.run([str(wheel_venv / "bin" / "python"), "-c", "import medmo; print(medmo.__file__)"],
+                           capture_output=True, text=True, check=True, cwd=tmp_path, env=_env()).stdout
+    assert str(ROOT) not in where and "site-packages" in where  # the wheel's copy, not this checkout
+    cmd = [str(medmo), "speedrun", "--quick", "--out", ".", "--name", "ci"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, cwd=tmp_path, env=_env())
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     run = tmp_path / "ci"
-    for stage in STAGES:
-        marker = json.loads((run / "stages" / f"{stage}.json").read_text())
-        assert marker["seconds"] > 0 and marker["peak_rss_mb"] > 0, stage
-    for stage in ("align", "sft", "grpo"):
+    chain = load_chain(quick=True)
+    for name, argv in chain:
+        marker = json.loads((run / "stages" / f"{name}.json").read_text())
+        assert marker["seconds"] > 0 and marker["peak_rss_mb"] > 0 and marker["command"].startswith("medmo "), name
+        assert f"$ {marker['command']}" in done.stdout  # each step is printed as the command a user types
+    for stage in ("align", "grounding", "sft", "grpo"):
         assert (run / stage / "config.json").is_file(), f"{stage} saved no loadable model"
+        assert (run / stage / "preprocessor_config.json").is_file()
     report = (run / "report.md").read_text()
-    for row in ("trivial baseline", "after alignment", "after instruction tuning", "after GRPO"):
+    for row in ("trivial baseline", "after alignment", "after grounding", "after instruction tuning", "after GRPO"):
         assert row in report
-    assert "nano grounding" in report and "peak RSS" in report
+    assert "nano grounding" in report and "peak RSS" in report and "medmo train nano/sft" in report
     assert "By question type and findings count" in report and "mcq: modality" in report
-    headroom = json.loads((run / "stages" / "eval.json").read_text())["headroom"]
-    assert set(headroom) == {"sft", "grpo"} and headroom["sft"]["prompts"] == 4
+    headroom = json.loads((run / "eval" / "headroom-sft.json").read_text())
+    assert headroom["tasks"]["grounding"]["prompts"] == 4 and headroom["tasks"]["grounding"]["k"] == 4
     assert "What GRPO had to learn from" in report and "| after GRPO |" in report
     assert (run / "report" / "curves.png").stat().st_size > 1000
     page = (run / "report.html").read_text()
     assert "<table>" in page and "data:image/png;base64," in page
 
-    # A second run resumes: every stage is already done, nothing is recomputed.
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    # A second run resumes: every step is already done, nothing is recomputed.
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=_env())
     assert again.returncode == 0
-    assert again.stdout.count("done earlier, skipping") == len(STAGES)
+    assert again.stdout.count("done earlier, skipping") == len(chain)
 
 
-def test_quick_config_is_smaller_than_the_demo():
-    quick, full = SpeedrunConfig.quick(), SpeedrunConfig()
-    assert quick.sft_steps < full.sft_steps and quick.n_train < full.n_train
-    assert quick.run_dir.name == "nano"
+def test_the_chain_is_public_commands_and_quick_only_appends():
+    full, quick = load_chain(), load_chain(quick=True)
+    assert [n for n, _ in full] == [n for n, _ in quick]
+    for (name, a), (_, b) in zip(full, quick):
+        assert a[0] == "medmo" and b[: len(a)] == a, name
+    names = [n for n, _ in full]
+    assert names.index("align") < names.index("grounding") < names.index("sft") < names.index("grpo")
+    steps = dict(full)
+    assert steps["sft"] == ["medmo", "train", "nano/sft"]  # step counts live in the recipe, not the chain
+    assert all("max_steps" not in " ".join(argv) for argv in steps.values())
+
+
+def test_a_chain_with_other_than_medmo_commands_is_refused(tmp_path):
+    bad = tmp_path / "chain.yaml"
+    bad.write_text("steps:\n  one: rm -rf data\n")
+    with pytest.raises(ValueError, match="must be a `medmo ...` command"):
+        load_chain(str(bad))
+    bad.write_text("steps:\n  one: medmo data sources\nquick:\n  two: --x\n")
+    with pytest.raises(ValueError, match="quick names no step"):
+        load_chain(str(bad))
+
+
+def test_a_failed_step_keeps_the_finished_ones_and_names_the_command(tmp_path):
+    from medmo.speedrun import speedrun
+
+    chain = tmp_path / "chain.yaml"
+    chain.write_text("steps:\n  ok: medmo recipes ls\n  broken: medmo train nano/nope\n")
+    with pytest.raises(RuntimeError, match="step 'broken' failed .*medmo train nano/nope"):
+        speedrun(tmp_path / "run", recipe=str(chain))
+    assert json.loads((tmp_path / "run" / "stages" / "ok.json").read_text())["command"] == "medmo recipes ls"
+
+
+def test_recipes_command_lists_prints_and_copies(tmp_path, capsys):
+    from medmo.cli import main
+
+    assert main(["recipes"]) == 0 and "nano/speedrun" in capsys.readouterr().out
+    assert main(["recipes", "path", "nano/sft"]) == 0 and capsys.readouterr().out.strip() == str(recipes.path("nano/sft"))
+    assert main(["recipes", "cp", "nano/sft", str(tmp_path)]) == 0
+    assert (tmp_path / "sft.yaml").read_text() == recipes.path("nano/sft").read_text()
+
+
+def test_nano_mixture_repeats_tasks_from_the_run_folder(tmp_path, monkeypatch):
+    # paths of shipped recipes mean the working directory: `make demo` builds under the relative runs/nano
+    from medmo.data.mixture import build_mixture
+    from medmo.data.synth import build_nano
+
+    run = tmp_path / "runs" / "nano"
+    build_nano(run / "data", n_train=12, n_val=2, n_test=2)
+    monkeypatch.chdir(run)
+    report = build_mixture("nano/mixture", "data/sft")
+    assert [src["skipped"] for src in report["sources"]] == [0, 0, 0]
+    base, grounding, caption = (src["selected"] for src in report["sources"])
+    assert caption == 2 * 12 and grounding == 7 * (grounding // 7) > 0 and report["written"] == base + grounding + caption
 
 
 def test_breakdown_splits_accuracy_by_question_type_and_iou_by_findings(tmp_path):
@@ -74,43 +163,3 @@ def test_breakdown_splits_accuracy_by_question_type_and_iou_by_findings(tmp_path
     assert table["sft"]["mcq: quadrant"] == "100.0 (1)"
     assert table["sft"]["grounding IoU, 2 findings"] == "25.0 (1)"
     assert set(cols) == {"mcq: modality", "mcq: quadrant", "grounding IoU, 2 findings"}
-
-
-def test_data_stage_repeats_records_from_a_relative_run_folder(tmp_path, monkeypatch):
-    # `make demo` writes under the relative folder runs/: the repeated grounding and caption records
-    # must still find their images (they once resolved against the wrong folder and were all dropped).
-    monkeypatch.chdir(tmp_path)
-    stage_data(SpeedrunConfig.quick(out="runs", n_train=12, n_val=2, n_test=2))
-    report = json.loads((tmp_path / "runs" / "nano" / "data" / "sft" / "mixture_report.json").read_text())
-    assert [src["skipped"] for src in report["sources"]] == [0, 0, 0]
-    base, grounding, caption = (src["selected"] for src in report["sources"])
-    assert grounding > 0 and caption == 2 * 12 and report["written"] == base + grounding + caption
-
-
-def test_settings_override_config_fields_with_their_types():
-    from medmo.speedrun import parse_settings
-
-    got = parse_settings(["grpo_steps=150", "grpo_batch=16", "caption_weight=2.5", "eval_limit=none"])
-    assert got == {"grpo_steps": 150, "grpo_batch": 16, "caption_weight": 2.5, "eval_limit": None}
-    assert SpeedrunConfig.quick(**got).grpo_batch == 16
-    for bad, why in (("grpo_step=1", "KEY one of"), ("grpo_steps", "KEY one of"), ("sft_steps=1.5", "takes int"),
-                     ("name=x", "KEY one of")):
-        with pytest.raises(ValueError, match=why):
-            parse_settings([bad])
-
-
-def test_grpo_stage_gets_the_configured_prompts_per_step(tmp_path, monkeypatch):
-    import medmo.train.grpo as grpo_mod
-    from medmo.speedrun import stage_grpo
-
-    seen = {}
-
-    def fake_run(recipe):
-        seen["recipe"] = recipe
-        return tmp_path
-
-    monkeypatch.setattr(grpo_mod, "run", fake_run)
-    stage_grpo(SpeedrunConfig.quick(out=str(tmp_path), grpo_batch=16, grpo_steps=7))
-    recipe = seen["recipe"]
-    assert recipe.batch_size == 16 and recipe.max_steps == 7 and recipe.stage == "grpo"
-    assert recipe.data.tasks == ["grounding"]

@@ -111,11 +111,6 @@ def test_reports_negate_absent_findings(nano):
                 assert (f"No {c}." in r.findings) == (c not in present)
 
 
-def test_rejects_tiny_images(tmp_path):
-    with pytest.raises(ValueError, match="image_size"):
-        synth.build_nano(tmp_path, n_train=1, n_val=1, n_test=1, image_size=32)
-
-
 def test_report_findings_are_read_by_the_factuality_labeller(nano):
     findings = pytest.importorskip("medmo.findings")
     name = {"lesion": "lung lesion"}
@@ -124,3 +119,24 @@ def test_report_findings_are_read_by_the_factuality_labeller(nano):
     for r in reports:
         positive = {k for k, v in findings.extract_findings(r.answer).items() if v}
         assert positive == {name.get(f[0], f[0]) for f in r.meta["findings"]}, r.answer
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_small_images_hold_findings_drawn_to_scale(tmp_path, size):
+    """bench/eval_batch_bench.py builds 64 px data; 64 px used to fail in place_findings (high - low < 0)."""
+    paths = synth.build_nano(tmp_path, n_train=40, n_val=0, n_test=4, image_size=size, seed=1)
+    recs = _read(paths["train"])
+    boxes = [b.box for r in recs if r.task == "grounding" for b in r.boxes]
+    assert len(boxes) > 10
+    for x1, y1, x2, y2 in boxes:
+        assert 0 <= x1 < x2 <= size and 0 <= y1 < y2 <= size
+    # findings cover the same share of the image as at 128 px (2-8%), not four or sixteen times more
+    share = np.median([(x2 - x1) * (y2 - y1) / size**2 for x1, y1, x2, y2 in boxes])
+    assert 0.02 < share < 0.08
+    with Image.open(tmp_path / recs[0].images[0].path) as im:
+        assert im.size == (size, size)
+
+
+def test_too_small_images_are_refused_with_the_smallest_size():
+    with pytest.raises(ValueError, match="image_size must be at least 32 px .*got 31"):
+        synth.build_nano("/nonexistent", n_train=1, n_val=1, n_test=1, image_size=31)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from medmo.records import Box, ImageRef, Sample
 from medmo.gold import gold_json
+from medmo.records import Box, ImageRef, Sample
 from medmo.train.verl_score import compute_score
 
 KEYS = {"score", "accuracy", "box", "factuality", "format"}

@@ -12,4 +12,4 @@ so ``import medmo.data`` stays light. Typical entry points:
 
 from __future__ import annotations
 
-__all__ = ["images", "io", "cells", "mixture", "export"]
+__all__ = ["images", "io", "cells", "mixture", "export", "outbound"]

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("validate", help="check a records file (.jsonl, .parquet or a shard folder)")
     p.add_argument("file", help="records file or folder of shards")
     p.add_argument("--strict", action="store_true", help="stop at the first bad record (exit code 1)")
-    p.add_argument("--check-images", action="store_true", help="also require every image to exist and be readable")
+    p.add_argument("--check-images", action="store_true", help="also decode every image: missing, truncated or corrupt files (and missing frames) are reported")
     p.set_defaults(func=_validate)
 
     p = cmds.add_parser("cells", help="build the microscopy Cell grounding set (default: scikit-image's bundled images)")
@@ -32,10 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-area", type=int, default=20, help="drop cells smaller than this many pixels (default 20)")
     p.add_argument("--watershed", action="store_true", help="split touching cells of binary masks by watershed")
     p.add_argument("--split", default="train", help="split written into the records (default train)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the tiling order (default 0)")
     p.set_defaults(func=_cells)
 
     p = cmds.add_parser("build", help="build a training mixture (weighted, deduplicated, decontaminated shards)")
-    p.add_argument("mixture", help="mixture YAML (sources, weights/caps, seed, decontaminate_against)")
+    p.add_argument("mixture", help="mixture YAML, or a shipped mixture by name (e.g. nano/mixture; see `medmo recipes`)")
     p.add_argument("--out", required=True, help="output folder for the Parquet shards and mixture_report.json")
     p.add_argument("--report-only-contamination", action="store_true",
                    help="keep training records whose image is in an evaluation split; only list them")  # fmt: skip
@@ -54,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-train", type=int, default=2000, help="training images (default 2000)")
     p.add_argument("--n-val", type=int, default=200, help="validation images (default 200)")
     p.add_argument("--n-test", type=int, default=200, help="test images (default 200)")
-    p.add_argument("--image-size", type=int, default=128, help="image side in pixels (default 128)")
+    p.add_argument("--image-size", type=int, default=128, help="image side in pixels, at least 32 (default 128)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_synth)
 
@@ -99,7 +100,8 @@ def _cells(args: argparse.Namespace) -> int:
     from medmo.data.cells import CellOptions, build_cells
 
     opts = CellOptions(tile_size=args.tile_size, overlap=args.overlap, min_area=args.min_area, watershed=args.watershed)
-    report = build_cells(args.out, images_dir=args.images, masks_dir=args.masks, options=opts, split=args.split)
+    report = build_cells(args.out, images_dir=args.images, masks_dir=args.masks, options=opts, split=args.split,
+                         seed=args.seed)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -114,6 +116,10 @@ def _build(args: argparse.Namespace) -> int:
         print(f"  {s['source']}: read {s['read']}, skipped {s['skipped']}, duplicates {s['duplicates']}, "
               f"contaminated {s['contaminated']}, selected {s['selected']}")  # fmt: skip
     print(f"contaminated records ({c['mode']}): {c['count']}; report: {args.out}/mixture_report.json")
+    lost = [s for s in report["sources"] if s["read"] and not s["available"]]
+    if lost:  # a mixture silently missing a whole source would train on something else than asked
+        raise ValueError("; ".join(f"source {s['source']} lost all {s['read']} records ({s['skip_reasons']})"
+                                   for s in lost) + ". Check that its image paths resolve from its folder")
     return 0
 
 

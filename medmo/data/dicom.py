@@ -133,6 +133,21 @@ def load_dicom(path: Path, *, frame: int | None = None, window: Window | None = 
         return _dicom_to_image(ds, path, frame, window)
 
 
+def check_dicom(path: Path, *, frame: int | None = None) -> tuple[int, int]:
+    """Decode one frame's pixel data, keep none of it, and return its ``(width, height)``.
+
+    The check behind ``medmo data validate --check-images``: the header alone does not show truncated or
+    corrupt pixel data. The frame is decoded as :func:`load_dicom` decodes it, but not rendered.
+
+    Raises:
+        ImageLoadError: what :func:`load_dicom` would raise for this frame.
+    """
+    ds = read_dicom(path)
+    with quiet_pydicom():
+        arr = _dicom_pixels(ds, path, _frame_index(ds, path, frame))
+        return int(arr.shape[1]), int(arr.shape[0])
+
+
 def dicom_size(path: Path) -> tuple[int, int]:
     """``(width, height)`` of a DICOM image from its header alone (pixel data is not read)."""
     ds = read_dicom(path, stop_before_pixels=True)
@@ -140,7 +155,38 @@ def dicom_size(path: Path) -> tuple[int, int]:
         with quiet_pydicom():
             return int(ds.Columns), int(ds.Rows)
     except (AttributeError, TypeError, ValueError):
-        raise ImageLoadError(f"DICOM {path} has no valid Rows/Columns; it holds no image") from None
+        raise _no_image_error(ds, path) from None
+
+
+def _no_image_error(ds: Any, path: Path) -> ImageLoadError:
+    """Why a DICOM file gave no image: a non-image object (a report...) or a corrupt, truncated file.
+
+    Only the SOP class's standard name (pydicom's UID dictionary) is quoted, never a header value: an
+    unknown SOP Class UID is not repeated.
+    """
+    from pydicom.uid import UID
+
+    with quiet_pydicom():
+        try:
+            sop = ds.get("SOPClassUID") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
+            uid = UID(str(sop)) if sop else None
+            name = uid.name if uid is not None and uid.keyword else None
+        except Exception:  # a garbled header value
+            name = None
+    if name is None:
+        return ImageLoadError(
+            f"DICOM {path} is corrupt or not a DICOM image: no valid header or pixel data could be read; "
+            "re-export it from the PACS/archive, or remove it from the records"
+        )
+    if "Image" in name:
+        return ImageLoadError(
+            f"DICOM {path} is truncated or corrupt: it is a {name} object but holds no pixel data; "
+            "re-export it from the PACS/archive"
+        )
+    return ImageLoadError(
+        f"DICOM {path} holds no image: it is a {name} object (a report, structure set or other non-image "
+        "object); remove it from the records or point them at the image series"
+    )
 
 
 @contextlib.contextmanager
@@ -158,14 +204,19 @@ def quiet_pydicom() -> Iterator[None]:
 
 
 def _dicom_to_image(ds: Any, path: Path, frame: int | None, window: Window | None) -> Image.Image:
+    arr = _dicom_pixels(ds, path, _frame_index(ds, path, frame))
+    return _render_dicom(ds, arr, window, path)
+
+
+def _frame_index(ds: Any, path: Path, frame: int | None) -> int | None:
+    """The ``index`` for ``pixel_array`` (None for a single-frame image); raises if there is no such frame."""
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise ImageLoadError(f"DICOM {path} has no pixel data (a report, structure set or other non-image object)")
+        raise _no_image_error(ds, path)
     n = _n_frames(ds)
     index = frame or 0
     if not 0 <= index < n:
         raise ImageLoadError(f"DICOM {path} has {n} frame(s); frame {index} is out of range")
-    arr = _dicom_pixels(ds, path, index if n > 1 else None)
-    return _render_dicom(ds, arr, window, path)
+    return index if n > 1 else None
 
 
 def _n_frames(ds: Any) -> int:

@@ -10,16 +10,17 @@
   so ``medmo/train/verl_score.py:compute_score`` scores the rollouts.
 
 Prompts and answers come from :mod:`medmo.prompts` (box answers on Qwen3-VL's 0-1000 grid), so exported
-data teaches exactly what MedMO's own trainer teaches. Images stay where they are (absolute paths), except
-formats Pillow cannot open (DICOM, NIfTI, a chosen frame): those are rendered once with
-:func:`medmo.data.images.load_image` to PNG files in ``<output>_images/``. ``embed_images=True`` (verl only)
-stores PNG bytes in the parquet instead of paths.
+data teaches exactly what MedMO's own trainer teaches. Exported data carries pixels only
+(:mod:`medmo.data.outbound`, formats detected by content): a plain PNG/JPEG without metadata stays where
+it is (absolute path); every other image (DICOM whatever its name, NIfTI, TIFF, a chosen frame, a PNG with
+text chunks, a JPEG with EXIF) is rendered once with :func:`medmo.data.images.load_image` to a
+metadata-free PNG in ``<output>_images/``. ``embed_images=True`` (verl only) stores those same bytes in
+the parquet instead of paths.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -27,8 +28,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from medmo.data.images import load_image_ref
 from medmo.data.io import read_records
+from medmo.data.outbound import safe_image_bytes, shareable_as_stored
 from medmo.gold import gold_json
 from medmo.prompts import question_text, target_text
 from medmo.records import ImageRef, Sample
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("llamafactory", "swift", "verl")
 IMAGE_TAG = "<image>"
-PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 VERL_BATCH_ROWS = 512
 
 
@@ -56,7 +56,7 @@ def export(
         out: output file (``.jsonl`` for llamafactory/swift, ``.parquet`` for verl).
         fmt: one of :data:`FORMATS`.
         think: ask for ``<think>``/``<answer>`` reasoning in the prompt (RL data).
-        embed_images: verl only: PNG bytes in the parquet instead of image paths.
+        embed_images: verl only: the images' encoded pixels in the parquet instead of image paths.
 
     Returns:
         ``{"path", "format", "written", "rendered_images"}``.
@@ -81,7 +81,6 @@ def export(
 
 def _samples(records: str | Path | Iterable[Sample]) -> Iterator[Sample]:
     if isinstance(records, (str, Path)):
-
         return read_records(records)
     return iter(records)
 
@@ -122,33 +121,39 @@ def to_verl(s: Sample, images: list[dict[str, Any]], index: int, think: bool = F
 
 
 class ImagePaths:
-    """Absolute image paths a framework's Pillow-based loader can open, rendering DICOM/NIfTI/frames once."""
+    """Image paths for exported rows: plain PNG/JPEG files as they are, everything else rendered once to PNG."""
 
     def __init__(self, render_dir: Path):
         self.render_dir = render_dir
         self.rendered = 0
+        self._as_stored: dict[str, bool] = {}  # path -> the file may be exported as it is
 
     def paths(self, s: Sample) -> list[str]:
         return [self.path(ref) for ref in s.images]
 
     def path(self, ref: ImageRef) -> str:
         p = os.path.abspath(ref.path)
-        if ref.frame is None and p.lower().endswith(PIL_SUFFIXES):
+        if ref.frame is None and self._shareable(p):
             return p
         target = self.render_dir / f"{hashlib.sha1(f'{p}|{ref.frame}'.encode()).hexdigest()[:20]}.png"
         if not target.exists():
-
             self.render_dir.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(".tmp.png")
-            load_image_ref(ref).save(tmp)
+            tmp.write_bytes(self.image_bytes(ref))
             os.replace(tmp, target)
             self.rendered += 1
         return str(target)
 
-    def png_bytes(self, ref: ImageRef) -> bytes:
-        buf = io.BytesIO()
-        load_image_ref(ref).save(buf, format="PNG")
-        return buf.getvalue()
+    def image_bytes(self, ref: ImageRef) -> bytes:
+        """The encoded pixels of ``ref`` (the stored bytes of a plain PNG/JPEG, else a rendered PNG)."""
+        return safe_image_bytes(ref.path, frame=ref.frame)[0]
+
+    def _shareable(self, path: str) -> bool:
+        if path not in self._as_stored:
+            if len(self._as_stored) > 100_000:  # bound the cache on huge exports
+                self._as_stored.clear()
+            self._as_stored[path] = shareable_as_stored(path) is not None
+        return self._as_stored[path]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -209,7 +214,7 @@ def _write_verl(samples: Iterable[Sample], out: Path, images: ImagePaths, *, thi
     try:
         with pq.ParquetWriter(tmp, schema) as writer:
             for s in samples:
-                entries = ([{"bytes": images.png_bytes(r)} for r in s.images] if embed
+                entries = ([{"bytes": images.image_bytes(r)} for r in s.images] if embed
                            else [{"image": p} for p in images.paths(s)])  # fmt: skip
                 batch.append(to_verl(s, entries, n, think=think))
                 n += 1

@@ -22,10 +22,12 @@ every error, log line and record (its :func:`~medmo.data.dicom.safe_dicom_meta` 
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from medmo.data.dicom import DICOM_PHI_KEYWORDS, dicom_size, load_dicom, safe_dicom_meta
+from medmo.data.dicom import DICOM_PHI_KEYWORDS, check_dicom, dicom_size, load_dicom, safe_dicom_meta
 from medmo.data.pixels import DICOM_SUFFIXES, ImageLoadError, Window, to_uint8
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,8 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # The loader's API; the DICOM privacy helpers and the pixel rule are re-exported from the modules below.
 __all__ = [
-    "DICOM_PHI_KEYWORDS", "ImageLoadError", "ImageSource", "Window", "image_size", "load_image", "load_image_ref",
-    "safe_dicom_meta", "to_uint8",
+    "DICOM_PHI_KEYWORDS", "ImageLoadError", "ImageSource", "Window", "check_image", "image_size", "load_image",
+    "load_image_ref", "safe_dicom_meta", "to_uint8",
 ]
 
 ImageSource = Union[str, Path, "np.ndarray", "Image.Image"]
@@ -81,7 +83,6 @@ def load_image(
         raise ImageLoadError(f"image {path} {what}; check the path (relative paths resolve against the record file's folder)")
     kind = _kind(path)
     if kind == "dicom":
-
         return load_dicom(path, frame=frame, window=window)
     if kind == "nifti":
         return _load_nifti(path, slice_index=slice_index, axis=axis, frame=frame, window=window)
@@ -110,7 +111,6 @@ def image_size(src: ImageSource, *, axis: int = 2) -> tuple[int, int]:
         raise ImageLoadError(f"image {path} does not exist; check the path")
     kind = _kind(path)
     if kind == "dicom":
-
         return dicom_size(path)
     if kind == "nifti":
         shape = _nifti_canonical_shape(path)
@@ -121,6 +121,34 @@ def image_size(src: ImageSource, *, axis: int = 2) -> tuple[int, int]:
             return im.size
     except Exception as e:  # PIL raises many types for corrupt files
         raise ImageLoadError(f"cannot read image {path}: {type(e).__name__}; re-download or re-export the file") from None
+
+
+def check_image(src: str | Path, *, frame: int | None = None) -> tuple[int, int]:
+    """Decode the image a record refers to, keep none of it, and return the ``(width, height)`` of :func:`load_image`.
+
+    What ``medmo data validate --check-images`` runs: headers alone let truncated and corrupt files
+    through. Decoding stays cheap: a JPEG is decoded at 1/8 scale (libjpeg's DCT scaling still reads
+    every entropy-coded byte), other Pillow formats are decoded once and dropped, one DICOM frame is
+    decoded but not rendered (:func:`medmo.data.dicom.check_dicom`), and NIfTI voxel data is streamed
+    through the decompressor (compressed files) or its length checked against the header (uncompressed).
+
+    Args:
+        src: the image file.
+        frame: the record's :attr:`medmo.records.ImageRef.frame` (DICOM frame, TIFF page, NIfTI volume or
+            slice); it must exist.
+
+    Raises:
+        ImageLoadError: missing, truncated or corrupt file, or no such frame.
+    """
+    path = Path(src)
+    if not path.is_file():
+        raise ImageLoadError(f"image {path} does not exist; check the path")
+    kind = _kind(path)
+    if kind == "dicom":
+        return check_dicom(path, frame=frame)
+    if kind == "nifti":
+        return _check_nifti(path, frame)
+    return _check_pil_file(path, frame)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -160,18 +188,44 @@ def _load_pil_file(path: Path, *, frame: int | None, window: Window | None) -> I
             return _from_pil(im, window, str(path))
     except ImageLoadError:
         raise
-    except Image.DecompressionBombError:
-        raise ImageLoadError(
+    except Exception as e:
+        if path.suffix.lower() in (".tif", ".tiff") and not isinstance(e, Image.DecompressionBombError):
+            return _load_tiff_fallback(path, frame=frame, window=window, error=e)
+        raise _pil_error(path, e) from None
+
+
+def _check_pil_file(path: Path, frame: int | None) -> tuple[int, int]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if frame:
+                _seek(im, frame, path)
+            size = im.size
+            if im.format == "JPEG":
+                im.draft(im.mode, (max(1, size[0] // 8), max(1, size[1] // 8)))
+            im.load()
+            return size
+    except ImageLoadError:
+        raise
+    except Exception as e:
+        if path.suffix.lower() in (".tif", ".tiff") and not isinstance(e, Image.DecompressionBombError):
+            return _load_tiff_fallback(path, frame=frame, window=None, error=e).size
+        raise _pil_error(path, e) from None
+
+
+def _pil_error(path: Path, e: Exception) -> ImageLoadError:
+    from PIL import Image
+
+    if isinstance(e, Image.DecompressionBombError):
+        return ImageLoadError(
             f"image {path} is larger than Pillow's safety limit of {Image.MAX_IMAGE_PIXELS} pixels; tile it first "
             "(e.g. medmo data cells --tile-size) or raise PIL.Image.MAX_IMAGE_PIXELS if the file is trusted"
-        ) from None
-    except Exception as e:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            return _load_tiff_fallback(path, frame=frame, window=window, error=e)
-        raise ImageLoadError(
-            f"cannot read image {path} ({type(e).__name__}: {e}); the file is corrupt or not an image: "
-            "re-download or re-export it"
-        ) from None
+        )
+    return ImageLoadError(
+        f"cannot read image {path} ({type(e).__name__}: {e}); the file is corrupt or not an image: "
+        "re-download or re-export it"
+    )
 
 
 def _seek(im: Image.Image, frame: int, path: Path) -> None:
@@ -262,15 +316,58 @@ def _open_nifti(path: Path) -> Any:
 
 
 def _nifti_canonical_shape(path: Path) -> tuple[int, int, int]:
+    return _canonical_shape(_open_nifti(path))
+
+
+def _canonical_shape(img: Any) -> tuple[int, int, int]:
+    """The first three axes of a NIfTI image in the closest canonical (RAS+) orientation."""
     from nibabel.orientations import io_orientation
 
-    img = _open_nifti(path)
     shape = tuple(img.shape[:3]) + (1,) * (3 - len(img.shape[:3]))
     ornt = io_orientation(img.affine)
     out = [0, 0, 0]
     for i in range(3):
         out[int(ornt[i, 0])] = shape[i]
     return out[0], out[1], out[2]
+
+
+def _check_nifti(path: Path, frame: int | None) -> tuple[int, int]:
+    """The checks of :func:`_load_nifti` without loading the volume (see :func:`check_image`)."""
+    img = _open_nifti(path)
+    shape, ndim = _canonical_shape(img), len(img.shape)
+    if ndim > 4:
+        raise ImageLoadError(f"NIfTI {path} has {ndim} dimensions; expected a 2-D, 3-D or 4-D image")
+    if frame is not None:
+        n, what = (img.shape[3], "volumes") if ndim == 4 else (shape[2], "slices along axis 2")
+        if not 0 <= frame < n:
+            raise ImageLoadError(f"NIfTI {path} has {n} {what}; frame {frame} is out of range")
+    stored = _nifti_data_bytes(img, path)
+    proxy = img.dataobj
+    needed = int(proxy.offset) + math.prod(proxy.shape) * proxy.dtype.itemsize
+    if stored < needed:
+        raise ImageLoadError(
+            f"NIfTI {path} is truncated: its header describes {needed} bytes, the file holds {stored}; re-download it"
+        )
+    return shape[0], shape[1]
+
+
+def _nifti_data_bytes(img: Any, path: Path) -> int:
+    """Bytes of the file holding the voxels: its size, or (compressed) streamed through the decompressor."""
+    from nibabel.openers import ImageOpener
+
+    name = str(img.file_map["image"].filename)
+    if not name.lower().endswith((".gz", ".bz2", ".zst")):
+        return os.path.getsize(name)
+    total = 0
+    try:
+        with ImageOpener(name) as f:
+            while chunk := f.read(1 << 20):
+                total += len(chunk)
+    except Exception as e:  # EOFError, BadGzipFile, zlib.error, indexed_gzip's own errors
+        raise ImageLoadError(
+            f"cannot read NIfTI {path} voxel data ({type(e).__name__}); the file is truncated or corrupt: re-download it"
+        ) from None
+    return total
 
 
 def _load_nifti(

@@ -14,17 +14,20 @@ images; ``meta`` as a JSON string, so free-form extras never change the schema b
 
 from __future__ import annotations
 
+import codecs
 import gzip
+import hashlib
 import json
 import logging
 import os
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medmo.data.images import ImageLoadError, image_size
+from medmo.data.images import ImageLoadError, check_image
 from medmo.records import RECORD_VERSION, ImageRef, RecordError, Sample
 
 log = logging.getLogger(__name__)
@@ -63,8 +66,9 @@ class ReadStats:
     Attributes:
         read: records yielded.
         skipped: records skipped (their reasons are counted in ``counts``).
-        counts: skipped records by reason (``malformed_json``, ``unknown_field``, ``malformed_record``,
-            ``invalid_record``, ``missing_image``, ``unreadable_image``, ``unreadable_shard``).
+        counts: skipped records by reason (``not_utf8``, ``malformed_json``, ``unknown_field``,
+            ``malformed_record``, ``invalid_record``, ``duplicate_id``, ``missing_image``, ``unreadable_image``,
+            ``unreadable_file``, ``unreadable_shard``).
         problems: the first ``max_problems`` problems with file and line.
     """
 
@@ -99,6 +103,7 @@ def read_records(
     stats: ReadStats | None = None,
     image_root: str | Path | None = None,
     check_images: bool = False,
+    unique_ids: bool = True,
 ) -> Iterator[Sample]:
     """Stream validated :class:`Sample` records from a ``.jsonl`` file, a ``.parquet`` file or a folder of shards.
 
@@ -107,8 +112,10 @@ def read_records(
         strict: raise :class:`RecordFileError` at the first bad record instead of skipping it.
         stats: collects counts and the first problems (a fresh one is used if omitted).
         image_root: folder that relative image paths resolve against (default: the record file's folder).
-        check_images: also require every image to exist and be readable; fills in missing width/height
-            from the file and re-checks boxes against it.
+        check_images: also require every image to exist and decode (:func:`medmo.data.images.check_image`);
+            fills in missing width/height from the file and re-checks boxes against it.
+        unique_ids: skip (report as ``duplicate_id``) a record whose id an earlier record of this read has;
+            costs about 60 bytes of memory per record read.
 
     Raises:
         FileNotFoundError: ``path`` does not exist or holds no record files.
@@ -116,7 +123,8 @@ def read_records(
     """
     stats = stats if stats is not None else ReadStats()
     skipped_before = stats.skipped
-    sizes: dict[str, tuple[int, int] | str] = {}
+    sizes: dict[str, tuple[int, int] | tuple[str, str]] = {}
+    ids: set[int] | None = set() if unique_ids else None
     for file in record_files(path):
         root = Path(image_root) if image_root is not None else file.parent
         rows = _iter_parquet(file) if file.name.endswith(PARQUET_SUFFIX) else _iter_jsonl(file)
@@ -125,6 +133,8 @@ def read_records(
                 if bad is not None:
                     raise bad
                 sample = _to_sample(raw, root, check_images, sizes)
+                if ids is not None:
+                    _check_unique(sample.id, ids)
             except _Bad as bad:
                 problem = Problem(str(file), line, bad.reason, bad.message)
                 if strict:
@@ -158,15 +168,33 @@ class _Bad(Exception):
 
 
 def _iter_jsonl(file: Path) -> Iterator[tuple[int, Any, _Bad | None]]:
+    """Lines of one JSONL file, decoded as strict UTF-8 (a line that is not UTF-8 is one problem, not replaced)."""
     opener = gzip.open if file.name.endswith(".gz") else open
-    with opener(file, "rt", encoding="utf-8", errors="replace") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield i, json.loads(line), None
-            except json.JSONDecodeError as e:
-                yield i, None, _Bad("malformed_json", f"{e.msg} at column {e.colno}")
+    i = 0
+    try:
+        with opener(file, "rb") as f:
+            for i, raw in enumerate(f, start=1):
+                if i == 1 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8) :]
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    yield i, None, _Bad("not_utf8", f"byte 0x{raw[e.start]:02x} at offset {e.start} of the line is not "
+                                        "UTF-8; re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")  # fmt: skip
+                    continue
+                if line.strip():
+                    yield i, *_parse_json(line)
+    except (OSError, EOFError, zlib.error) as e:  # a corrupt or truncated .gz
+        yield i + 1, None, _Bad("unreadable_file", f"{type(e).__name__}: {e}; the rest of this file is lost: re-create it")
+
+
+def _parse_json(line: str) -> tuple[Any, _Bad | None]:
+    try:
+        return json.loads(line), None
+    except json.JSONDecodeError as e:
+        return None, _Bad("malformed_json", f"{e.msg} at column {e.colno}")
+    except RecursionError:
+        return None, _Bad("malformed_json", "the JSON is nested too deeply")
 
 
 def _iter_parquet(file: Path) -> Iterator[tuple[int, Any, _Bad | None]]:
@@ -185,43 +213,53 @@ def _iter_parquet(file: Path) -> Iterator[tuple[int, Any, _Bad | None]]:
 
 
 def _to_sample(raw: Any, root: Path, check_images: bool, sizes: dict) -> Sample:
-    if not isinstance(raw, dict):
-        raise _Bad("malformed_record", f"expected a JSON object, got {type(raw).__name__}")
     try:
         sample = Sample.from_dict(raw)
-    except (RecordError, json.JSONDecodeError, TypeError, ValueError) as e:
+    except RecordError as e:
         reason = "unknown_field" if "unknown record fields" in str(e) else "malformed_record"
         raise _Bad(reason, str(e)) from None
+    try:
+        sample.validate()
+    except RecordError as e:
+        raise _Bad("invalid_record", str(e)) from None
     for ref in sample.images:
-        if not isinstance(ref.path, str) or not ref.path:
-            raise _Bad("malformed_record", "image without a path")
         if not os.path.isabs(ref.path):
             ref.path = os.path.join(root, ref.path)
         if check_images:
             _check_image(ref, sizes)
-    try:
-        return sample.validate()
-    except (RecordError, TypeError) as e:
-        raise _Bad("invalid_record", str(e)) from None
+    if check_images and sample.boxes:  # sizes read from the files: boxes must lie inside them
+        try:
+            sample.validate()
+        except RecordError as e:
+            raise _Bad("invalid_record", str(e)) from None
+    return sample
+
+
+def _check_unique(sample_id: str, seen: set[int]) -> None:
+    key = int.from_bytes(hashlib.blake2b(sample_id.encode("utf-8"), digest_size=8).digest(), "little")
+    if key in seen:
+        raise _Bad("duplicate_id", f"id {sample_id!r} is already used by an earlier record of this read; ids must "
+                   "be unique: rename or drop one of them")  # fmt: skip
+    seen.add(key)
 
 
 def _check_image(ref: ImageRef, sizes: dict) -> None:
-    """Require the image to exist and be readable; fill in its size (cached by path)."""
+    """Require the image to exist and decode; fill in its size (cached by path and frame)."""
     key = f"{ref.path}\x00{ref.frame}"
     if key not in sizes:
         if len(sizes) > 100_000:  # bound the cache on huge runs
             sizes.clear()
         if not os.path.isfile(ref.path):
-            sizes[key] = "missing_image"
+            sizes[key] = ("missing_image", f"image {ref.path} does not exist; check the path (relative paths "
+                          "resolve against the record file's folder, or image_root)")  # fmt: skip
         else:
             try:
-                sizes[key] = image_size(ref.path)
-            except ImageLoadError:
-                sizes[key] = "unreadable_image"
+                sizes[key] = check_image(ref.path, frame=ref.frame)
+            except ImageLoadError as e:  # its message names the file and the fix, never DICOM header values
+                sizes[key] = ("unreadable_image", str(e))
     got = sizes[key]
-    if isinstance(got, str):
-        what = "does not exist" if got == "missing_image" else "cannot be read"
-        raise _Bad(got, f"image {ref.path} {what}")
+    if isinstance(got[0], str):
+        raise _Bad(*got)
     if ref.width is None or ref.height is None:
         ref.width, ref.height = got
 

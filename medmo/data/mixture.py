@@ -12,7 +12,9 @@ A mixture is a YAML file (or the same dict)::
     decontaminate_against: [eval/vqa_rad_test.jsonl, eval/slake_test.jsonl]
     report_only_contamination: false
 
-Relative paths are relative to the YAML file's folder.
+Relative paths are relative to the YAML file's folder, except in the mixtures shipped in ``medmo/recipes``
+(``medmo data build nano/mixture``), where they are relative to the working directory, the run folder.
+A source's ``tasks: [grounding]`` keeps only records of those tasks (e.g. to repeat one task of a file).
 
 Semantics (decided here):
 
@@ -50,6 +52,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medmo import recipes
 from medmo.data.io import ReadStats, read_records, sample_dict, write_parquet
 from medmo.data.sources import SourceStats, load_source
 from medmo.records import Sample
@@ -72,6 +75,7 @@ class SourceSpec:
     weight: float = 1.0
     max_samples: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    tasks: list[str] = field(default_factory=list)  # keep only these record tasks (empty: all)
 
     @property
     def label(self) -> str:
@@ -101,10 +105,8 @@ def load_config(config: str | Path | dict[str, Any]) -> MixtureConfig:
     if not isinstance(config, dict):
         import yaml
 
-        path = Path(config)
-        if not path.is_file():
-            raise FileNotFoundError(f"mixture file {path} does not exist")
-        base = path.parent
+        path = recipes.path(config)
+        base = Path.cwd() if recipes.is_shipped(path) else path.parent
         config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(config, dict):
             raise ValueError(f"{path}: a mixture is a mapping with a 'sources' list")
@@ -120,6 +122,8 @@ def load_config(config: str | Path | dict[str, Any]) -> MixtureConfig:
             raise ValueError(f"mixture source #{i + 1}: give either 'name' (+ 'root') or 'records', not {s}")
         if spec.name and not spec.root:
             raise ValueError(f"mixture source #{i + 1} ({spec.name}): 'root' (dataset folder or hub id) is missing")
+        if isinstance(spec.tasks, str):
+            spec.tasks = [spec.tasks]
         if not (spec.weight >= 0) or (spec.max_samples is not None and spec.max_samples < 0):
             raise ValueError(f"mixture source #{i + 1}: weight and max_samples must be >= 0")
         spec.records = _resolve(base, spec.records)
@@ -288,8 +292,12 @@ def build_mixture(
 
 
 def _iter_source(spec: SourceSpec, stats: dict[str, Any]) -> Iterator[Sample]:
-    if spec.records:
+    samples = _read_source(spec, stats)
+    yield from (s for s in samples if s.task in spec.tasks) if spec.tasks else samples
 
+
+def _read_source(spec: SourceSpec, stats: dict[str, Any]) -> Iterator[Sample]:
+    if spec.records:
         rs = ReadStats()
         yield from read_records(spec.records, stats=rs)
         stats["skipped"] += rs.skipped

@@ -112,7 +112,6 @@ def _dicom(name: str) -> np.ndarray:
 
     path = get_testdata_file(name)
     try:
-
         arr = np.asarray(load_image(path).convert("L"), dtype=np.float32) / 255.0
     except ImportError:  # the image loader is optional here: plain pydicom pixels, min-max scaled
         import pydicom
@@ -207,7 +206,17 @@ def background(rng: np.random.Generator, modality: str, size: int) -> np.ndarray
 
 # ---------------------------------------------------------------------------------------- findings
 
+# Finding radii in pixels at FINDING_SIZE px; smaller images scale them down (larger ones keep them, so a
+# 128 px build is byte-identical to earlier versions). MIN_IMAGE_SIZE is one Qwen3-VL visual token (16 px
+# patches merged 2x2): below it an image holds less than one token, and the processor resizes it anyway.
 _RADIUS = {"nodule": (10, 13), "mass": (16, 22), "calcification": (11, 15), "lesion": (12, 16)}
+FINDING_SIZE = 128
+MIN_IMAGE_SIZE = 32
+
+
+def _scale(n: int) -> float:
+    """Finding geometry of an ``n`` px image relative to :data:`FINDING_SIZE` (1 at and above it)."""
+    return min(1.0, n / FINDING_SIZE)
 
 
 def _blob_mask(rng: np.random.Generator, n: int, cx: float, cy: float, r: float, irregular: bool) -> np.ndarray:
@@ -229,10 +238,11 @@ def _box_of(mask: np.ndarray) -> list[float]:
 def draw_finding(rng: np.random.Generator, img: np.ndarray, label: str, cx: float, cy: float) -> Finding:
     """Paint one finding of class ``label`` centred at ``(cx, cy)`` into ``img`` (in place)."""
     n = img.shape[0]
-    r = rng.uniform(*_RADIUS[label])
+    lo, hi = _RADIUS[label]
+    r = rng.uniform(lo * _scale(n), hi * _scale(n))
     mask = _blob_mask(rng, n, cx, cy, r, irregular=label in ("mass", "lesion"))
     if label == "calcification":
-        inner = _blob_mask(rng, n, cx, cy, r - 2.5, irregular=False)
+        inner = _blob_mask(rng, n, cx, cy, r - max(1.0, 2.5 * _scale(n)), irregular=False)  # a rim of 1+ px
         img[:] = img * (1 - mask[..., None]) + rng.uniform(0.9, 1.0) * mask[..., None]
         img[:] = img * (1 - inner[..., None]) + rng.uniform(0.0, 0.06) * inner[..., None]
     else:
@@ -245,7 +255,7 @@ def place_findings(rng: np.random.Generator, img: np.ndarray, labels: list[str])
     """Draw ``labels`` at random non-overlapping positions well inside the image."""
     n, placed, out = img.shape[0], [], []
     for label in labels:
-        rmax = _RADIUS[label][1] * 1.5 + 2
+        rmax = (_RADIUS[label][1] * 1.5 + 2) * _scale(n)
         for _ in range(100):
             cx, cy = rng.uniform(rmax, n - rmax, size=2)
             if all(math.hypot(cx - px, cy - py) > rmax + pr for px, py, pr in placed):
@@ -442,14 +452,18 @@ def build_nano(
         n_train: number of training *images* (each yields ~6 records, plus ~n/10 text-only QA records).
         n_val: number of validation images.
         n_test: number of test images.
-        image_size: side of the square images in pixels (128 px = 16 visual tokens for Qwen3-VL).
+        image_size: side of the square images in pixels, at least :data:`MIN_IMAGE_SIZE` (128 px = 16 visual
+            tokens for Qwen3-VL; below :data:`FINDING_SIZE` findings shrink with the image).
         seed: the same seed gives byte-identical images and records.
 
     Returns:
         ``{"train": path, "validation": path, "test": path}`` of the JSONL files.
     """
-    if image_size < 64:
-        raise ValueError(f"image_size must be at least 64 px to hold the findings, got {image_size}")
+    if image_size < MIN_IMAGE_SIZE:
+        raise ValueError(
+            f"image_size must be at least {MIN_IMAGE_SIZE} px (one Qwen3-VL visual token), got {image_size}; "
+            f"findings are drawn to scale below {FINDING_SIZE} px"
+        )
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,8 @@ only when its benchmark version, prompt version, generation settings and model f
 (``key``); a changed prompt template, benchmark version or checkpoint therefore regenerates instead of
 silently reusing old answers.
 A torn last line (the process died mid-write) is skipped, never an error.
+A sample whose generation failed (an unreadable image) is written with its ``error``: a rerun does not try it
+again (it would fail the same way) unless asked to (``retry_failed``), and results name it.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class PredictionCache:
         self.path = Path(root) / slug(model) / f"{benchmark}.jsonl"
         self.model, self.benchmark, self.key = model, benchmark, key
         self._done: dict[str, str] = {}
+        self.failures: dict[str, str] = {}
         self.skipped_lines = 0
         self._load()
 
@@ -68,10 +71,15 @@ class PredictionCache:
                     self.skipped_lines += 1  # torn write of a killed run
                     continue
                 if isinstance(row, dict) and row.get("key") == self.key and "id" in row:
-                    self._done[str(row["id"])] = str(row.get("prediction", ""))
+                    if row.get("error"):
+                        self.failures[str(row["id"])] = str(row["error"])
+                        self._done.pop(str(row["id"]), None)
+                    else:
+                        self._done[str(row["id"])] = str(row.get("prediction", ""))
+                        self.failures.pop(str(row["id"]), None)
 
     def __contains__(self, sample_id: str) -> bool:
-        return sample_id in self._done
+        return sample_id in self._done or sample_id in self.failures
 
     def __len__(self) -> int:
         return len(self._done)
@@ -79,12 +87,23 @@ class PredictionCache:
     def get(self, sample_id: str) -> str | None:
         return self._done.get(sample_id)
 
+    def forget_failures(self) -> None:
+        """Let failed samples be generated again (``--retry-failed``)."""
+        self.failures.clear()
+
+    def add_failed(self, items: Iterable[tuple[str, str]]) -> None:
+        """Record ``(sample_id, error)`` of samples that could not be generated."""
+        self._append([{"id": sid, "key": self.key, "error": err, "model": self.model, "time": round(time.time(), 3)}
+                      for sid, err in items])
+
     def add(self, items: Iterable[tuple[str, str]]) -> None:
         """Append ``(sample_id, prediction)`` pairs and make them durable before returning."""
-        rows = [
+        self._append([
             {"id": sid, "key": self.key, "prediction": pred, "model": self.model, "time": round(time.time(), 3)}
             for sid, pred in items
-        ]
+        ])
+
+    def _append(self, rows: list[dict]) -> None:
         if not rows:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +114,11 @@ class PredictionCache:
             f.flush()
             os.fsync(f.fileno())
         for r in rows:
-            self._done[r["id"]] = r["prediction"]
+            if "error" in r:
+                self.failures[r["id"]] = r["error"]
+            else:
+                self._done[r["id"]] = r["prediction"]
+                self.failures.pop(r["id"], None)
 
     def _ends_with_newline(self) -> bool:
         with self.path.open("rb") as f:

@@ -4,9 +4,12 @@ Examples::
 
     medmo eval list
     medmo eval run runs/nano/model --bench nano --data nano=runs/nano/data --limit 20
-    medmo eval run MedMO-8B --backend openai --base-url http://127.0.0.1:8000/v1 --bench vqa_rad_closed \\
+    medmo eval run MedMO-8B --backend openai --base-url http://127.0.0.1:8000/v1 --bench vqa_rad \\
         --data vqa_rad=/data/vqa_rad
     medmo eval table runs/eval/results-*.json --out runs/tables
+    medmo eval run MedMO-8B --backend openai --base-url http://127.0.0.1:8000/v1 --bench vqa_rad --shard 0/2
+    medmo eval merge runs/eval/results-MedMO-8B-standard.shard-*-of-2.json
+    medmo eval diff runs/a/results-MedMO-8B-standard.json runs/b/results-MedMO-8B-medevalkit.json
 """
 
 from __future__ import annotations
@@ -24,18 +27,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--bench", required=True, help="benchmark names or groups, comma-separated (see `medmo eval list`)")
     run.add_argument("--backend", choices=("hf", "openai", "baseline"), default="hf")
     run.add_argument("--name", help="the model's name in results and tables (default: from the model path)")
-    run.add_argument("--base-url", help="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1 "
-                     "(a bearer key, if the server needs one, is read from MEDMO_API_KEY)")
+    run.add_argument("--base-url", help="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1; several, "
+                     "comma-separated, share the requests (a bearer key, if needed, is read from MEDMO_API_KEY)")
     run.add_argument("--concurrency", type=int, default=8, help="requests in flight (openai backend)")
     run.add_argument("--dtype", default="auto", help="weight dtype for the hf backend: auto, bfloat16, float32")
     run.add_argument("--device-map", help="hf backend: e.g. auto (spread a large model over the GPUs) or cuda:0")
     run.add_argument("--attn-implementation", help="hf backend: sdpa, eager or flash_attention_2")
     run.add_argument("--limit", type=int, help="only the first N samples of each benchmark")
     run.add_argument("--batch-size", type=int, default=8)
-    run.add_argument("--preset", choices=("standard", "medevalkit"), default="standard")
+    run.add_argument("--preset", choices=("standard", "medevalkit"), default="standard",
+                     help="scoring rules: standard (ours) or medevalkit (MedEvalKit's verdicts, per benchmark)")
+    run.add_argument("--prompts", choices=("ours", "medevalkit", "medevalkit_reasoning"), default="ours",
+                     help="prompt wording: ours (MedMO's documented prompts) or MedEvalKit's")
+    run.add_argument("--seed", type=int, default=0, help="seed of the bootstrap confidence intervals")
+    run.add_argument("--shard", help="I/N: evaluate every N-th sample from the I-th (0-based); then `medmo eval merge`")
+    run.add_argument("--retry-failed", action="store_true", help="generate again samples recorded as failed")
     run.add_argument("--out", default="runs/eval", help="output folder (reuse it to resume)")
     run.add_argument("--data", action="append", metavar="NAME=PATH", help="dataset folder; repeatable")
-    run.add_argument("--judge-url", help="OpenAI-compatible endpoint of an LLM judge for open answers (off by default)")
+    run.add_argument("--judge-url", help="OpenAI-compatible endpoint of an LLM judge, run as MedEvalKit runs it: "
+                     "its prompt, its verdict replacing the rule (off by default)")
     run.add_argument("--judge-model", help="the judge's model name (with --judge-url)")
     run.set_defaults(func=_run)
 
@@ -49,8 +59,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     sc.add_argument("--preset", choices=("standard", "medevalkit"), default="standard")
     sc.add_argument("--task", help="task of every record (default: each record's task field)")
     sc.add_argument("--units", choices=("grid", "pixel"), default="grid", help="units of predicted boxes")
+    sc.add_argument("--bench", help="the benchmark the file belongs to (default: from the file name)")
+    sc.add_argument("--seed", type=int, default=0, help="seed of the bootstrap confidence intervals")
     sc.add_argument("--per-sample", action="store_true", help="print per-sample scores too")
     sc.set_defaults(func=_score)
+
+    mg = esub.add_parser("merge", help="join shard results (eval run --shard I/N) and score the whole set once")
+    mg.add_argument("results", nargs="+", help="the shards' results-*.shard-I-of-N.json files")
+    mg.add_argument("--out", help="folder of the merged results (default: the shards' folder)")
+    mg.set_defaults(func=_merge)
+
+    df = esub.add_parser("diff", help="which settings differ between two results files and how each benchmark moved")
+    df.add_argument("a")
+    df.add_argument("b")
+    df.add_argument("--json", action="store_true", help="print the diff as JSON")
+    df.set_defaults(func=_diff)
 
     tb = esub.add_parser("table", help="tables (Markdown, CSV, PNG) from one or more results files")
     tb.add_argument("results", nargs="+", help="results-*.json files; one row each")
@@ -82,6 +105,12 @@ def _run(args: argparse.Namespace) -> int:
     else:
         kw = {"dtype": args.dtype, "device_map": args.device_map, "attn_implementation": args.attn_implementation}
     backend = make_backend(args.backend, args.model, base_url=args.base_url, **kw)
+    shard = None
+    if args.shard:
+        i, sep, n = args.shard.partition("/")
+        if not (sep and i.strip().isdigit() and n.strip().isdigit()):
+            raise ValueError(f"--shard expects I/N (e.g. 0/4), got {args.shard!r}")
+        shard = (int(i), int(n))
     judge = None
     if args.judge_url or args.judge_model:
         from medmo.eval.metrics.judge import JudgeConfig
@@ -90,7 +119,8 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError("the LLM judge needs both --judge-url and --judge-model")
         judge = JudgeConfig(args.judge_url, args.judge_model)
     res = evaluate(backend, args.bench, out_dir=args.out, limit=args.limit, batch_size=args.batch_size,
-                   preset=args.preset, data=data, judge=judge, model_name=args.name)
+                   preset=args.preset, data=data, judge=judge, model_name=args.name, prompts=args.prompts,
+                   seed=args.seed, shard=shard, retry_failed=args.retry_failed)
     out = Path(args.out)
     write_tables([res], out / "tables")
     page = grounding_page(res, out / "grounding.html")
@@ -118,7 +148,8 @@ def _score(args: argparse.Namespace) -> int:
 
     from medmo.eval.score import score_file
 
-    res = score_file(args.file, metrics=args.metric, preset=args.preset, task=args.task, units=args.units)
+    res = score_file(args.file, metrics=args.metric, preset=args.preset, task=args.task, units=args.units,
+                     bench=args.bench, seed=args.seed)
     if not args.per_sample:
         res = {k: v for k, v in res.items() if k != "per_sample"}
     print(json.dumps(res, indent=2, default=str))
@@ -141,4 +172,25 @@ def _table(args: argparse.Namespace) -> int:
             written[page.name] = page
     print("".join(to_markdown(t) for t in build_tables(results)))
     print("wrote " + ", ".join(str(p) for p in written.values()))
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from medmo.eval.merge import merge
+    from medmo.eval.tables import build_tables, to_markdown
+
+    res = merge(args.results, args.out)
+    print("".join(to_markdown(t) for t in build_tables([res])))
+    print(f"merged results: {res['path']}")
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    import json
+
+    from medmo.eval.manifest import diff, diff_markdown
+    from medmo.eval.runner import load_results
+
+    d = diff(load_results(args.a), load_results(args.b))
+    print(json.dumps(d, indent=2, default=str) if args.json else diff_markdown(d, args.a, args.b), end="")
     return 0

@@ -6,13 +6,17 @@ lm-evaluation-harness and lmms-eval describe tasks: the YAML names the dataset (
 template version, the generation settings, the metrics and the benchmark's own version. Files whose
 name starts with ``_`` are shared defaults pulled in with ``include:`` and are not benchmarks.
 
-Example (``vqa_rad_closed.yaml``)::
+Example (``vqa_rad.yaml``)::
 
-    # medmo eval run MODEL --bench vqa_rad_closed --data vqa_rad=/path/to/vqa_rad
-    include: _vqa.yaml
-    name: vqa_rad_closed
+    # medmo eval run MODEL --bench vqa_rad --data vqa_rad=/path/to/vqa_rad
+    include: _qa.yaml
+    name: vqa_rad
     version: "1"
-    dataset: {source: vqa_rad, split: test, filters: {task: closed_vqa}}
+    dataset: {source: vqa_rad, split: test}
+
+``metrics:`` names registered metrics (:mod:`medmo.eval.metrics`) that score the benchmark
+(:mod:`medmo.eval.scoring`); ``headline:`` the result keys it reports. Table columns and their order are
+declared once, in ``tables.yaml`` (:func:`table_layout`).
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ from typing import Any
 from medmo.prompts import PROMPT_VERSION
 
 BENCH_DIR = Path(__file__).parent / "benchmarks"
+TABLES_FILE = Path(__file__).parent / "tables.yaml"
 GROUPS = ("vqa", "text_qa", "report", "grounding", "nano")
-SCORERS = ("qa", "report", "grounding")
 
 
 class UnknownBenchmarkError(ValueError):
@@ -39,21 +43,22 @@ class Benchmark:
     """One registered benchmark, as read from its YAML file.
 
     Attributes:
-        name: registry name, e.g. ``"vqa_rad_closed"``.
+        name: registry name, e.g. ``"vqa_rad"``.
         version: the benchmark's own version; bump it when data selection, prompt or scoring changes.
         group: table the benchmark belongs to (one of :data:`GROUPS`).
         title: column header in MedMO's tables, e.g. ``"VQA-RAD"``.
-        scorer: scoring glue in :mod:`medmo.eval.tasks` (one of :data:`SCORERS`).
         dataset: ``source`` (a registered source name) + ``split`` + ``filters`` + ``kwargs``, or
             ``records`` (a file path, ``{data}`` standing for the data folder); ``data`` names the
             ``--data NAME=PATH`` key (default: the source name).
         prompt_version: the prompt template version (:data:`medmo.prompts.PROMPT_VERSION`).
         think: ask for ``<think>``/``<answer>`` output.
         generation: ``max_new_tokens`` and ``greedy``.
-        metrics: metric names the scorer reports.
-        headline: the metric shown in tables (a list for several columns, e.g. report metrics).
+        metrics: registered metric names that score it (:mod:`medmo.eval.metrics`).
+        headline: the result keys it reports first (bootstrap intervals are computed for these).
         where: where to get the data and its expected layout (shown when data is missing).
-        order: column position in MedMO's tables.
+        medevalkit: MedEvalKit's rules and prompt for this benchmark (``rule``, ``choices``, ``prompt`` ...;
+            :mod:`medmo.eval.metrics.medevalkit_bench`); empty where MedEvalKit has no such benchmark.
+        categories: record fields (``meta.KEY``, ``modality``, ``task``...) to break accuracy down by.
         path: the YAML file.
     """
 
@@ -61,7 +66,6 @@ class Benchmark:
     version: str
     group: str
     title: str
-    scorer: str
     dataset: dict[str, Any]
     prompt_version: str
     think: bool = False
@@ -69,7 +73,8 @@ class Benchmark:
     metrics: tuple[str, ...] = ()
     headline: tuple[str, ...] = ()
     where: str = ""
-    order: int = 1000
+    medevalkit: dict[str, Any] = field(default_factory=dict)
+    categories: tuple[str, ...] = ()
     path: str = ""
 
     @property
@@ -88,14 +93,14 @@ class Benchmark:
             "version": self.version,
             "group": self.group,
             "title": self.title,
-            "scorer": self.scorer,
             "dataset": self.dataset,
             "prompt_version": self.prompt_version,
             "think": self.think,
             "generation": self.generation,
             "metrics": list(self.metrics),
             "headline": list(self.headline),
-            "order": self.order,
+            "medevalkit": self.medevalkit,
+            "categories": list(self.categories),
         }
 
 
@@ -130,13 +135,11 @@ def load_benchmark_file(path: str | Path) -> Benchmark:
     """Read and check one benchmark YAML (``include:`` files merged underneath it)."""
     path = Path(path)
     d = _read_yaml(path)
-    missing = [k for k in ("name", "version", "group", "scorer", "dataset") if k not in d]
+    missing = [k for k in ("name", "version", "group", "dataset", "metrics") if k not in d]
     if missing:
         raise ValueError(f"{path}: missing keys {missing}")
     if d["group"] not in GROUPS:
         raise ValueError(f"{path}: group {d['group']!r} is not one of {GROUPS}")
-    if d["scorer"] not in SCORERS:
-        raise ValueError(f"{path}: scorer {d['scorer']!r} is not one of {SCORERS}")
     ds = d["dataset"]
     if not isinstance(ds, dict) or not ({"source", "records"} & set(ds)):
         raise ValueError(f"{path}: dataset needs `source:` (a registered source) or `records:` (a file)")
@@ -150,7 +153,6 @@ def load_benchmark_file(path: str | Path) -> Benchmark:
         version=str(d["version"]),
         group=d["group"],
         title=str(d.get("title") or d["name"]),
-        scorer=d["scorer"],
         dataset=dict(ds),
         prompt_version=str(prompt.get("version") or PROMPT_VERSION),
         think=bool(prompt.get("think", False)),
@@ -158,7 +160,8 @@ def load_benchmark_file(path: str | Path) -> Benchmark:
         metrics=metrics,
         headline=_as_tuple(d.get("headline")) or metrics[:1],
         where=str(d.get("where") or "").strip(),
-        order=int(d.get("order", 1000)),
+        medevalkit=dict(d.get("medevalkit") or {}),
+        categories=_as_tuple(d.get("categories")),
         path=str(path),
     )
 
@@ -181,12 +184,34 @@ def names() -> list[str]:
     return sorted(_registry())
 
 
+@lru_cache(maxsize=1)
+def table_layout() -> dict[str, dict[str, Any]]:
+    """``tables.yaml``: per group its title and columns ``{bench, metric: [keys], title}`` in order."""
+    import yaml
+
+    raw = yaml.safe_load(TABLES_FILE.read_text(encoding="utf-8")) or {}
+    out = {}
+    for group, t in raw.items():
+        if group not in GROUPS:
+            raise ValueError(f"{TABLES_FILE}: table {group!r} is not one of {GROUPS}")
+        cols = [{"bench": str(c["bench"]), "metric": list(_as_tuple(c["metric"])), "title": c.get("title")}
+                for c in t.get("columns") or []]
+        out[group] = {"title": str(t.get("title") or group), "columns": cols,
+                      "per_metric_average": bool(t.get("per_metric_average"))}
+    return out
+
+
+def _position(b: Benchmark) -> int:
+    cols = [c["bench"] for c in table_layout().get(b.group, {}).get("columns", [])]
+    return cols.index(b.name) if b.name in cols else len(cols)
+
+
 def benchmarks(group: str | None = None) -> list[Benchmark]:
-    """Registered benchmarks (of one group if given), in table order (group, then MedMO's column order)."""
+    """Registered benchmarks (of one group if given), in table order (group, then ``tables.yaml``'s columns)."""
     items = _registry().values()
     order = {g: i for i, g in enumerate(GROUPS)}
     out = [b for b in items if group is None or b.group == group]
-    return sorted(out, key=lambda b: (order[b.group], b.order, b.name))
+    return sorted(out, key=lambda b: (order[b.group], _position(b), b.name))
 
 
 def get(name: str) -> Benchmark:

@@ -81,7 +81,7 @@ def grounding_page(results: dict[str, Any], out_path: str | Path, *, n: int = 12
     """
     sections = []
     for name, entry in results.get("benchmarks", {}).items():
-        if (entry.get("benchmark") or {}).get("scorer") != "grounding":
+        if "grounding" not in ((entry.get("benchmark") or {}).get("metrics") or []):
             continue
         pred_file = Path(entry.get("predictions_file", ""))
         if not pred_file.is_file():

@@ -1,10 +1,15 @@
-"""Result tables in MedMO's layout: rows = models, columns = benchmarks, then Avg.
+"""Result tables in MedMO's layout: rows = models, columns as ``tables.yaml`` declares them, then averages.
 
 One table per benchmark group (medical VQA, text QA, report generation, grounding, nano), written as
 Markdown and CSV, plus a grouped bar chart per table. Several results files side by side give one row
-each (``medmo eval table a.json b.json``). Values are the benchmark's headline metric x 100; a
-benchmark with several headline metrics (report generation) gets one column per metric and one Avg.
-per metric. Every table ends with notes naming the preset and, for grounding, which IoU each column shows.
+each (``medmo eval table a.json b.json``). Values x 100, with the seeded bootstrap 95 % interval in
+brackets where the results have one. Columns come from ``medmo/eval/tables.yaml`` (MedMO's seed tables:
+VQA-RAD and SLAKE as closed / all, Medbullets op4 / op5); benchmarks the layout does not list are appended.
+
+Two averages, each named in the header: ``Mean over benchmarks`` (one value per benchmark, its benchmark-
+level metric: for VQA-RAD and SLAKE the "all" column) and MedMO's ``Avg.`` (every column counted, closed and
+all separately: 9 values in the VQA table, as in MedMO's tables). The report table averages per metric.
+Every table ends with notes naming the preset, prompts, judge and, for grounding, which IoU each column shows.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medmo.eval.registry import GROUPS, UnknownBenchmarkError, get
+from medmo.eval.registry import GROUPS, UnknownBenchmarkError, get, table_layout
 from medmo.eval.tasks import IOU_NOTE
 
 GROUP_TITLES = {
@@ -28,8 +33,10 @@ GROUP_TITLES = {
 }
 METRIC_LABELS = {
     "overall_acc": "Acc",
+    "closed_acc": "closed",
     "rougeL": "ROUGE-L",
     "cider_d": "CIDEr",
+    "cider": "CIDEr",
     "bleu1": "BLEU-1",
     "bleu4": "BLEU-4",
     "ratescore": "RaTEScore",
@@ -39,17 +46,22 @@ METRIC_LABELS = {
     "iou_first_mean": "IoU (first box)",
     "iou_best_mean": "IoU (best pair)",
 }
+MEAN_NAME, AVG_NAME = "Mean over benchmarks", "Avg."
+AVERAGES_NOTE = (f"{MEAN_NAME}: one value per benchmark (VQA-RAD and SLAKE by their 'all' column); {AVG_NAME}: "
+                 "MedMO's average over every column (closed and all counted separately).")
 
 
 @dataclass
 class Table:
-    """One group's table: column keys ``(benchmark, metric)``, rows ``(label, {column: value|None})``."""
+    """One group's table: columns ``(benchmark, metric keys)``, rows ``(label, {column: value|None})``."""
 
     group: str
     columns: list[tuple[str, str]]
-    titles: dict[str, str]
+    titles: dict[tuple[str, str], str]
     rows: list[tuple[str, dict[tuple[str, str], float | None]]] = field(default_factory=list)
+    cis: list[dict[tuple[str, str], list[float]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    per_metric: bool = False
 
     @property
     def metrics(self) -> list[str]:
@@ -57,26 +69,24 @@ class Table:
 
     @property
     def per_metric_avg(self) -> bool:
-        """Report tables (several metrics per benchmark) average each metric; others average all columns."""
-        benches = [b for b, _ in self.columns]
-        return len(set(benches)) < len(benches)
+        return self.per_metric
 
     def header(self, col: tuple[str, str]) -> str:
-        bench, metric = col
-        title = self.titles.get(bench, bench)
-        return title if len(self.metrics) == 1 else f"{title} {METRIC_LABELS.get(metric, metric)}"
+        return self.titles.get(col) or col[0]
 
     def averages(self, values: dict[tuple[str, str], float | None]) -> dict[str, float | None]:
-        """Row means, ``None`` unless every column has a value: one ``Avg.``, or one per metric."""
-        groups = {m: [c for c in self.columns if c[1] == m] for m in self.metrics} if self.per_metric_avg else {
-            "": self.columns
-        }
-        out = {}
-        for m, cols in groups.items():
+        """Both named averages (per metric for report tables); ``None`` unless every needed column has a value."""
+        def mean(cols):
             vals = [values.get(c) for c in cols]
-            key = f"Avg. {METRIC_LABELS.get(m, m)}" if m else "Avg."
-            out[key] = sum(vals) / len(vals) if vals and all(v is not None for v in vals) else None
-        return out
+            return sum(vals) / len(vals) if vals and all(v is not None for v in vals) else None
+
+        if self.per_metric:
+            return {f"{AVG_NAME} {METRIC_LABELS.get(m.split('|')[0], m)}": mean([c for c in self.columns if c[1] == m])
+                    for m in self.metrics}
+        benches = list(dict.fromkeys(b for b, _ in self.columns))
+        per_bench = [next((c for c in self.columns if c[0] == b and "overall_acc" in c[1].split("|")),
+                          [c for c in self.columns if c[0] == b][-1]) for b in benches]
+        return {MEAN_NAME: mean(per_bench), AVG_NAME: mean(self.columns)}
 
 
 def _row_label(res: dict[str, Any], presets: set[str]) -> str:
@@ -97,6 +107,34 @@ def _bench_meta(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
+def _columns(group: str, names: list[str], metas: dict[str, dict]) -> tuple[list, dict]:
+    """The group's columns in ``tables.yaml`` order (metric keys joined by ``|``), unlisted benchmarks after."""
+    layout = table_layout().get(group, {}).get("columns", [])
+    cols, titles = [], {}
+    for c in layout:
+        if c["bench"] in names:
+            key = (c["bench"], "|".join(c["metric"]))
+            cols.append(key)
+            title = c["title"] or f"{metas[c['bench']]['title']} {METRIC_LABELS.get(c['metric'][0], c['metric'][0])}"
+            titles[key] = title if c["title"] or group == "report" else metas[c["bench"]]["title"]
+    for n in names:
+        if n not in {b for b, _ in cols}:
+            for m in metas[n]["headline"][:1] if group != "report" else metas[n]["headline"]:
+                cols.append((n, m))
+                titles[(n, m)] = metas[n]["title"] if group != "report" else f"{metas[n]['title']} {m}"
+    return cols, titles
+
+
+def _value(entry: dict[str, Any], keys: str) -> tuple[float | None, list[float] | None]:
+    metrics, ci = entry.get("metrics") or {}, entry.get("ci") or {}
+    for k in keys.split("|"):
+        if k in metrics:
+            v = metrics[k]
+            c = ci.get(k)
+            return (None if v is None else 100.0 * float(v)), ([100.0 * x for x in c] if c else None)
+    return None, None
+
+
 def build_tables(results: Sequence[dict[str, Any]]) -> list[Table]:
     """Tables (one per group present) from results dicts, rows in the given order."""
     order = {g: i for i, g in enumerate(GROUPS)}
@@ -107,59 +145,66 @@ def build_tables(results: Sequence[dict[str, Any]]) -> list[Table]:
     presets = {str(r.get("preset")) for r in results}
     tables = []
     for group in sorted({m["group"] for m in metas.values()}, key=lambda g: order.get(g, 99)):
-        names = sorted((n for n in metas if metas[n]["group"] == group), key=lambda n: (metas[n].get("order", 1000), n))
-        cols = [(n, m) for n in names for m in metas[n]["headline"]]
-        t = Table(group, cols, {n: metas[n]["title"] for n in names})
+        names = [n for n in metas if metas[n]["group"] == group]
+        cols, titles = _columns(group, names, metas)
+        t = Table(group, cols, titles, per_metric=table_layout().get(group, {}).get("per_metric_average", False))
         for res in results:
             entries = res.get("benchmarks", {})
-            vals = {}
+            vals, cis = {}, {}
             for b, m in cols:
                 if b in entries:  # absent key = not run; None = run but not computed
-                    v = entries[b].get("metrics", {}).get(m)
-                    vals[(b, m)] = None if v is None else 100.0 * float(v)
+                    vals[(b, m)], c = _value(entries[b], m)
+                    if c:
+                        cis[(b, m)] = c
             t.rows.append((_row_label(res, presets), vals))
+            t.cis.append(cis)
         t.notes = _notes(t, results, metas)
         tables.append(t)
     return tables
 
 
 def _notes(t: Table, results: Sequence[dict[str, Any]], metas: dict[str, dict[str, Any]]) -> list[str]:
-    notes = ["Values x 100; Avg. only when the row has every column; n/a = not computed, - = not run."]
+    notes = ["Values x 100, [95 % bootstrap CI]; averages only when the row has every column; n/a = not computed, "
+             "- = not run.", AVERAGES_NOTE]
     for res in results:
         lim = {e.get("limit") for e in res.get("benchmarks", {}).values()} - {None}
         extra = f", limit {sorted(lim)}" if lim else ""
-        judge = "LLM judge" if res.get("judge") else "no judge"
-        notes.append(f"{res.get('model')}: preset {res.get('preset')}, {judge}{extra}.")
+        judge = f"LLM judge {res['judge'].get('model')}" if res.get("judge") else "no judge"
+        notes.append(f"{res.get('model')}: preset {res.get('preset')}, prompts {res.get('prompts', 'ours')}, "
+                     f"{judge}{extra}.")
     iou_cols = [(b, m) for b, m in t.columns if m.startswith("iou")]
     if iou_cols:
-        shown = ", ".join(f"{t.titles[b]}: {m}" for b, m in iou_cols)
+        shown = ", ".join(f"{t.header(c)}: {c[1]}" for c in iou_cols)
         notes.append(f"IoU shown: {shown}. {IOU_NOTE}.")
     missing = {
         (b, m): (e.get("notes") or {}).get(m)
         for res in results
         for b, e in res.get("benchmarks", {}).items()
         for m in metas[b]["headline"]
-        if (e.get("notes") or {}).get(m) and b in t.titles
+        if (e.get("notes") or {}).get(m) and any(c[0] == b for c in t.columns)
     }
-    notes += [f"{t.titles[b]} {METRIC_LABELS.get(m, m)}: {why}" for (b, m), why in missing.items()]
+    notes += [f"{metas[b]['title']} {METRIC_LABELS.get(m, m)}: {why}" for (b, m), why in missing.items()]
     return notes
 
 
-def _cell(vals: dict[tuple[str, str], float | None], col: tuple[str, str]) -> str:
+def _cell(vals: dict[tuple[str, str], float | None], col: tuple[str, str], cis: dict | None = None) -> str:
     if col not in vals:
         return "-"
     v = vals[col]
-    return "n/a" if v is None else f"{v:.1f}"
+    if v is None:
+        return "n/a"
+    ci = (cis or {}).get(col)
+    return f"{v:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else f"{v:.1f}"
 
 
 def to_markdown(t: Table) -> str:
     """A Markdown table with a title line and notes."""
     avg_keys = list(t.averages({}).keys())
     head = ["Model", *(t.header(c) for c in t.columns), *avg_keys]
-    lines = [f"### {GROUP_TITLES.get(t.group, t.group)}", "", "| " + " | ".join(head) + " |",
+    lines = [f"### {table_layout().get(t.group, {}).get('title') or GROUP_TITLES.get(t.group, t.group)}", "", "| " + " | ".join(head) + " |",
              "|" + "|".join([" --- "] + [" ---: "] * (len(head) - 1)) + "|"]
-    for label, vals in t.rows:
-        cells = [_cell(vals, c) for c in t.columns]
+    for (label, vals), cis in zip(t.rows, t.cis or [{}] * len(t.rows)):
+        cells = [_cell(vals, c, cis) for c in t.columns]
         cells += ["-" if v is None else f"{v:.1f}" for v in t.averages(vals).values()]
         lines.append("| " + " | ".join([label, *cells]) + " |")
     lines += [""] + [f"- {n}" for n in t.notes]
@@ -219,3 +264,17 @@ def write_tables(results: Sequence[dict[str, Any]], out_dir: str | Path, *, plot
     (out / "tables.md").write_text("\n".join(to_markdown(t) for t in tables), encoding="utf-8")
     written["tables.md"] = out / "tables.md"
     return written
+
+
+def report_section(results: Sequence[dict[str, Any]]) -> str:
+    """Markdown for a run report: the tables (CIs in brackets, both averages), then per-category breakdowns.
+
+    For ``medmo/speedrun_report.py``: ``md += report_section(results)`` where it now joins ``to_markdown``.
+    """
+    parts = [to_markdown(t) for t in build_tables(results)]
+    for res in results:
+        for name, entry in res.get("benchmarks", {}).items():
+            for field_name, groups in (entry.get("breakdown") or {}).items():
+                cells = ", ".join(f"{k} {100 * v['acc']:.1f} (n={v['n']})" for k, v in groups.items())
+                parts.append(f"- {res.get('model')} / {name} by {field_name}: {cells}\n")
+    return "\n".join(parts)

@@ -11,8 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from medmo.data.io import read_records
+from medmo.model.layout import save
 from medmo.model.processor import build_processor
-from medmo.model.tokenizer import special_token_ids, train_tokenizer
+from medmo.model.tokenizer import qwen3_tokenizer, special_token_ids, train_tokenizer
+from medmo.prompts import question_text, target_text
 
 # Pixel budgets that fit the small models' images: nano data is 128 px (16 visual tokens after merging).
 TINY_PIXELS = (32 * 32, 64 * 64)
@@ -30,7 +33,6 @@ def mrope_section(head_dim: int) -> list[int]:
 def _config(tokenizer: Any, text: dict[str, Any], vision: dict[str, Any], overrides: dict[str, Any]) -> Any:
     from transformers import Qwen3VLConfig
 
-
     text = {**text, **overrides.pop("text", {})}
     vision = {**vision, **overrides.pop("vision", {})}
     head_dim = text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"]
@@ -44,6 +46,7 @@ def _config(tokenizer: Any, text: dict[str, Any], vision: dict[str, Any], overri
         raise ValueError(f"mrope_section must sum to head_dim/2 = {head_dim // 2}, got {text['rope_parameters']}.")
     text.setdefault("vocab_size", len(tokenizer))
     text.setdefault("pad_token_id", tokenizer.pad_token_id)
+    text.setdefault("bos_token_id", tokenizer.pad_token_id)  # Qwen3's <|endoftext|>, as its configs set it
     text.setdefault("eos_token_id", tokenizer.eos_token_id)
     vision.setdefault("out_hidden_size", text["hidden_size"])
     if max(vision["deepstack_visual_indexes"], default=-1) >= vision["depth"]:
@@ -131,39 +134,59 @@ def build_model(config: Any, seed: int = 0) -> Any:
     return model
 
 
-def save(model: Any, processor: Any, path: str | Path) -> Path:
-    """Save model weights (safetensors), config, generation config and processor where ``load`` finds them.
+def corpus_texts(records: Any) -> list[str]:
+    """The prompt and answer texts of ``records`` (a record file/folder, or Samples): what a BPE should compress.
 
-    The image processor's settings are also written as ``preprocessor_config.json``, the stock
-    Qwen3-VL layout other tools (vLLM, transformers) read. A PEFT (LoRA) model is saved with its
-    adapters merged into a copy of the weights, so the folder loads without PEFT; the model passed in
-    keeps its adapters (the copy costs one model's memory while saving).
+    Every small model is trained on this one corpus, so tests, benches, recipes and the CLI tokenize alike.
     """
-    import copy
-
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    if hasattr(model, "merge_and_unload"):
-        model = copy.deepcopy(model).merge_and_unload()
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    processor.image_processor.save_pretrained(path)
-    return path
+    samples = read_records(records) if isinstance(records, (str, Path)) else records
+    texts = []
+    for sample in samples:
+        texts += [question_text(sample), target_text(sample)]
+    return texts
 
 
-def build_tiny(path: str | Path, tokenizer: Any = None, seed: int = 0, size: str = "tiny") -> Path:
-    """Save a random tiny (or ``size="nano"``) Qwen3-VL + processor to ``path``; loadable by ``load``.
+def build_small(
+    path: str | Path,
+    *,
+    size: str = "tiny",
+    corpus: Any = None,
+    vocab_size: int = 512,
+    tokenizer: str = "bpe",
+    text: dict[str, Any] | None = None,
+    vision: dict[str, Any] | None = None,
+    seed: int = 0,
+    dtype: str = "float32",
+) -> Path:
+    """Build and save a random ``tiny`` or ``nano`` Qwen3-VL with its processor; loadable by ``load``.
+
+    The one builder of small models (tests, benches, recipes' ``model: {size: nano}``, ``medmo model build``).
 
     Args:
-        path: Output folder.
-        tokenizer: Defaults to a 512-token BPE trained on MedMO's prompt vocabulary.
-        seed: Weight-initialization seed.
-        size: ``"tiny"`` (tests) or ``"nano"`` (the CPU recipe's starting point).
+        path: output folder (a standard Qwen3-VL folder, :func:`medmo.model.layout.save`).
+        size: ``tiny`` (tests, ~0.3 M parameters) or ``nano`` (the CPU recipe, ~4 M).
+        corpus: records (file, folder or Samples) whose texts train the BPE (:func:`corpus_texts`);
+            ``None``: a small built-in corpus of MedMO's prompt words.
+        vocab_size: BPE vocabulary size (``tokenizer="bpe"``).
+        tokenizer: ``bpe`` or ``qwen3`` (the real 151k Qwen3 tokenizer).
+        text / vision: ``Qwen3VLConfig`` sub-config overrides (``{"hidden_size": 128}``).
+        seed: weight-initialization seed.
+        dtype: weight dtype on disk; small models train in fp32 on CPU, so ``float32``.
     """
     if size not in ("tiny", "nano"):
         raise ValueError(f"size must be 'tiny' or 'nano', got {size!r}.")
-    tokenizer = tokenizer if tokenizer is not None else train_tokenizer(vocab_size=512)
+    if tokenizer == "qwen3":
+        if corpus is not None:
+            raise ValueError("a corpus trains a BPE; it does not apply to tokenizer='qwen3'.")
+        tok = qwen3_tokenizer()
+    elif tokenizer == "bpe":
+        texts = corpus_texts(corpus) if corpus is not None else None
+        if texts == []:
+            raise ValueError(f"no records in {corpus}; give a .jsonl/.parquet record file or folder as the corpus.")
+        tok = train_tokenizer(texts, vocab_size=vocab_size)
+    else:
+        raise ValueError(f"tokenizer must be 'bpe' or 'qwen3', got {tokenizer!r}.")
     make_config, (lo, hi) = (tiny_config, TINY_PIXELS) if size == "tiny" else (nano_config, NANO_PIXELS)
-    model = build_model(make_config(tokenizer), seed=seed)
-    processor = build_processor(tokenizer, min_pixels=lo, max_pixels=hi)
-    return save(model, processor, path)
+    overrides = {k: v for k, v in (("text", text), ("vision", vision)) if v}
+    model = build_model(make_config(tok, **overrides), seed=seed)
+    return save(model, build_processor(tok, min_pixels=lo, max_pixels=hi), path, dtype=dtype)

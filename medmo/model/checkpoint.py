@@ -102,7 +102,6 @@ def load(
     """
     from transformers import AutoModelForImageTextToText
 
-
     check_attn_implementation(attn_implementation)
     folder = resolve_checkpoint(path_or_hub_id)
     check_model_type(folder)

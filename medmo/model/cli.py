@@ -28,19 +28,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
-def corpus_texts(path: str) -> list[str]:
-    """Prompt and answer texts of every record under ``path`` (what the BPE should compress well)."""
-    from medmo.data.io import read_records
-    from medmo.prompts import question_text, target_text
-
-    texts = []
-    for sample in read_records(path):
-        texts += [question_text(sample), target_text(sample)]
-    if not texts:
-        raise ValueError(f"No records in {path}; pass a .jsonl/.parquet record file or folder to --corpus.")
-    return texts
-
-
 def _quiet() -> None:
     """No per-file progress bars for a model of a few megabytes."""
     from transformers.utils import logging
@@ -49,17 +36,12 @@ def _quiet() -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from medmo.model import build_tiny, qwen3_tokenizer, train_tokenizer
+    from medmo.model import build_small
 
     _quiet()
-    if args.tokenizer == "qwen3":
-        if args.corpus:
-            raise ValueError("--corpus trains a BPE; it does not apply to --tokenizer qwen3.")
-        tokenizer = qwen3_tokenizer()
-    else:
-        tokenizer = train_tokenizer(corpus_texts(args.corpus) if args.corpus else None, vocab_size=args.vocab_size)
-    path = build_tiny(args.out, tokenizer=tokenizer, seed=args.seed, size=args.size)
-    print(f"wrote a random {args.size} Qwen3-VL ({len(tokenizer)}-token vocabulary) to {path}")
+    path = build_small(args.out, size=args.size, corpus=args.corpus, vocab_size=args.vocab_size,
+                       tokenizer=args.tokenizer, seed=args.seed)
+    print(f"wrote a random {args.size} Qwen3-VL to {path}")
     return 0
 
 

@@ -1,7 +1,7 @@
-"""Training: recipes, collators and packing, the align/sft loop, checkpoints, logging, GRPO.
+"""Training: recipes, collators and packing, the supervised loop, checkpoints, logging, GRPO.
 
-``medmo.train.run(recipe)`` runs the recipe's stage: ``align`` and ``sft`` in :mod:`medmo.train.sft`,
-``grpo`` in :mod:`medmo.train.grpo`. Names resolve lazily, so importing the package loads no torch.
+``medmo.train.run(recipe)`` runs the recipe's stage: ``align``, ``grounding`` and ``sft`` in
+:mod:`medmo.train.sft`, ``grpo`` in :mod:`medmo.train.grpo`. Names resolve lazily, so importing the package loads no torch.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import Any
 
 _EXPORTS = {
     "Recipe": "recipe",
+    "SupervisedConfig": "recipe",
+    "GRPOStageConfig": "recipe",
     "RecipeError": "recipe",
     "load_recipe": "recipe",
     "SampleEncoder": "collate",
@@ -31,9 +33,9 @@ def run(recipe: Any) -> Path:
     Args:
         recipe: a :class:`~medmo.train.recipe.Recipe`, or the path of a recipe YAML.
     """
-    from medmo.train.recipe import Recipe, load_recipe
+    from medmo.train.recipe import StageConfig, load_recipe
 
-    if not isinstance(recipe, Recipe):
+    if not isinstance(recipe, StageConfig):
         recipe = load_recipe(recipe)
     if recipe.stage == "grpo":
         from medmo.train.grpo import run as run_grpo

@@ -1,11 +1,13 @@
-"""Resumable checkpoints: model (safetensors), optimizer, scheduler, RNG states and the data position.
+"""Resumable checkpoints: a standard model folder plus the training state needed to continue exactly.
 
-accelerate's ``save_state`` / ``load_state`` write and read the model, optimizer, registered objects
-(our LR scheduler) and every process's RNG states, including sharded DeepSpeed ZeRO-3 / FSDP states.
-Beside them ``trainer_state.json`` records the optimizer step and where the data stream stands
-(epoch and micro-batches consumed in it), so a resumed run replays exactly the batches an
-uninterrupted run would have seen. A checkpoint is written to ``step-N.tmp`` and renamed when
-complete: a run killed while saving leaves the previous checkpoint intact.
+``checkpoints/step-N/`` is a Qwen3-VL folder like the final output (:func:`medmo.model.layout.save`,
+weights in the recipe's ``save_dtype``), so any checkpoint can be evaluated, served or loaded by other
+tools. Its ``training_state/`` holds what resuming needs: accelerate's ``save_state`` (the float32 master
+weights, optimizer, registered objects such as our LR scheduler, and every process's RNG states,
+including sharded DeepSpeed ZeRO-3 / FSDP states) and ``trainer_state.json`` with the optimizer step and
+where the data stream stands (epoch and micro-batches consumed in it), so a resumed run replays exactly
+the batches an uninterrupted run would have seen. A checkpoint is written to ``step-N.tmp`` and renamed
+when complete: a run killed while saving leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from medmo.model.layout import save
+
 STATE_FILE = "trainer_state.json"
+STATE_DIR = "training_state"
 
 
 @dataclass
@@ -39,7 +44,8 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
     root = checkpoint_dir(output_dir)
     if not root.is_dir():
         return []
-    done = [p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp") and (p / STATE_FILE).is_file()]
+    done = [p for p in root.glob("step-*")
+            if p.is_dir() and not p.name.endswith(".tmp") and (p / STATE_DIR / STATE_FILE).is_file()]
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
 
 
@@ -55,8 +61,8 @@ def resolve_resume(resume: bool | str, output_dir: str | Path) -> Path | None:
     if resume is True or resume in ("true", "latest", "yes"):
         return latest_checkpoint(output_dir)
     path = Path(str(resume))
-    if not (path / STATE_FILE).is_file():
-        raise FileNotFoundError(f"resume={resume}: no checkpoint there (expected {path / STATE_FILE})")
+    if not (path / STATE_DIR / STATE_FILE).is_file():
+        raise FileNotFoundError(f"resume={resume}: no checkpoint there (expected {path / STATE_DIR / STATE_FILE})")
     return path
 
 
@@ -77,16 +83,27 @@ def set_aside_stale(output_dir: str | Path) -> Path | None:
     return target
 
 
-def save_checkpoint(accelerator: Any, output_dir: str | Path, state: TrainState, keep: int = 2) -> Path:
-    """Write a checkpoint for ``state.step`` (all ranks call this) and prune old ones; return its folder."""
+def save_checkpoint(accelerator: Any, output_dir: str | Path, state: TrainState, *, model: Any, processor: Any,
+                    keep: int = 2, dtype: str = "bfloat16") -> Path:  # fmt: skip
+    """Write a checkpoint for ``state.step`` (all ranks call this) and prune old ones; return its folder.
+
+    Args:
+        accelerator: the run's accelerator (gathers sharded weights, writes every rank's state).
+        output_dir: the run folder; checkpoints go under ``checkpoints/``.
+        state: the progress to record.
+        model / processor: written as a standard model folder in ``dtype``.
+        keep: how many checkpoints to keep (oldest pruned first).
+    """
     final = checkpoint_dir(output_dir) / f"step-{state.step:07d}"
     tmp = final.with_name(final.name + ".tmp")
     if accelerator.is_main_process and tmp.exists():
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
+    accelerator.save_state(str(tmp / STATE_DIR), safe_serialization=True)
+    weights = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
-        (tmp / STATE_FILE).write_text(json.dumps(asdict(state), indent=1))
+        save(accelerator.unwrap_model(model), processor, tmp, dtype=dtype, state_dict=weights)
+        (tmp / STATE_DIR / STATE_FILE).write_text(json.dumps(asdict(state), indent=1))
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -99,5 +116,5 @@ def save_checkpoint(accelerator: Any, output_dir: str | Path, state: TrainState,
 def load_checkpoint(accelerator: Any, path: str | Path) -> TrainState:
     """Restore model, optimizer, scheduler and RNG states from ``path``; return the saved progress."""
     path = Path(path)
-    accelerator.load_state(str(path))
-    return TrainState(**json.loads((path / STATE_FILE).read_text()))
+    accelerator.load_state(str(path / STATE_DIR))
+    return TrainState(**json.loads((path / STATE_DIR / STATE_FILE).read_text()))

@@ -118,15 +118,26 @@ class SampleEncoder:
         Image tokens come from the image size (the record's, else the file's) through the image
         processor's own resize rule, so the count is exact for images whose size is known.
         """
-        text_ids = self.processor.tokenizer(self.text(sample), add_special_tokens=False)["input_ids"]
-        n = len(text_ids)
+        return min(self._count(sample, with_answer=True), self.max_length)
+
+    def trainable_length(self, sample: Sample) -> int | None:
+        """:meth:`length`, or ``None`` when no answer token survives truncation (the sample teaches nothing)."""
+        n = self._count(sample, with_answer=True)
+        if n <= self.max_length:
+            return n
+        return self.max_length if self._count(sample, with_answer=False) + 1 < self.max_length else None
+
+    def _count(self, sample: Sample, with_answer: bool) -> int:
+        chat = messages(sample, with_answer=with_answer, think=self.think)
+        text = self.processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=not with_answer)
+        n = len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
         ip = self.processor.image_processor
         for i, ref in enumerate(sample.images):
             width, height = ref.width, ref.height
             if width is None or height is None:
                 width, height = self.images(sample)[i].size
             n += ip.get_number_of_image_patches(height, width, {}) // ip.merge_size**2 - 1
-        return min(n, self.max_length)
+        return n
 
     def __call__(self, sample: Sample) -> Encoded:
         images = self.images(sample)

@@ -2,8 +2,8 @@
 
 MedMO's last stage optimizes accuracy / factuality, box GIoU and format rewards with Group Relative
 Policy Optimization (Shao et al., "DeepSeekMath", 2024) and DAPO's asymmetric "clip-higher" range
-(Yu et al., arXiv:2503.14476): ``recipe.grpo.epsilon_low`` / ``epsilon_high`` (0.15 / 0.25) become TRL's
-``epsilon`` / ``epsilon_high``. The trainer is TRL's (``trl/trainer/grpo_trainer.py``); this module only
+(Yu et al., arXiv:2503.14476): the recipe's ``trl.epsilon`` / ``trl.epsilon_high`` (0.15 / 0.25) go to
+TRL's ``GRPOConfig`` by name, like every ``trl:`` key. The trainer is TRL's (``trl/trainer/grpo_trainer.py``); this module only
 turns a :class:`~medmo.train.recipe.Recipe` into its inputs:
 
 * a ``datasets.Dataset`` with the columns TRL reads: ``prompt`` (chat messages from
@@ -40,13 +40,14 @@ from typing import Any
 
 from medmo.data.images import load_image
 from medmo.gold import gold_json
-from medmo.model import freeze_for_stage, load, save
+from medmo.model import save, save_processor
 from medmo.prompts import messages
 from medmo.records import Sample
 from medmo.train.collate import select_records
-from medmo.train.recipe import dump_recipe
+from medmo.train.recipe import GRPOStageConfig, dump_recipe
 from medmo.train.rewards import TASK_REWARDS, normalize_weights, trl_reward_funcs
 from medmo.train.shared_prefix import SharedPrefixMixin
+from medmo.train.start import starting_model, warmup_steps
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,6 @@ def build_dataset(samples: Iterable[Sample], think: bool = False) -> Any:
     """
     from datasets import Dataset
 
-
     rows = []
     for s in samples:
         rows.append({
@@ -114,44 +114,39 @@ def reward_setup(weights: dict[str, float] | None, tasks: Iterable[str]) -> tupl
     w = {k: v for k, v in normalize_weights(weights).items() if v != 0 and k in used}
     if not w:
         raise ValueError(f"no reward with a non-zero weight applies to tasks {sorted(set(tasks))}; "
-                         "check grpo.reward_weights")  # fmt: skip
+                         "check the recipe's rewards")  # fmt: skip
     return trl_reward_funcs(list(w)), list(w.values())
 
 
-def grpo_config(recipe: Any, reward_weights: list[float]) -> Any:
-    """TRL ``GRPOConfig`` from a recipe: ``batch_size`` is prompts per device step, each sampled
-    ``grpo.num_generations`` times."""
+def grpo_config(recipe: GRPOStageConfig, reward_weights: list[float]) -> Any:
+    """TRL ``GRPOConfig`` from a recipe: the recipe's own settings, then its ``trl:`` fields by name.
+
+    ``batch_size`` is prompts per device step, each sampled ``trl.num_generations`` times.
+    """
     import torch
     from trl import GRPOConfig
 
-    g, o, lg = recipe.grpo, recipe.optim, recipe.logging
-    if g.max_prompt_length:
-        log.warning("grpo.max_prompt_length is ignored: TRL never truncates prompts (they hold image tokens)")
+    o, lg = recipe.optim, recipe.logging
+    generations = recipe.trl.get("num_generations") or _trl_default("num_generations")
     report = [name for name, on in (("tensorboard", lg.tensorboard), ("wandb", lg.wandb)) if on and _has(name)]
+    total = recipe.max_steps if recipe.max_steps > 0 else None
+    vllm = {"use_vllm": recipe.vllm != "off"}
+    if recipe.vllm != "off":
+        vllm.update(vllm_mode=recipe.vllm, vllm_server_base_url=recipe.vllm_server if recipe.vllm == "server" else None)
     return GRPOConfig(
         output_dir=str(Path(recipe.output_dir) / "checkpoints"),
-        per_device_train_batch_size=recipe.batch_size * g.num_generations,
+        per_device_train_batch_size=recipe.batch_size * generations,
         gradient_accumulation_steps=recipe.grad_accum,
-        num_generations=g.num_generations,
-        max_completion_length=g.max_completion_length,
-        temperature=g.temperature,
-        beta=g.beta,
-        epsilon=g.epsilon_low,
-        epsilon_high=g.epsilon_high,
-        loss_type=g.loss_type,
-        scale_rewards=g.scale_rewards,
-        num_iterations=g.num_iterations,
-        use_vllm=g.use_vllm,
         reward_weights=reward_weights,
         learning_rate=o.lr,
         weight_decay=o.weight_decay,
         adam_beta1=o.betas[0],
         adam_beta2=o.betas[1],
         adam_epsilon=o.eps,
-        warmup_steps=o.warmup_steps if o.warmup_steps > 0 else o.warmup_ratio,
+        warmup_steps=warmup_steps(recipe, total) if total else (o.warmup_steps or o.warmup_ratio),
         lr_scheduler_type=o.scheduler,
         max_grad_norm=o.max_grad_norm,
-        max_steps=recipe.max_steps if recipe.max_steps > 0 else -1,
+        max_steps=total or -1,
         num_train_epochs=recipe.epochs,
         logging_steps=lg.every,
         save_strategy="steps" if recipe.save_every > 0 else "no",
@@ -166,7 +161,49 @@ def grpo_config(recipe: Any, reward_weights: list[float]) -> Any:
         report_to=report,
         run_name=lg.run_name,
         disable_tqdm=not lg.progress,
+        **vllm,
+        **recipe.trl,
     )
+
+
+def check_vllm(recipe: GRPOStageConfig, timeout_s: float = 10.0) -> None:
+    """Before any model loads: the vLLM generation the recipe asks for can run here.
+
+    TRL's trainer needs the ``vllm`` package in its own environment in both modes (in server mode it
+    sends the updated weights to the ``trl vllm-serve`` process over NCCL), and in server mode the server
+    must answer its ``/health/`` route.
+
+    Raises:
+        ValueError: what is missing and the command that provides it.
+    """
+    import importlib.util
+    import urllib.request
+
+    if recipe.vllm == "off":
+        return
+    if importlib.util.find_spec("vllm") is None:
+        raise ValueError(
+            f"{recipe.stage} recipe sets vllm: {recipe.vllm}, but vLLM is not installed here. On GPU machines "
+            "install it beside the trainer (`pip install 'trl[vllm]'`; TRL's trainer uses it to send weights to "
+            "the generation server), start `trl vllm-serve --model MODEL` on the generation GPUs for server "
+            "mode, or set vllm=off to generate with transformers (slower).")
+    if recipe.vllm == "server":
+        url = f"{recipe.vllm_server.rstrip('/')}/health/"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as r:  # noqa: S310 - the recipe's own server
+                r.read(1)
+        except OSError as e:
+            raise ValueError(f"no trl vllm-serve answers at {recipe.vllm_server} ({type(e).__name__}); start "
+                             "`trl vllm-serve --model MODEL --port PORT` on the generation GPUs first, or set "
+                             "vllm_server to where it runs") from None
+
+
+def _trl_default(name: str) -> Any:
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    return next(f.default for f in dataclasses.fields(GRPOConfig) if f.name == name)
 
 
 def _has(module: str) -> bool:
@@ -182,6 +219,24 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) else None
+
+
+def checkpoint_callback(processor: Any) -> Any:
+    """A ``TrainerCallback`` that completes each TRL checkpoint into a standard Qwen3-VL folder.
+
+    TRL writes the config and the float32 master weights (kept as they are, so a resume is exact) and
+    the optimizer state; the processor and tokenizer files of a release are added beside them, so any
+    checkpoint can be evaluated, served or loaded by other tools.
+    """
+    from transformers import TrainerCallback
+
+    class _Layout(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir():
+                save_processor(processor, folder)
+
+    return _Layout()
 
 
 def metrics_callback(path: Path) -> Any:
@@ -200,6 +255,10 @@ def metrics_callback(path: Path) -> Any:
                     row["reward/" + key.split("/")[1].removesuffix("_reward")] = _number(value)
                 elif key in _LOGGED:
                     row[_LOGGED[key]] = _number(value)
+            loss = logs.get("loss")
+            if isinstance(loss, (int, float)) and not math.isfinite(loss):
+                raise FloatingPointError(f"GRPO loss is {loss} at step {state.global_step}; lower optim.lr, check "
+                                         "the rewards, and resume from the last checkpoint")
             with open(path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
 
@@ -207,19 +266,6 @@ def metrics_callback(path: Path) -> Any:
 
 
 # ------------------------------------------------------------------------------------------- run
-
-
-def _pixels(recipe: Any) -> dict[str, int]:
-    """Pixel limits the recipe sets explicitly; left at their defaults, the checkpoint's own apply.
-
-    RL continues from an SFT model, and a policy sampled at another image resolution than it was
-    trained at sees different visual tokens (a 128 px nano image is 16 tokens at the nano limits,
-    64 at the recipe defaults), so the checkpoint's saved limits win unless the recipe overrides them.
-    """
-    import dataclasses
-
-    defaults = {f.name: f.default for f in dataclasses.fields(recipe) if f.name in ("min_pixels", "max_pixels")}
-    return {k: getattr(recipe, k) for k, d in defaults.items() if getattr(recipe, k) != d}
 
 
 def _resume_arg(recipe: Any) -> str | None:
@@ -243,38 +289,32 @@ def _trim_metrics(path: Path, resume: str | None) -> None:
     path.write_text("".join(line + "\n" for line in kept))
 
 
-def run(recipe: Any) -> Path:
+def run(recipe: GRPOStageConfig) -> Path:
     """Run the ``grpo`` stage of ``recipe`` and return the folder holding the trained model.
 
-    The model starts from ``recipe.model`` (an SFT output folder or a hub id): RL needs a policy that
-    already answers in the task's format, so ``nano:`` / ``tiny:`` (fresh random models) are refused.
+    The model starts from ``recipe.model`` (an SFT output folder or a hub id) with float32 master weights
+    (:func:`medmo.train.start.starting_model`). Bad data and a missing vLLM fail before the model loads.
 
     Raises:
-        ValueError: a random starting model, no usable records, or all reward weights zero.
+        ValueError: no usable records, all reward weights zero, or vLLM asked for but not available.
     """
     from trl import GRPOTrainer
 
-
-    if str(recipe.model).startswith(("nano:", "tiny:")):
-        raise ValueError(f"grpo starts from a trained model, got model={recipe.model!r}; "
-                         "point model at an SFT output folder (e.g. runs/nano/sft)")  # fmt: skip
     samples = load_samples(recipe)  # fail on bad data before loading the model
+    check_vllm(recipe)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     dump_recipe(recipe, out / "recipe.yaml")
-    model, processor = load(recipe.model, dtype="float32" if recipe.mixed_precision == "no" else "auto",
-                            attn_implementation=recipe.attn_implementation, **_pixels(recipe))  # fmt: skip
-    freeze_for_stage(model, "rl", train_vision=recipe.train_vision)
+    model, processor = starting_model(recipe, samples)
     # TRL left-pads prompt ids itself but takes mm_token_type_ids from the processor as returned:
     # the processor must pad on the same side or image tokens get the wrong rope positions.
     side, processor.tokenizer.padding_side = processor.tokenizer.padding_side, "left"
     dataset = build_dataset(samples, think=recipe.data.think)
-    funcs, weights = reward_setup(recipe.grpo.reward_weights, {s.task for s in samples})
+    funcs, weights = reward_setup(recipe.rewards, {s.task for s in samples})
     resume = _resume_arg(recipe)
     _trim_metrics(out / "metrics.jsonl", resume)
     trainer_cls = GRPOTrainer
-    if recipe.grpo.shared_prefix:
-
+    if recipe.shared_prefix:
         trainer_cls = type("SharedPrefixGRPOTrainer", (SharedPrefixMixin, GRPOTrainer), {})
     trainer = trainer_cls(
         model=model,
@@ -282,9 +322,9 @@ def run(recipe: Any) -> Path:
         reward_funcs=funcs,
         args=grpo_config(recipe, weights),
         train_dataset=dataset,
-        callbacks=[metrics_callback(out / "metrics.jsonl")],
+        callbacks=[metrics_callback(out / "metrics.jsonl"), checkpoint_callback(processor)],
     )
     trainer.train(resume_from_checkpoint=resume)
     model = trainer.accelerator.unwrap_model(trainer.model).eval()
     processor.tokenizer.padding_side = side
-    return save(model, processor, out)
+    return save(model, processor, out, dtype=recipe.save_dtype)

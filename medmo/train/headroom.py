@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from medmo.data.images import load_image
+from medmo.data.io import read_records
 from medmo.gold import gold_for
 from medmo.model import load
 from medmo.model.generate import generate
 from medmo.prompts import messages
 from medmo.records import Sample
+from medmo.train.recipe import GRPOStageConfig
 from medmo.train.rewards import TASK_REWARDS, score
 
 # The reward each task is judged by (the format reward only gates syntax, so it is left out).
@@ -87,7 +89,6 @@ def headroom(
     """
     import torch
 
-
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     rows = [s for s in samples if s.task in TASK_REWARDS]
@@ -113,3 +114,22 @@ def headroom(
         idx = [i for i, s in enumerate(rows) if s.task == task]
         out[task] = group_stats([greedy[i] for i in idx], [[d[i] for d in draws] for i in idx])
     return out
+
+
+def recipe_headroom(recipe: GRPOStageConfig, records: str | Path, limit: int | None = 100) -> dict[str, Any]:
+    """:func:`headroom` of ``recipe.model`` on ``records``, sampled as the GRPO recipe samples.
+
+    The group size, temperature, answer length, tasks and seed are the recipe's own (its ``trl:`` and
+    ``data.tasks``), so the figures describe what that GRPO stage will learn from.
+
+    Args:
+        recipe: a ``grpo`` stage config.
+        records: record file or folder (e.g. the test split); the first ``limit`` rewarded records are used.
+        limit: how many prompts (``None``: all).
+    """
+    tasks = set(recipe.data.tasks) or set(TASK_REWARDS)
+    prompts = [s for s in read_records(records) if s.task in tasks and s.task in TASK_REWARDS][:limit]
+    trl = recipe.trl
+    stats = headroom(recipe.model, prompts, k=trl.get("num_generations") or 8, temperature=trl.get("temperature", 1.0),
+                     max_new_tokens=trl.get("max_completion_length") or 256, seed=recipe.seed)
+    return {"model": str(recipe.model), "records": str(records), "tasks": stats}

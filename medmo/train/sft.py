@@ -24,26 +24,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from medmo.model import (
-    build_model,
-    build_processor,
-    freeze_for_stage,
-    load,
-    nano_config,
-    param_groups,
-    save,
-    tiny_config,
-    train_tokenizer,
-)
-from medmo.prompts import question_text, target_text
+from medmo.model import param_groups, save
 from medmo.train.checkpoint import TrainState, load_checkpoint, resolve_resume, save_checkpoint, set_aside_stale
 from medmo.train.collate import IGNORE_INDEX, PaddingCollator, SampleEncoder, rope_index_of, select_records
 from medmo.train.logging import RunLogger
 from medmo.train.packing import PackingCollator, plan_batches
-from medmo.train.recipe import Recipe, dump_recipe
+from medmo.train.recipe import SUPERVISED_STAGES, SupervisedConfig, dump_recipe
+from medmo.train.start import starting_model, warmup_steps
 
 log = logging.getLogger(__name__)
-FREEZE_STAGE = {"align": "align", "sft": "sft", "grpo": "rl"}
 NON_MODEL_KEYS = ("labels", "seq_ids")
 
 
@@ -73,56 +62,12 @@ def sample_losses(model: Any, batch: dict[str, torch.Tensor], num_samples: int) 
     return total / count.clamp(min=1)
 
 
-# ------------------------------------------------------------------------------------------- model
+# ------------------------------------------------------------------------------------------- optim
 
 
-def build_small(spec: str, samples: Sequence[Any], path: Path, recipe: Recipe) -> Path:
-    """Save a fresh ``nano:`` / ``tiny:`` model whose BPE is trained on the run's own texts.
-
-    ``spec`` extras are comma-separated ``key=value``: ``vocab_size`` for the tokenizer, anything else
-    for the config (``text.hidden_size=128``, ``vision.depth=1``).
-    """
-    import yaml
-
-
-    size, _, extra = spec.partition(":")
-    options: dict[str, Any] = {}
-    for item in filter(None, (x.strip() for x in extra.split(","))):
-        key, _, value = item.partition("=")
-        options[key] = yaml.safe_load(value)
-    vocab_size = int(options.pop("vocab_size", 1024))
-    overrides: dict[str, Any] = {}
-    for key, value in options.items():
-        head, _, tail = key.partition(".")
-        if tail:
-            overrides.setdefault(head, {})[tail] = value
-        else:
-            overrides[head] = value
-    texts = [f"{question_text(s)}\n{target_text(s)}" for s in samples[:20000]]
-    tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
-    config = (nano_config if size == "nano" else tiny_config)(tokenizer, **overrides)
-    model = build_model(config, seed=recipe.seed)
-    processor = build_processor(tokenizer, min_pixels=recipe.min_pixels, max_pixels=recipe.max_pixels)
-    return save(model, processor, path)
-
-
-def load_start(recipe: Recipe, accelerator: Any, samples: Sequence[Any]) -> tuple[Any, Any]:
-    """The starting ``(model, processor)``: a checkpoint folder / hub id, or a fresh nano/tiny build."""
-    spec = recipe.model
-    if spec.split(":")[0] in ("nano", "tiny") and ":" in spec:
-        init = Path(recipe.output_dir) / "init"
-        if accelerator.is_main_process and not (init / "config.json").is_file():
-            build_small(spec, samples, init, recipe)
-        accelerator.wait_for_everyone()
-        spec = str(init)
-    return load(spec, dtype=torch.float32, attn_implementation=recipe.attn_implementation,
-                min_pixels=recipe.min_pixels, max_pixels=recipe.max_pixels)
-
-
-def make_optimizer(model: Any, recipe: Recipe, total_steps: int) -> tuple[Any, Any]:
+def make_optimizer(model: Any, recipe: SupervisedConfig, total_steps: int) -> tuple[Any, Any]:
     """AdamW over per-module groups and the recipe's warmup + decay schedule (transformers' schedulers)."""
     from transformers import get_scheduler
-
 
     o = recipe.optim
     groups = param_groups(model, lr_vision=o.lr_vision, lr_merger=o.lr_merger or o.lr, lr_llm=o.lr,
@@ -132,8 +77,8 @@ def make_optimizer(model: Any, recipe: Recipe, total_steps: int) -> tuple[Any, A
     # one multi-tensor kernel per update instead of a Python loop over parameters (fused on GPU)
     fast = {"fused": True} if torch.cuda.is_available() else {"foreach": True}
     optimizer = torch.optim.AdamW(groups, betas=tuple(o.betas), eps=o.eps, **fast)
-    warmup = o.warmup_steps or math.ceil(o.warmup_ratio * total_steps)
-    scheduler = get_scheduler(o.scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+    scheduler = get_scheduler(o.scheduler, optimizer, num_warmup_steps=warmup_steps(recipe, total_steps),
+                              num_training_steps=total_steps)
     return optimizer, scheduler
 
 
@@ -169,15 +114,25 @@ class PlannedBatches(torch.utils.data.Dataset):
 class Batches:
     """Micro-batches for one process: the epoch plans, sharded by rank, resumable at (epoch, offset)."""
 
-    def __init__(self, samples: Sequence[Any], encoder: SampleEncoder, recipe: Recipe, model: Any, accelerator: Any):
+    def __init__(self, samples: Sequence[Any], encoder: SampleEncoder, recipe: SupervisedConfig, model: Any, accelerator: Any):
         self.encoder, self.recipe = encoder, recipe
-        self.samples, self.lengths = [], []
+        self.samples, self.lengths, empty = [], [], 0
         for s in samples:
             try:
-                self.lengths.append(encoder.length(s))
+                n = encoder.trainable_length(s)
+                if n is None:
+                    empty += 1
+                    continue
+                self.lengths.append(n)
                 self.samples.append(s)
             except (ValueError, OSError) as e:  # unreadable image: drop the record, keep the run
                 log.warning("skipping sample %s: %s", s.id, e)
+        if empty:
+            log.warning("%d of %d samples keep no answer token within max_tokens=%d and are left out; "
+                        "raise max_tokens to train on them", empty, len(samples), recipe.max_tokens)
+        if not self.samples:
+            raise ValueError(f"no sample of {len(samples)} can be trained on: {empty} have no answer token "
+                             f"within max_tokens={recipe.max_tokens} (raise it) and the others failed to load")
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
         pad = encoder.processor.tokenizer.pad_token_id
         if recipe.packing:
@@ -230,33 +185,48 @@ def _to(batch: dict[str, torch.Tensor], device: Any) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def train_step(model: Any, window: list[dict], accelerator: Any, optimizer: Any, recipe: Recipe) -> dict[str, float]:
-    """One optimizer step over ``grad_accum`` micro-batches; returns the window's loss, tokens, grad norm."""
+class NonFiniteLoss(FloatingPointError):
+    """A training loss that is NaN or infinite; the weights were not updated with it."""
+
+
+def train_step(model: Any, window: list[dict], accelerator: Any, optimizer: Any, recipe: SupervisedConfig,
+               step: int = 0) -> dict[str, float]:  # fmt: skip
+    """One optimizer step over ``grad_accum`` micro-batches; returns the window's loss, tokens, grad norm.
+
+    Raises:
+        NonFiniteLoss: the window's loss is not finite; raised before the optimizer steps, so the model
+            keeps the weights of the last good step (a checkpoint then resumes from sane weights).
+    """
     counts = torch.tensor([[(b["labels"][:, 1:] != IGNORE_INDEX).sum(), (b["seq_ids"] >= 0).sum()] for b in window],
                           dtype=torch.float32, device=accelerator.device).sum(0)
     targets, tokens = accelerator.reduce(counts, reduction="sum").tolist()
     # accelerate divides by grad_accum; DDP averages over processes: undo both so the gradient is sum / targets
     scale = accelerator.num_processes * recipe.grad_accum / max(targets, 1.0)
-    loss_sum, grad_norm = torch.zeros((), device=accelerator.device), None
+    loss_sum = torch.zeros((), device=accelerator.device)
     for batch in window:
         with accelerator.accumulate(model):
             with accelerator.autocast():
                 losses, _ = token_losses(model, _to(batch, accelerator.device))
             accelerator.backward(losses.sum() * scale)
             loss_sum += losses.detach().sum()
-            if accelerator.sync_gradients and recipe.optim.max_grad_norm > 0:
-                grad_norm = accelerator.clip_grad_norm_(model.parameters(), recipe.optim.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
     loss = float(accelerator.reduce(loss_sum, reduction="sum")) / max(targets, 1.0)
+    if not math.isfinite(loss):
+        optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteLoss(f"training loss is {loss} at step {step + 1}; the model was not updated. Lower "
+                            "optim.lr or raise optim.warmup_steps, check the data, and resume from the last checkpoint")
+    grad_norm = None
+    if recipe.optim.max_grad_norm > 0:
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), recipe.optim.max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
     out = {"loss": loss, "tokens": tokens, "targets": targets}
     if grad_norm is not None:
         out["grad_norm"] = float(grad_norm)
     return out
 
 
-def run(recipe: Recipe, *, on_step: Callable[[TrainState, dict], None] | None = None) -> Path:
-    """Train one ``align`` / ``sft`` stage; return ``output_dir`` holding the final model + processor.
+def run(recipe: SupervisedConfig, *, on_step: Callable[[TrainState, dict], None] | None = None) -> Path:
+    """Train one supervised stage (``align``, ``grounding``, ``sft``); return ``output_dir`` with the final model.
 
     Args:
         recipe: the run's settings (:func:`medmo.train.recipe.load_recipe`).
@@ -266,9 +236,8 @@ def run(recipe: Recipe, *, on_step: Callable[[TrainState, dict], None] | None = 
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
-
-    if recipe.stage not in ("align", "sft"):
-        raise ValueError(f"medmo.train.sft runs stages align and sft, not {recipe.stage!r}")
+    if recipe.stage not in SUPERVISED_STAGES:
+        raise ValueError(f"medmo.train.sft runs stages {', '.join(SUPERVISED_STAGES)}, not {recipe.stage!r}")
     # text-only micro-batches leave the vision tower and mergers unused on that process
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     accelerator = Accelerator(mixed_precision=recipe.mixed_precision, gradient_accumulation_steps=recipe.grad_accum,
@@ -277,10 +246,8 @@ def run(recipe: Recipe, *, on_step: Callable[[TrainState, dict], None] | None = 
     out = Path(recipe.output_dir)
     d = recipe.data
     samples = select_records(d.train, d.tasks, d.sources, d.max_samples)
-    model, processor = load_start(recipe, accelerator, samples)
-    freeze_for_stage(model, FREEZE_STAGE[recipe.stage], train_vision=recipe.train_vision)
-    if recipe.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model, processor = starting_model(recipe, samples, is_main=accelerator.is_main_process,
+                                      wait=accelerator.wait_for_everyone)
     encoder = SampleEncoder(processor, rope_index_of(model), max_length=recipe.max_tokens, think=d.think)
     batches = Batches(samples, encoder, recipe, model, accelerator)
     per_epoch = len(batches.plan(0)) // recipe.grad_accum
@@ -297,14 +264,14 @@ def run(recipe: Recipe, *, on_step: Callable[[TrainState, dict], None] | None = 
     log = RunLogger(out, recipe.logging, total, start_step=state.step, enabled=accelerator.is_main_process,
                     run_config=recipe.to_dict())
     try:
-        _loop(model, optimizer, scheduler, batches, evals, accelerator, recipe, state, log, on_step)
+        _loop(model, processor, optimizer, scheduler, batches, evals, accelerator, recipe, state, log, on_step)
     finally:
         log.close()
-    _save_final(model, processor, accelerator, out)
+    _save_final(model, processor, accelerator, out, recipe.save_dtype)
     return out
 
 
-def _start_state(recipe: Recipe, accelerator: Any, total: int) -> TrainState:
+def _start_state(recipe: SupervisedConfig, accelerator: Any, total: int) -> TrainState:
     """Fresh progress, or the resumed checkpoint's (model, optimizer, scheduler and RNG restored)."""
     out = Path(recipe.output_dir)
     state = TrainState(total_steps=total)
@@ -321,7 +288,7 @@ def _start_state(recipe: Recipe, accelerator: Any, total: int) -> TrainState:
     return state
 
 
-def _loop(model, optimizer, scheduler, batches, evals, accelerator, recipe, state, log, on_step) -> None:
+def _loop(model, processor, optimizer, scheduler, batches, evals, accelerator, recipe, state, log, on_step) -> None:
     stream = batches.stream(state.epoch, state.offset)
     model.train()
     clock = time.perf_counter()
@@ -330,13 +297,14 @@ def _loop(model, optimizer, scheduler, batches, evals, accelerator, recipe, stat
         for _ in range(recipe.grad_accum):
             state.epoch, state.offset, batch = next(stream)
             window.append(batch)
-        metrics = train_step(model, window, accelerator, optimizer, recipe)
+        lr = _lm_lr(scheduler.optimizer)  # the rate this step ran at
+        metrics = train_step(model, window, accelerator, optimizer, recipe, step=state.step)
         scheduler.step()
         state.step += 1
         tokens = int(metrics.pop("tokens"))
         state.tokens += tokens
         now = time.perf_counter()
-        metrics.update(lr=_lm_lr(scheduler.optimizer), tokens_per_s=tokens / max(now - clock, 1e-9),
+        metrics.update(lr=lr, tokens_per_s=tokens / max(now - clock, 1e-9),
                        num_tokens=state.tokens, epoch=state.epoch)
         clock = now
         if evals is not None and (state.step % recipe.eval_every == 0 or state.step == state.total_steps):
@@ -345,7 +313,8 @@ def _loop(model, optimizer, scheduler, batches, evals, accelerator, recipe, stat
             log.log(state.step, metrics)
         log.advance()
         if recipe.save_every and state.step % recipe.save_every == 0 and state.step < state.total_steps:
-            save_checkpoint(accelerator, recipe.output_dir, state, keep=recipe.keep_checkpoints)
+            save_checkpoint(accelerator, recipe.output_dir, state, model=model, processor=processor,
+                            keep=recipe.keep_checkpoints, dtype=recipe.save_dtype)
         if on_step is not None:
             on_step(state, metrics)
 
@@ -360,13 +329,10 @@ def _lm_lr(optimizer: Any) -> float:
     return float(groups[0]["lr"])
 
 
-def _save_final(model: Any, processor: Any, accelerator: Any, out: Path) -> None:
-    """Write the trained model (gathered from ZeRO-3 / FSDP shards) and processor where ``load`` finds them."""
+def _save_final(model: Any, processor: Any, accelerator: Any, out: Path, dtype: str) -> None:
+    """Write the trained model (gathered from ZeRO-3 / FSDP shards) as a standard Qwen3-VL folder."""
     accelerator.wait_for_everyone()
     state_dict = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.save_pretrained(out, state_dict=state_dict, safe_serialization=True)
-        processor.save_pretrained(out)
-        processor.image_processor.save_pretrained(out)
+        save(accelerator.unwrap_model(model), processor, out, dtype=dtype, state_dict=state_dict)
     accelerator.wait_for_everyone()

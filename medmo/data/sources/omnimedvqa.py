@@ -52,6 +52,7 @@ def _sample(ctx: Context, root: Path, r: dict[str, Any]) -> Sample:
             "dataset": text(r.get("dataset")),
             "question_type": text(r.get("question_type")),
             "modality_type": text(r.get("modality_type", r.get("modality"))),
+            "gt_answer": str(r["gt_answer"]),  # as released: MedEvalKit matches it to the options exactly
         },
     )
 

@@ -53,7 +53,8 @@ def _sample(
         question=_question(q, list(contexts), list(labels), long_answer if with_long_answer else None),
         answer=LETTER[label],
         options=dict(OPTIONS),
-        meta={"pmid": pmid, "label": label, "meshes": list(meshes or [])[:20]},
+        meta={"pmid": pmid, "label": label, "meshes": list(meshes or [])[:20],
+              "question_raw": text(q), "contexts": [text(c) for c in contexts]},  # MedEvalKit's prompt layout
     )
 
 

@@ -119,6 +119,8 @@ def _qa(ctx: Context, r: dict[str, Any], split: str, imgs: Path, lang: str | Non
             "content_type": text(r.get("content_type")) or None,
             "base_type": text(r.get("base_type")) or None,
             "location": text(r.get("location")) or None,
+            # the released spelling ("Yes"): MedEvalKit's SLAKE scoring branches on it
+            "answer_raw": str(r["answer"]) if str(r["answer"]) != answer else None,
         },
     )
 

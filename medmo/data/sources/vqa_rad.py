@@ -53,6 +53,7 @@ def _sample(ctx: Context, r: dict[str, Any], split: str, image_dir: Path) -> Sam
             "question_type": qtypes,
             "organ": text(r.get("image_organ")) or None,
             "phrase_type": text(r.get("phrase_type")) or None,
+            "answer_raw": str(r["answer"]) if str(r["answer"]) != answer else None,  # MedEvalKit's prompt reads it
         },
     )
 
@@ -98,7 +99,7 @@ def load_hub(hub_id: str, split: str | None, ctx: Context) -> Iterator[Sample]:
                 question=text(r["question"]),
                 answer=answer,
                 images=[ref],
-                meta={"hub_id": hub_id},
+                meta={"hub_id": hub_id, "answer_raw": str(r["answer"]) if str(r["answer"]) != answer else None},
             )
 
         yield from ctx.emit(list_rows(f"{hub_id}[{name}]", ds), convert)

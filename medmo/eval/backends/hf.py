@@ -19,6 +19,22 @@ def checkpoint_fingerprint(folder: Path) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
+def processor_facts(processor: Any) -> dict[str, Any]:
+    """The processor settings that change answers: chat-template hash and pixel budget (for the run manifest)."""
+    import hashlib
+
+    template = getattr(processor, "chat_template", None) or getattr(getattr(processor, "tokenizer", None),
+                                                                     "chat_template", None)
+    ip = getattr(processor, "image_processor", None)
+    size = getattr(ip, "size", None)
+    pixels = {k: size.get(k) for k in ("shortest_edge", "longest_edge") if isinstance(size, dict) and k in size}
+    for k in ("min_pixels", "max_pixels"):
+        if getattr(ip, k, None) is not None:
+            pixels[k] = getattr(ip, k)
+    return {"chat_template_sha1": hashlib.sha1(str(template).encode()).hexdigest()[:12] if template else None,
+            "pixel_budget": pixels or None}
+
+
 class HFBackend:
     """Generate with an already loaded model and processor (e.g. the speedrun's nano model).
 
@@ -43,7 +59,7 @@ class HFBackend:
         cfg = getattr(self.model, "config", None)
         n_params = sum(p.numel() for p in self.model.parameters()) if hasattr(self.model, "parameters") else None
         return {"kind": "hf", "name": self.name, "model_type": getattr(cfg, "model_type", None), "n_params": n_params,
-                "fingerprint": self.fingerprint}
+                "fingerprint": self.fingerprint, **processor_facts(self.processor)}
 
     def generate(self, requests: list[Request], *, batch_size: int = 8) -> list[str]:
         """Answer ``requests`` in order; requests with different budgets are generated separately."""

@@ -1,7 +1,9 @@
 """OpenAI-compatible backend: any ``/v1/chat/completions`` endpoint (vLLM, ``medmo serve``, ...).
 
 Requests run on a bounded thread pool (``concurrency`` at a time, so a large benchmark never floods a
-server); a failed call (connection error, timeout, HTTP 408/409/429/5xx) is retried with exponential
+server); ``base_url`` may list several endpoints (comma-separated, e.g. one vLLM server per GPU): requests
+are spread over them round-robin, each endpoint getting ``concurrency`` requests in flight; a failed
+call (connection error, timeout, HTTP 408/409/429/5xx) is retried with exponential
 backoff and jitter, the usual client policy of the OpenAI API. Images travel as base64 ``data:`` URLs
 inside ``image_url`` content parts, the OpenAI vision message format that vLLM also accepts.
 
@@ -11,33 +13,24 @@ Written on the standard library (``urllib``) so evaluation against a server need
 from __future__ import annotations
 
 import base64
-import io
 import json
 import random
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-from medmo.eval.backends.base import BackendError, Request, load_pil
+from medmo.data.outbound import safe_image_bytes
+from medmo.eval.backends.base import BackendError, Request
 from medmo.records import ImageRef
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
-_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 
 
 def image_data_url(ref: ImageRef) -> str:
-    """``data:image/...;base64,...`` for an image; PNG/JPEG files are sent as stored, others re-encoded as PNG."""
-    path = Path(ref.path)
-    mime = _MIME.get(path.suffix.lower())
-    if mime and ref.frame is None and path.is_file():
-        data = path.read_bytes()
-    else:
-        buf = io.BytesIO()
-        load_pil(ref).save(buf, format="PNG")
-        data, mime = buf.getvalue(), "image/png"
+    """``data:image/...;base64,...`` carrying the image's pixels only (:func:`medmo.data.outbound.safe_image_bytes`)."""
+    data, mime = safe_image_bytes(ref.path, frame=ref.frame)
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
@@ -68,9 +61,9 @@ class OpenAIBackend:
 
     Args:
         model: the served model name (``/v1/models`` lists them).
-        base_url: the API root, e.g. ``http://127.0.0.1:8000/v1``.
+        base_url: the API root, e.g. ``http://127.0.0.1:8000/v1``; several, comma-separated, share the load.
         api_key: sent as a bearer token when given.
-        concurrency: requests in flight at once.
+        concurrency: requests in flight at once, per endpoint.
         retries: extra attempts per request after the first.
         backoff: first retry delay in seconds (doubles each time, plus jitter).
         timeout: seconds per HTTP call.
@@ -87,8 +80,11 @@ class OpenAIBackend:
         backoff: float = 0.5,
         timeout: float = 300.0,
     ):
-        self.name, self.base_url = model, base_url.rstrip("/")
-        self.api_key, self.concurrency = api_key, max(1, int(concurrency))
+        self.urls = [u.strip().rstrip("/") for u in str(base_url).split(",") if u.strip()]
+        if not self.urls:
+            raise ValueError("the openai backend needs at least one base URL, e.g. http://127.0.0.1:8000/v1")
+        self.name, self.base_url = model, ",".join(self.urls)
+        self.api_key, self.concurrency = api_key, max(1, int(concurrency)) * len(self.urls)
         self.retries, self.backoff, self.timeout = int(retries), float(backoff), float(timeout)
 
     def info(self) -> dict[str, Any]:
@@ -97,9 +93,9 @@ class OpenAIBackend:
     def generate(self, requests: list[Request], *, batch_size: int = 8) -> list[str]:
         """Answer ``requests`` in order (``batch_size`` is unused: the server batches)."""
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(self._one, requests))
+            return list(pool.map(self._one, requests, [self.urls[i % len(self.urls)] for i in range(len(requests))]))
 
-    def _one(self, req: Request) -> str:
+    def _one(self, req: Request, url: str | None = None) -> str:
         payload = {
             "model": self.name,
             "messages": to_openai_messages(req.messages, req.images),
@@ -107,11 +103,12 @@ class OpenAIBackend:
             "temperature": 0.0,
         }
         body = json.dumps(payload).encode("utf-8")
-        reply = self._post(f"{self.base_url}/chat/completions", body, req.id)
+        url = url or self.urls[0]
+        reply = self._post(f"{url}/chat/completions", body, req.id)
         try:
             return str(reply["choices"][0]["message"]["content"] or "")
         except (KeyError, IndexError, TypeError):
-            raise BackendError(f"sample {req.id}: malformed reply from {self.base_url}: {str(reply)[:200]}") from None
+            raise BackendError(f"sample {req.id}: malformed reply from {url}: {str(reply)[:200]}") from None
 
     def _post(self, url: str, body: bytes, sample_id: str) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}

@@ -1,33 +1,45 @@
-"""Optional LLM judge for open answers, through any OpenAI-compatible ``/v1/chat/completions`` endpoint.
+"""LLM-judge mode as MedEvalKit runs it, through any OpenAI-compatible ``/v1/chat/completions`` endpoint.
 
-Off by default: nothing is sent anywhere unless a caller passes an endpoint (``base_url`` + ``model``) or
-sets ``MEDMO_JUDGE_URL`` and ``MEDMO_JUDGE_MODEL`` (key, if the server needs one: ``MEDMO_JUDGE_API_KEY``).
-Results carry ``"judged": True`` and the judge model and prompt version, so a table never passes judged
-accuracy off as rule-based accuracy. The prompt follows the open-answer judging idea of MedEvalKit's
-``get_compare_messages`` (same meaning or an accepted interpretation of the gold counts as correct), with a
-one-word verdict. A failed request marks that sample's verdict ``None`` with the error, never aborting a run.
-Uses only the standard library (``urllib``).
+Off by default: nothing is sent anywhere unless a caller passes an endpoint (``--judge-url`` and
+``--judge-model``, or ``MEDMO_JUDGE_URL`` / ``MEDMO_JUDGE_MODEL``; key: ``MEDMO_JUDGE_API_KEY``).
+
+Source: MedEvalKit 9b12e3b, ``utils/utils.py`` (``get_compare_messages``, ``openai_llm``) and the
+``cal_metrics`` of VQA-RAD, SLAKE and PathVQA. The prompt is MedEvalKit's, word for word (:data:`PROMPT`),
+one user message, temperature 0; the verdict is the text between ``<judge>`` and ``</judge>`` (all such
+tags joined by spaces; the whole reply when there is none) and counts as correct iff it is exactly ``0``.
+A request that fails is a wrong verdict, as in MedEvalKit (its client returns ``None``).
+
+Which samples are judged, and what the prompt shows, follow the benchmark's ``medevalkit.judge`` block:
+``send: open`` (VQA-RAD, PathVQA: open questions; the answer lower-cased and stripped) or ``send: all``
+(SLAKE: every question, the answer as extracted, the gold as released). Other QA benchmarks judge their
+open answers. The judge's verdict **replaces** the rule's for every judged sample; the rule's verdict is
+kept beside it (``rule_correct``) and the results report judge-vs-rule agreement. MedEvalKit's printed
+totals have two quirks kept under ``medevalkit_printed``: PathVQA resets the closed count to 0 and SLAKE adds
+the judged closed answers to the rule's closed count (``closed_right``: ``zero`` / ``add`` / ``keep``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
-JUDGE_VERSION = "judge-prompt-1"
+from medmo.eval.metrics.medevalkit import tag_text
+
+JUDGE_VERSION = "judge-medevalkit-1 (MedEvalKit@9b12e3b get_compare_messages)"
 PROMPT = (
-    "You grade answers to medical questions. Decide whether the model's answer is correct given the "
-    "reference answer: it is correct if it states the same meaning as the reference or an accepted "
-    "interpretation of it, even with different wording; otherwise it is incorrect.\n\n"
-    "Question: {question}\nReference answer: {gold}\nModel answer: {prediction}\n\n"
-    "Reply with exactly one word: CORRECT or INCORRECT."
+    "\nYour task is to determine whether the user's answer is correct based on the provided questions and standard "
+    "answers (for example, if the user expresses a similar meaning to the standard answer, or another "
+    "interpretation of the standard answer, it is considered correct.)\n\nThe question is: {question}\n\n"
+    "The standard answer: {answer}\n\nThe user's answer: {response}\n\nPlease strictly follow the following format "
+    "for output(0 represents correct, 1 represents incorrect):\n<think>{{your concise think step}}</think>\n"
+    "<judge>{{0/1}}</judge>\n\nfor example:\n<think>The standard answer is right, and the user's answer is right "
+    "frontal lobe, they express the same meaning, so it is correct.</think>\n<judge>0</judge>\n    "
 )
-_VERDICT = re.compile(r"\b(incorrect|correct)\b", re.I)
 
 
 @dataclass
@@ -37,99 +49,98 @@ class JudgeConfig:
     base_url: str
     model: str
     api_key: str | None = None
-    timeout: float = 60.0
-    max_tokens: int = 8
+    timeout: float = 180.0
+    max_tokens: int = 4096
+    concurrency: int = 8
 
     @classmethod
     def from_env(cls) -> JudgeConfig:
         url, model = os.environ.get("MEDMO_JUDGE_URL"), os.environ.get("MEDMO_JUDGE_MODEL")
         if not url or not model:
-            raise ValueError(
-                "the LLM judge is off by default; pass base_url= and model= or set MEDMO_JUDGE_URL and "
-                "MEDMO_JUDGE_MODEL to an OpenAI-compatible endpoint"
-            )
+            raise ValueError("the LLM judge is off by default; pass --judge-url and --judge-model (or set "
+                             "MEDMO_JUDGE_URL and MEDMO_JUDGE_MODEL) to an OpenAI-compatible endpoint")
         return cls(url, model, os.environ.get("MEDMO_JUDGE_API_KEY"))
 
 
-def parse_verdict(text: str) -> bool | None:
-    """``True`` for CORRECT, ``False`` for INCORRECT (the last one said wins), ``None`` otherwise."""
-    found = _VERDICT.findall(text or "")
-    return None if not found else found[-1].lower() == "correct"
+def judge_prompt(question: str, answer: str, response: str) -> str:
+    """MedEvalKit's ``get_compare_messages`` text."""
+    return PROMPT.format(question=question, answer=answer, response=response)
 
 
-def _chat(config: JudgeConfig, content: str) -> str:
-    body = {
-        "model": config.model,
-        "messages": [{"role": "user", "content": content}],
-        "temperature": 0,
-        "max_tokens": config.max_tokens,
-    }
+def verdict(reply: str | None) -> bool:
+    """``extract(reply, "judge") == "0"`` (module docstring)."""
+    return tag_text(reply, "judge") == "0"
+
+
+def chat(config: JudgeConfig, content: str) -> str | None:
+    """One judge call; ``None`` when it fails (MedEvalKit's client gives up the same way)."""
+    body = {"model": config.model, "messages": [{"role": "user", "content": content}], "temperature": 0, "n": 1,
+            "max_tokens": config.max_tokens}
     headers = {"Content-Type": "application/json"}
     if config.api_key:
         headers["Authorization"] = f"Bearer {config.api_key}"
-    req = urllib.request.Request(
-        config.base_url.rstrip("/") + "/chat/completions", data=json.dumps(body).encode(), headers=headers
-    )
-    with urllib.request.urlopen(req, timeout=config.timeout) as resp:
-        return json.loads(resp.read().decode())["choices"][0]["message"]["content"] or ""
+    req = urllib.request.Request(config.base_url.rstrip("/") + "/chat/completions", data=json.dumps(body).encode(),
+                                 headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=config.timeout) as resp:
+            return json.loads(resp.read().decode())["choices"][0]["message"]["content"]
+    except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
 
 
-class LLMJudge:
-    """A judge object for the eval runner: ``judge(question, gold, answer) -> bool`` and ``info()``.
-
-    A failed request or an unreadable verdict counts as incorrect here (the runner needs a bool); use
-    :func:`judge` to see failures separately.
-    """
-
-    def __init__(self, config: JudgeConfig | None = None, **kwargs) -> None:
-        self.config = config or (JudgeConfig(**kwargs) if kwargs else JudgeConfig.from_env())
-
-    def verdict(self, question: str, gold: str, answer: str) -> bool | None:
-        prompt = PROMPT.format(question=question or "(not given)", gold=gold, prediction=answer)
-        return parse_verdict(_chat(self.config, prompt))
-
-    def judge(self, question: str, gold: str, answer: str) -> bool:
-        try:
-            return bool(self.verdict(question, gold, answer))
-        except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError):
-            return False
-
-    def info(self) -> dict:
-        c = self.config
-        return {"name": "llm_judge", "model": c.model, "base_url": c.base_url, "version": JUDGE_VERSION}
-
-
-def judge(
-    predictions: Sequence[str],
-    references: Sequence[str],
-    *,
-    questions: Sequence[str] | None = None,
-    config: JudgeConfig | None = None,
-    base_url: str | None = None,
-    model: str | None = None,
-    api_key: str | None = None,
-) -> dict:
-    """Ask the judge about every (question, gold, prediction); aggregate ``judge_acc`` over answered ones.
-
-    Returns:
-        ``{"aggregate": {"judge_acc", "judge_answered", "judge_failed"}, "per_sample": [{"judge_correct",
-        "judge_raw" | "judge_error"}], "version", "judged": True, "judge_model"}``.
-    """
+def judge_info(config: JudgeConfig | None) -> dict[str, Any] | None:
+    """What the results file says about the judge (None = rule-based scoring only)."""
     if config is None:
-        config = JudgeConfig(base_url, model, api_key) if base_url and model else JudgeConfig.from_env()
-    qs = list(questions) if questions is not None else [""] * len(predictions)
-    rows = []
-    for pred, gold, q in zip(predictions, references, qs):
-        try:
-            raw = _chat(config, PROMPT.format(question=q or "(not given)", gold=gold, prediction=pred))
-            verdict = parse_verdict(raw)
-            rows.append({"judge_correct": None if verdict is None else float(verdict), "judge_raw": raw})
-        except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError) as e:
-            rows.append({"judge_correct": None, "judge_error": f"{type(e).__name__}: {e}"})
-    answered = [r["judge_correct"] for r in rows if r["judge_correct"] is not None]
-    agg = {
-        "judge_acc": sum(answered) / len(answered) if answered else 0.0,
-        "judge_answered": float(len(answered)),
-        "judge_failed": float(len(rows) - len(answered)),
-    }
-    return {"aggregate": agg, "per_sample": rows, "version": JUDGE_VERSION, "judged": True, "judge_model": config.model}
+        return None
+    return {"model": config.model, "base_url": config.base_url, "version": JUDGE_VERSION}
+
+
+def _targets(bench, samples, rows) -> list[int]:
+    send = (bench.medevalkit.get("judge") or {}).get("send", "open")
+    return [i for i, r in enumerate(rows) if send == "all" or r.get("kind") == "open"]
+
+
+def apply_judge(config: JudgeConfig, bench, samples, scored, *, preset: str = "standard") -> dict[str, Any]:
+    """Judge the benchmark's eligible samples; the verdict replaces the rule (module docstring)."""
+    rows = scored.rows
+    idx = _targets(bench, samples, rows)
+    prompts = [judge_prompt(samples[i].question, str(rows[i].get("judge_gold", samples[i].answer)),
+                            str(rows[i].get("judge_response", rows[i].get("prediction", "")))) for i in idx]
+    with ThreadPoolExecutor(max_workers=max(1, config.concurrency)) as pool:
+        replies = list(pool.map(lambda p: chat(config, p), prompts))
+    agree = 0
+    for i, reply in zip(idx, replies):
+        rule = float(rows[i].get("correct", 0.0))
+        v = float(verdict(reply))
+        rows[i].update({"rule_correct": rule, "judge_correct": v, "judge_reply": reply, "correct": v})
+        agree += int(rule == v)
+    _recount(scored.metrics, rows)
+    printed = _printed(bench, rows, idx)
+    return {**(judge_info(config) or {}), "judged": len(idx), "failed_requests": sum(r is None for r in replies),
+            "agreement": agree / len(idx) if idx else None, "medevalkit_printed": printed}
+
+
+def _recount(metrics: dict, rows: list[dict]) -> None:
+    if rows and "correct" in rows[0]:
+        metrics["overall_acc"] = sum(r["correct"] for r in rows) / len(rows)
+    for kind in ("closed", "open", "mcq"):
+        sub = [r for r in rows if r.get("kind") == kind]
+        if sub:
+            metrics[f"{kind}_acc"] = sum(r["correct"] for r in sub) / len(sub)
+
+
+def _printed(bench, rows: list[dict], judged: list[int]) -> dict[str, float] | None:
+    """MedEvalKit's printed totals in judge mode (VQA-RAD / SLAKE / PathVQA quirks)."""
+    how = (bench.medevalkit.get("judge") or {}).get("closed_right")
+    if not how or not rows:
+        return None
+    closed = [r for r in rows if r.get("kind") == "closed"]
+    rule_closed = sum(r.get("rule_correct", r["correct"]) for r in closed)
+    judged_closed = sum(rows[i]["correct"] for i in judged if rows[i].get("kind") == "closed")
+    judged_open = sum(rows[i]["correct"] for i in judged if rows[i].get("kind") == "open")
+    closed_right = {"keep": rule_closed, "zero": 0.0, "add": rule_closed + judged_closed}[how]
+    total_right = (rule_closed if how != "zero" else 0.0) + judged_open + (judged_closed if how == "add" else 0.0)
+    out = {"overall_acc": total_right / len(rows)}
+    if closed:
+        out["closed_acc"] = closed_right / len(closed)
+    return out

@@ -1,43 +1,42 @@
-"""The ``medevalkit`` VQA preset: MedEvalKit's answer-judging rules, reimplemented.
+"""MedEvalKit's answer-judging rules, reimplemented to give its verdict on every sample.
 
 Source: alibaba-damo-academy/MedEvalKit at commit 9b12e3b ("update mmmu eval"), ``utils/utils.py``
 (``parse_response``, ``judge_judgement``, ``judge_close_end_vqa``, ``judge_open_end_vqa``,
-``calculate_f1``, ``judge_multi_choice``) and the dataset classes that call them
-(``utils/VQA_RAD/VQA_RAD.py``, ``utils/SLAKE/SLAKE.py``, ``utils/MedQA_USMLE/MedQA_USMLE.py``).
-Boxed-answer extraction follows ``mathruler.grader.extract_boxed_content`` (last ``\\boxed{...}``,
-brace-balanced, else the string ``"None"``).
+``calculate_f1``, ``judge_multi_choice``, ``extract``) with ``mathruler.grader.extract_boxed_content``.
+What each benchmark passes to these functions (choice strings, raw or lower-cased golds, stripping) is
+declared per benchmark in its YAML ``medevalkit:`` block and applied by
+:mod:`medmo.eval.metrics.medevalkit_bench`. The golden fixtures under ``tests/fixtures/medevalkit/`` hold
+MedEvalKit's own verdicts on 1,100+ outputs; ``tests/test_metrics_medevalkit.py`` reproduces every one.
 
-What is implemented, per sample:
+Rules, per sample:
 
-1. Pre-processing (dataset classes): if a ``\\boxed{}`` exists its content is the response, else if
-   ``<answer>`` occurs the text of every closed ``<answer>...</answer>`` (joined by spaces; the whole
-   text if none is closed); then lowercase and strip.
-2. ``parse_response``: lowercase; boxed content or ``<answer>`` text again; then for each marker in
-   ``**answer**:``, ``**answer**``, ``*answer*:``, ``**answer:**``, ``answer is``, ``answer:``,
-   ``答案:``, ``final answer``, ``final answer is`` (in this order) keep the text after its last occurrence.
-3. closed yes/no gold (``judge_judgement``): after 2 and removing newlines and periods, correct iff exactly
-   one of the *substrings* "yes" / "no" occurs and the gold is a substring. This is MedEvalKit's
-   substring check: "normal" contains "no", so "No, it is normal." is read as having only "no".
-4. other closed golds (``judge_close_end_vqa``): exact string match after 2 and the same removals.
-5. open (``judge_open_end_vqa``): ``correct`` = exact match of the parsed response with the gold;
-   token-set precision / recall / F1 over whitespace tokens. MedEvalKit's ``calculate_f1`` returns
-   ``(f1, precision, recall)`` but its caller unpacks ``precision, recall, f1``, so its printed
-   "precision" is F1, "recall" is precision and "f1" is recall. We return correctly named values and,
-   for comparison with its tables, ``reported_f1`` (= recall). MedEvalKit's per-answer BLEU/ROUGE columns
-   (nltk ``sentence_bleu`` and the ``rouge`` package) are not reproduced.
-6. mcq (``judge_multi_choice``): first paragraph or last paragraph's first sentence if it is a bare
-   letter; then 2; the text before the first period, after the last colon; correct if it equals the
-   gold, or is a letter whose option equals the gold, or is an option text matching the gold letter;
-   otherwise the option most similar to the whole response (``difflib.SequenceMatcher.ratio``) decides.
+* ``parse_response``: lower-case; the last ``\\boxed{}`` if the substring ``boxed`` occurs (``"None"``
+  when there is no closed box), else the ``<answer>`` text; then for each marker in ``**answer**:``,
+  ``**answer**``, ``*answer*:``, ``**answer:**``, ``answer is``, ``answer:``, ``答案:``, ``final answer``,
+  ``final answer is`` (in this order) the text after its last occurrence.
+* yes/no (``judge_judgement``): after parsing, without newlines and periods, correct iff exactly one of the
+  *substrings* ``yes`` / ``no`` occurs and the gold is a substring ("normal", "not", "know" contain "no").
+* other closed (``judge_close_end_vqa``): exact equality after the same steps.
+* open (``judge_open_end_vqa``): exact match of the parsed answer; token-set precision / recall / F1
+  (MedEvalKit prints them under shifted names, kept here as ``printed_*``); BLEU-1..4 and ROUGE-1/2/L per
+  answer (:mod:`medmo.eval.metrics.medevalkit_text`). Where MedEvalKit raises (an answer that is empty or
+  only periods: ``Hypothesis is empty``; whitespace only: a failed unpacking in ``calculate_f1``) the
+  sample is scored wrong with zero scores and the would-be crash is recorded (``mek_crash``).
+* multiple choice (``judge_multi_choice``): first/last paragraph letter shortcut, parse, text before the
+  first period after the last colon; exact, letter, or choice-string match; else the choice most similar to
+  the whole answer (``difflib.SequenceMatcher(None, choice, answer).ratio()``, first maximum, index 0 when
+  every ratio is 0) decides.
 """
 
 from __future__ import annotations
 
 import difflib
 
-from medmo.eval.metrics.kinds import infer_kind
+from medmo.eval.metrics.medevalkit_text import answer_bleu, answer_rouge
 
-MEDEVALKIT_VERSION = "vqa-medevalkit-1 (MedEvalKit@9b12e3b)"
+MEDEVALKIT_VERSION = "vqa-medevalkit-2 (MedEvalKit@9b12e3b)"
+HYPOTHESIS_EMPTY = "ValueError: Hypothesis is empty."
+UNPACK_ERROR = "TypeError: cannot unpack non-iterable int object"
 
 _MARKERS = (
     "**answer**:",
@@ -65,8 +64,10 @@ def boxed_content(text: str) -> str:
     return "None"
 
 
-def tag_text(text: str, tag: str = "answer") -> str:
-    """Every closed ``<tag>...</tag>`` joined by spaces; the whole text if none is closed."""
+def tag_text(text: str | None, tag: str = "answer") -> str:
+    """MedEvalKit's ``extract``: every closed ``<tag>...</tag>`` joined by spaces; the whole text if none."""
+    if not text:
+        return ""
     open_t, close_t, parts, i = f"<{tag}>", f"</{tag}>", [], text.find(f"<{tag}>")
     while i != -1:
         j = text.find(close_t, i + len(open_t))
@@ -78,18 +79,15 @@ def tag_text(text: str, tag: str = "answer") -> str:
     return joined if joined else text
 
 
-def preprocess(response: str) -> str:
-    """Step 1 (dataset classes): boxed content or ``<answer>`` text, lowercased and stripped."""
-    response = "" if response is None else str(response)
+def box_or_answer(response: str) -> str:
+    """The VQA classes' first step: boxed content if any, else ``<answer>`` text, else the response."""
     if boxed_content(response) != "None":
-        response = boxed_content(response)
-    elif "<answer>" in response:
-        response = tag_text(response)
-    return response.lower().strip()
+        return boxed_content(response)
+    return tag_text(response) if "<answer>" in response else response
 
 
 def parse_response(response: str) -> str:
-    """Step 2 (``parse_response``)."""
+    """MedEvalKit's ``parse_response`` (see module docstring)."""
     response = response.lower()
     if "boxed" in response:
         response = boxed_content(response)
@@ -102,25 +100,52 @@ def parse_response(response: str) -> str:
 
 
 def judge_yes_no(gold: str, response: str) -> bool:
+    """``judge_judgement``: exactly one of the substrings yes/no, and the gold among them."""
     r = parse_response(response).replace("\n", "").replace(".", "")
     return (("yes" in r) != ("no" in r)) and gold.lower() in r
 
 
 def judge_closed(gold: str, response: str) -> bool:
+    """``judge_close_end_vqa``: exact equality after parsing, newlines and periods removed."""
     return parse_response(response).replace("\n", "").replace(".", "") == gold.lower()
 
 
-def open_scores(gold: str, response: str) -> dict[str, float]:
+def open_crash(parsed: str, gold: str) -> str | None:
+    """The exception MedEvalKit's open-answer path raises on this answer, or None."""
+    if not parsed.replace(".", ""):
+        return HYPOTHESIS_EMPTY  # rouge: no sentence left after splitting on "."
+    if not gold.replace(".", ""):
+        return "ValueError: Reference is empty."
+    if not parsed.split() or not gold.split():
+        return UNPACK_ERROR  # calculate_f1 returns 0 instead of a triple
+    return None
+
+
+def open_scores(gold: str, response: str) -> dict:
+    """``judge_open_end_vqa`` on an already pre-processed response; ``gold`` as the class passes it."""
+    gold = gold.lower()
     parsed = parse_response(response)
-    p, g = set(parsed.lower().split()), set(gold.lower().split())
-    precision = len(p & g) / len(p) if p and g else 0.0
-    recall = len(p & g) / len(g) if p and g else 0.0
+    row: dict = {"em": float(parsed == gold)}
+    crash = open_crash(parsed, gold)
+    if crash:
+        zeros = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge1", "rouge2", "rougel", "precision", "recall", "f1")
+        return {**row, **dict.fromkeys(zeros, 0.0), "printed_precision": 0.0, "printed_recall": 0.0,
+                "printed_f1": 0.0, "mek_crash": crash}
+    row.update({f"bleu{n}": answer_bleu(parsed, gold, n) for n in (1, 2, 3, 4)})
+    r = answer_rouge(parsed, gold)
+    row.update({"rouge1": r["rouge-1"], "rouge2": r["rouge-2"], "rougel": r["rouge-l"]})
+    p_set, g_set = set(parsed.split()), set(gold.split())
+    common = len(p_set & g_set)
+    precision, recall = common / len(p_set), common / len(g_set)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    em = float(parsed == gold.lower())
-    return {"em": em, "precision": precision, "recall": recall, "f1": f1, "reported_f1": recall}
+    # calculate_f1 returns (f1, precision, recall); the caller unpacks precision, recall, f1.
+    row.update({"precision": precision, "recall": recall, "f1": f1,
+                "printed_precision": f1, "printed_recall": precision, "printed_f1": recall})
+    return row
 
 
 def judge_mcq(choices: list[str], gold: str, response: str) -> bool:
+    """``judge_multi_choice`` with ``choices`` exactly as the benchmark's class builds them."""
     alphas = [chr(ord("a") + i) for i in range(len(choices))]
     response = response.lower()
     paras = response.split("\n\n")
@@ -138,24 +163,28 @@ def judge_mcq(choices: list[str], gold: str, response: str) -> bool:
         return choices[ord(split) - ord("a")] == gold
     if split in choices:
         return gold in alphas and split == choices[ord(gold) - ord("a")]
-    if not choices:
-        return False
-    sims = [difflib.SequenceMatcher(None, c, response).ratio() for c in choices]
-    best = sims.index(max(sims))  # first most similar option (index 0 when nothing is similar)
-    return alphas[best] == gold or choices[best] == gold
+    best, best_sim = 0, 0.0
+    for i, c in enumerate(choices):  # MedEvalKit's find_most_similar_index: strictly greater wins
+        sim = difflib.SequenceMatcher(None, c, response).ratio()
+        if sim > best_sim:
+            best, best_sim = i, sim
+    return bool(choices) and (alphas[best] == gold or choices[best] == gold)
 
 
 def score_medevalkit(
     prediction: str, gold: str, options: dict[str, str] | None = None, kind: str | None = None
 ) -> dict:
-    """One sample under MedEvalKit's rules (see module docstring); returns ``{"kind", "correct", ...}``."""
-    kind = kind or infer_kind(gold, options)
-    response = preprocess(prediction)
-    gold = str(gold)
-    if kind == "mcq":
-        return {"kind": kind, "correct": float(judge_mcq(list((options or {}).values()), gold, response))}
-    if kind == "closed":
-        ok = judge_yes_no(gold, response) if gold.lower().strip() in ("yes", "no") else judge_closed(gold, response)
-        return {"kind": kind, "correct": float(ok)}
-    s = open_scores(gold.lower().strip(), response)
+    """One sample under MedEvalKit's rules when no benchmark says how its class calls them (generic use):
+    VQA-RAD's pre-processing (boxed / answer text, lower-cased, stripped) and ``"A. text"`` choice strings.
+    Benchmarks use :mod:`medmo.eval.metrics.medevalkit_bench` with their own declared shapes."""
+    from_kind = kind or ("mcq" if options else ("closed" if str(gold).strip().lower() in ("yes", "no") else "open"))
+    if from_kind == "mcq":
+        choices = [f"{k}. {v}" for k, v in (options or {}).items()]
+        return {"kind": "mcq", "correct": float(bool(choices) and judge_mcq(choices, str(gold), tag_text(prediction)))}
+    response = box_or_answer(prediction or "").lower().strip()
+    g = str(gold).lower().strip()
+    if from_kind == "closed":
+        ok = judge_yes_no(g, response) if g in ("yes", "no") else judge_closed(g, response)
+        return {"kind": "closed", "correct": float(ok)}
+    s = open_scores(g, response)
     return {"kind": "open", "correct": s["em"], **s}
