@@ -14,6 +14,8 @@ from PIL import Image
 from medmo.infer.engine import ScriptedEngine, last_user_text
 from medmo.serve.app import create_app
 
+LOCAL = "http://localhost"  # the server answers the localhost names by default (Host check)
+
 BOX_REPLY = "nodule <box>[[100, 200, 300, 400]]</box>"
 
 
@@ -31,7 +33,7 @@ def user(text: str, image: str | None = None) -> list[dict]:
 @pytest.fixture(scope="module")
 def client():
     engine = ScriptedEngine(lambda conv: BOX_REPLY if "Locate" in last_user_text(conv) else "echo: " + last_user_text(conv))
-    with TestClient(create_app(engine, model_name="medmo-test")) as c:
+    with TestClient(base_url=LOCAL, app=create_app(engine, model_name="medmo-test")) as c:
         yield c
 
 
@@ -106,7 +108,7 @@ def test_render_converts_dicom_for_display(client):
         (b'{"messages": [{"role": "robot", "content": "hi"}]}', r"messages[0].role"),
         (b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}', "max_tokens"),
         (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}', "temperature"),
-        (b'{"messages": [{"role": "user", "content": "hi"}], "n": 2}', "n=1"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "n": 2}', "n: expected the integer 1"),
         (b'{"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}', "stream"),
         (b'\xff\xfe', "malformed JSON body"),
     ],
@@ -123,7 +125,7 @@ def test_real_tiny_model_through_the_server(tiny_model_dir):
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-    with TestClient(create_app(tiny_model_dir, max_new_tokens=4)) as c:
+    with TestClient(base_url=LOCAL, app=create_app(tiny_model_dir, max_new_tokens=4)) as c:
         assert c.get("/v1/models").json()["data"][0]["id"] == tiny_model_dir.name
         r = c.post("/v1/chat/completions", json={"messages": user("Which organ?", url), "max_tokens": 4})
         assert r.status_code == 200, r.text

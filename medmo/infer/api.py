@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medmo.answers import parse_boxes
-from medmo.boxes import GRID_CONVENTION, BoxConvention
-from medmo.infer.engine import Engine, HFEngine
+from medmo.boxes import GRID_CONVENTION, BoxConvention, from_grid
+from medmo.infer.engine import SAMPLING, Engine, HFEngine
 from medmo.infer.inputs import API_POLICY, ImagePolicy, load_any, to_conversation
 from medmo.prompts import CLOSED_SUFFIX, REPORT_PROMPT, grounding_prompt
 
@@ -84,8 +84,11 @@ class MedMO:
     ) -> MedMO:
         """Load a checkpoint folder or hub id (``MBZUAI/MedMO-8B``) through :func:`medmo.model.load`.
 
-        ``load_kwargs`` (``dtype``, ``device_map``, ``attn_implementation``, ``min_pixels``, ``max_pixels``)
-        go to :func:`medmo.model.load` unchanged.
+        ``load_kwargs`` (``dtype``, ``device_map``, ``attn_implementation``, ``min_pixels``, ``max_pixels``,
+        ``max_pixels_cap``, ``chat_template``) go to :func:`medmo.model.load` unchanged. Every task method
+        takes the generation options ``max_new_tokens``, ``do_sample``, ``temperature``, ``top_p``, ``top_k``:
+        greedy by default; with ``do_sample=True`` the values not given are the checkpoint's
+        ``generation_config`` (Qwen3-VL: temperature 0.7, top_p 0.8, top_k 20).
         """
         return cls(HFEngine.load(path_or_id, batch_size=batch_size, **load_kwargs), max_new_tokens=max_new_tokens)
 
@@ -148,9 +151,10 @@ class MedMO:
     # --------------------------------------------------------------------------------- helpers
 
     def _gen(self, gen: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(gen) - {"max_new_tokens", "do_sample", "temperature"}
+        """Generation options: greedy unless ``do_sample``; unset sampling values are the checkpoint's."""
+        unknown = set(gen) - set(SAMPLING)
         if unknown:
-            raise TypeError(f"unknown generation options {sorted(unknown)}; use max_new_tokens, do_sample, temperature")
+            raise TypeError(f"unknown generation options {sorted(unknown)}; use {', '.join(SAMPLING)}")
         return {"max_new_tokens": self.max_new_tokens, **gen}
 
     def _generate(self, images: list[Any], texts: list[str], **gen: Any) -> list[str]:
