@@ -117,7 +117,7 @@ def test_the_server_answers_from_the_release_folder(release):
 
     from medmo.serve.app import create_app
 
-    with TestClient(create_app(str(release), max_new_tokens=4)) as client:
+    with TestClient(create_app(str(release), max_new_tokens=4), base_url="http://localhost") as client:
         body = {"model": "m", "max_tokens": 4, "messages": [{"role": "user", "content": "Hello?"}]}
         r = client.post("/v1/chat/completions", json=body)
         assert r.status_code == 200, r.text

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medmo.answers import parse_boxes
-from medmo.boxes import GRID_CONVENTION, BoxConvention, from_grid
+from medmo.boxes import GRID_CONVENTION, BoxConvention
 from medmo.infer.engine import SAMPLING, Engine, HFEngine
 from medmo.infer.inputs import API_POLICY, ImagePolicy, load_any, to_conversation
 from medmo.prompts import CLOSED_SUFFIX, REPORT_PROMPT, grounding_prompt
