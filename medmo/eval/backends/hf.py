@@ -23,14 +23,10 @@ def processor_facts(processor: Any) -> dict[str, Any]:
     """The processor settings that change answers: chat-template hash and pixel budget (for the run manifest)."""
     template = getattr(processor, "chat_template", None) or getattr(getattr(processor, "tokenizer", None),
                                                                      "chat_template", None)
-    ip = getattr(processor, "image_processor", None)
-    size = getattr(ip, "size", None)
-    pixels = {k: size.get(k) for k in ("shortest_edge", "longest_edge") if isinstance(size, dict) and k in size}
-    for k in ("min_pixels", "max_pixels"):
-        if getattr(ip, k, None) is not None:
-            pixels[k] = getattr(ip, k)
+    lo_hi = getattr(processor, "pixel_range", None)  # MedMO's processor: (min_pixels, max_pixels)
+    pixels = {"min_pixels": int(lo_hi[0]), "max_pixels": int(lo_hi[1])} if lo_hi else None
     return {"chat_template_sha1": hashlib.sha1(str(template).encode()).hexdigest()[:12] if template else None,
-            "pixel_budget": pixels or None}
+            "pixel_budget": pixels}
 
 
 class HFBackend:
