@@ -195,7 +195,10 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=400, help="CTC frames of the workers section (default 400)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to compare (default 1 2)")
     ap.add_argument("--scale", type=int, nargs="*", default=[], help="also run the memory section at these sizes")
+    ap.add_argument("--quick", action="store_true", help="a seconds-long smoke run of the same code (CI); figures mean nothing")
     args = ap.parse_args()
+    if args.quick:
+        args.frames, args.scale = 12, [200]
     with tempfile.TemporaryDirectory(prefix="medmo-bench-") as tmp:
         workers_section(Path(tmp), args.frames, args.workers)
         if args.scale:

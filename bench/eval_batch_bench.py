@@ -38,7 +38,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--tokens", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="a seconds-long smoke run of the same code (CI); figures mean nothing")
     args = ap.parse_args()
+    if args.quick:
+        args.samples, args.batch_size, args.tokens, args.repeats = 4, 2, 2, 1
     os.environ.setdefault("OMP_NUM_THREADS", "2")
 
     import torch

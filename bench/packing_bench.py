@@ -14,6 +14,7 @@ are reported per wall second and per CPU second (the latter stays meaningful on 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import tempfile
@@ -47,7 +48,7 @@ def make_records(folder: Path, n: int, long_fraction: float, seed: int = 0) -> P
             s.impression = "No acute cardiopulmonary process."
         else:
             s = vqa[i % len(vqa)]
-        out.append(s)
+        out.append(dataclasses.replace(s, id=f"{s.id}-{i}"))
     return write_jsonl(out, folder / "bench.jsonl")
 
 
@@ -117,7 +118,10 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=1024, help="packed row budget (MedMO)")
     p.add_argument("--rows", type=int, default=3, help="packed rows per micro-batch (MedMO)")
     p.add_argument("--trl-batch", type=int, default=8, help="samples per padded batch (TRL)")
+    p.add_argument("--quick", action="store_true", help="a seconds-long smoke run of the same code (CI); figures mean nothing")
     args = p.parse_args()
+    if args.quick:
+        args.samples, args.trl_batch, args.max_tokens = 24, 4, 512
 
     import torch
 
@@ -126,7 +130,7 @@ def main() -> None:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model_dir = build_small(tmp / "model", size="nano")
+        model_dir = build_small(tmp / "model", size="tiny" if args.quick else "nano")
         records = make_records(tmp, args.samples, args.long_fraction)
         trl = bench_trl(model_dir, records, tmp / "trl", args)
         ours = bench_medmo(model_dir, records, tmp / "medmo", args)

@@ -34,13 +34,13 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
-def nano_model(work: Path) -> Path:
+def nano_model(work: Path, size: str = "nano", images: int = 200) -> Path:
     """A random nano Qwen3-VL with a BPE trained on the nano data (the speedrun's model stage)."""
     from medmo.data.synth import build_nano
     from medmo.model import build_small
 
-    paths = build_nano(work / "data", n_train=200, n_val=2, n_test=2, seed=0)
-    return build_small(work / "model", size="nano", corpus=paths["train"], vocab_size=1024)
+    paths = build_nano(work / "data", n_train=images, n_val=2, n_test=2, seed=0)
+    return build_small(work / "model", size=size, corpus=paths["train"], vocab_size=1024 if size == "nano" else 512)
 
 
 def grpo_batch(processor, records, generations: int, answer_tokens: int):
@@ -80,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--generations", type=int, default=4)
     p.add_argument("--new-tokens", type=int, default=26, help="tokens sampled per answer")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--quick", action="store_true", help="a seconds-long smoke run of the same code (CI); figures mean nothing")
     args = p.parse_args(argv)
+    if args.quick:
+        args.prompts, args.generations, args.new_tokens, args.repeats = 2, 2, 4, 1
 
     import torch
     from transformers import GenerationConfig
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     from medmo.train.shared_prefix import shared_prefix_generate, shared_prefix_logps
 
     work = Path(tempfile.mkdtemp(prefix="medmo-shared-prefix-"))
-    model_dir = Path(args.model) if args.model else nano_model(work)
+    model_dir = Path(args.model) if args.model else nano_model(work, *(("tiny", 8) if args.quick else ()))
     data = build_nano(work / "prompts", n_train=2 * args.prompts + 8, n_val=2, n_test=2, seed=1)
     records = [r for r in read_records(data["train"]) if r.task == "grounding"][: args.prompts]
     if len(records) < args.prompts:

@@ -164,3 +164,15 @@ def test_breakdown_splits_accuracy_by_question_type_and_iou_by_findings(tmp_path
     assert table["sft"]["mcq: quadrant"] == "100.0 (1)"
     assert table["sft"]["grounding IoU, 2 findings"] == "25.0 (1)"
     assert set(cols) == {"mcq: modality", "mcq: quadrant", "grounding IoU, 2 findings"}
+
+
+def test_repeated_entries_of_one_file_keep_every_id_unique(tmp_path, monkeypatch):
+    from medmo.data.io import read_records
+    from medmo.data.mixture import build_mixture
+    from medmo.data.synth import build_nano
+
+    build_nano(tmp_path / "data", n_train=6, n_val=1, n_test=1)
+    monkeypatch.chdir(tmp_path)
+    report = build_mixture("nano/mixture", "data/sft")
+    ids = [s.id for s in read_records(tmp_path / "data" / "sft")]
+    assert len(ids) == len(set(ids)) == report["written"]  # none dropped as a duplicate id when read back

@@ -354,9 +354,14 @@ def _select_into_buckets(per_source: list[dict], work: Path, cfg: MixtureConfig,
     paths = [work / f"bucket-{b:05d}.jsonl" for b in range(n_buckets)]
     pending: list[list[str]] = [[] for _ in paths]
     buffered = 0
-    for st, k in zip(per_source, targets):
+    seen: dict[tuple, int] = {}
+    for i, (st, k, spec) in enumerate(zip(per_source, targets, cfg.sources)):
         st["selected"] = k
-        for line in _pick(Path(st.pop("spill")), st["available"], k, rng):
+        # The same records listed again (e.g. to repeat one task of a file) would repeat their ids: the
+        # later entry's copies are told apart by their entry number, so every id stays unique.
+        what = (spec.records, spec.name, spec.root, spec.split)
+        tag = f"-s{i}" if seen.setdefault(what, i) != i else ""
+        for line in _pick(Path(st.pop("spill")), st["available"], k, rng, tag):
             b = rng.randrange(n_buckets)
             pending[b].append(line)
             buffered += 1
@@ -367,7 +372,7 @@ def _select_into_buckets(per_source: list[dict], work: Path, cfg: MixtureConfig,
     return [p for p in paths if p.exists()]
 
 
-def _pick(spill: Path, n: int, k: int, rng: random.Random) -> Iterator[str]:
+def _pick(spill: Path, n: int, k: int, rng: random.Random, tag: str = "") -> Iterator[str]:
     """``k`` of the ``n`` lines of ``spill``: full repeats plus Knuth's selection sampling (TAOCP 3.4.2, Algorithm S)."""
     if n == 0 or k == 0:
         return
@@ -380,13 +385,13 @@ def _pick(spill: Path, n: int, k: int, rng: random.Random) -> Iterator[str]:
             seen += 1
             copies = full + extra
             for j in range(copies):
-                yield line if j == 0 else _renamed(line, j)
+                yield line if j == 0 and not tag else _renamed(line, j, tag)
     spill.unlink()
 
 
-def _renamed(line: str, j: int) -> str:
+def _renamed(line: str, j: int, tag: str = "") -> str:
     d = json.loads(line)
-    d["id"] = f"{d['id']}-r{j}"
+    d["id"] = f"{d['id']}{tag}" + (f"-r{j}" if j else "")
     return json.dumps(d, ensure_ascii=False) + "\n"
 
 

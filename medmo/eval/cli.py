@@ -24,11 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     esub = p.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND")
 
     run = esub.add_parser("run", help="evaluate a model on benchmarks (cached, resumable)")
-    run.add_argument("model", help="model folder or hub id (hf), the served model name (openai), or training "
+    run.add_argument("model", nargs="+", help="model folders or hub ids (hf; several are evaluated one after "
+                     "another), the served model name (openai), or training "
                      "records (baseline: majority answers and the mean box, without the image)")
     run.add_argument("--bench", required=True, help="benchmark names or groups, comma-separated (see `medmo eval list`)")
     run.add_argument("--backend", choices=("hf", "openai", "baseline"), default="hf")
-    run.add_argument("--name", help="the model's name in results and tables (default: from the model path)")
+    run.add_argument("--name", help="the model's name in results and tables (default: the folder's name; one model)")
     run.add_argument("--base-url", help="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1; several, "
                      "comma-separated, share the requests (a bearer key, if needed, is read from MEDMO_API_KEY)")
     run.add_argument("--concurrency", type=int, default=8, help="requests in flight (openai backend)")
@@ -91,6 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from medmo.eval.backends import make_backend
+    from medmo.eval.cache import slug
     from medmo.eval.data import data_root, parse_data_args
     from medmo.eval.registry import resolve
     from medmo.eval.report_html import grounding_page
@@ -108,7 +110,8 @@ def _run(args: argparse.Namespace) -> int:
     else:
         kw = {"dtype": args.dtype, "device_map": args.device_map, "attn_implementation": args.attn_implementation,
               **load_kwargs(args)}
-    backend = make_backend(args.backend, args.model, base_url=args.base_url, **kw)
+    if args.name and len(args.model) > 1:
+        raise ValueError("--name names one model; several models are named by their folders")
     shard = None
     if args.shard:
         i, sep, n = args.shard.partition("/")
@@ -122,14 +125,17 @@ def _run(args: argparse.Namespace) -> int:
         if not (args.judge_url and args.judge_model):
             raise ValueError("the LLM judge needs both --judge-url and --judge-model")
         judge = JudgeConfig(args.judge_url, args.judge_model)
-    res = evaluate(backend, args.bench, out_dir=args.out, limit=args.limit, batch_size=args.batch_size,
-                   preset=args.preset, data=data, judge=judge, model_name=args.name, prompts=args.prompts,
-                   seed=args.seed, shard=shard, retry_failed=args.retry_failed)
     out = Path(args.out)
-    write_tables([res], out / "tables")
-    page = grounding_page(res, out / "grounding.html")
-    print("".join(to_markdown(t) for t in build_tables([res])))
-    print(f"results: {res['path']}\ntables: {out / 'tables'}" + (f"\ngrounding page: {page}" if page else ""))
+    for model in args.model:  # one process for several checkpoints: imports and data are read once
+        backend = make_backend(args.backend, model, base_url=args.base_url, **kw)
+        res = evaluate(backend, args.bench, out_dir=args.out, limit=args.limit, batch_size=args.batch_size,
+                       preset=args.preset, data=data, judge=judge, model_name=args.name, prompts=args.prompts,
+                       seed=args.seed, shard=shard, retry_failed=args.retry_failed)
+        write_tables([res], out / "tables")
+        page_name = "grounding.html" if len(args.model) == 1 else f"grounding-{slug(res['model'])}.html"
+        page = grounding_page(res, out / page_name)
+        print("".join(to_markdown(t) for t in build_tables([res])))
+        print(f"results: {res['path']}\ntables: {out / 'tables'}" + (f"\ngrounding page: {page}" if page else ""))
     return 0
 
 

@@ -53,6 +53,8 @@ def _now() -> str:
 def as_backend(model_or_backend: Any, name: str | None = None) -> Backend:
     """A backend from a backend, a ``(model, processor)`` pair, or a model folder / hub id (hf)."""
     if hasattr(model_or_backend, "generate") and hasattr(model_or_backend, "info"):
+        if name:
+            model_or_backend.name = name
         return model_or_backend
     if isinstance(model_or_backend, (tuple, list)) and len(model_or_backend) == 2:
         return HFBackend(*model_or_backend, name=name or "model")
@@ -262,7 +264,7 @@ def evaluate(
         preset: VQA scoring preset, ``standard`` or ``medevalkit``.
         data: data folders by key (``{"vqa_rad": "/data/rad"}``); else ``MEDMO_DATA_<KEY>``.
         judge: an optional LLM judge (:class:`medmo.eval.metrics.judge.JudgeConfig`); None = rule-based.
-        model_name: name for results and cache when passing a ``(model, processor)`` pair.
+        model_name: name for results and cache (default: the backend's own, e.g. the model folder's name).
         prompts: ``ours`` (MedMO's documented prompts), ``medevalkit`` or ``medevalkit_reasoning``.
         seed: seed of the bootstrap confidence intervals (MedEvalKit's MMMU guesses use its own 42).
         shard: ``(i, n)``: only every n-th sample from the i-th; join shards with ``medmo eval merge``.
