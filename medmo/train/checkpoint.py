@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from medmo.model.layout import save
+from medmo.train.distributed import full_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def save_checkpoint(accelerator: Any, output_dir: str | Path, state: TrainState,
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp / STATE_DIR), safe_serialization=True)
-    weights = accelerator.get_state_dict(model)
+    weights = full_state_dict(accelerator, model)
     if accelerator.is_main_process:
         save(accelerator.unwrap_model(model), processor, tmp, dtype=dtype, state_dict=weights)
         (tmp / STATE_DIR / STATE_FILE).write_text(json.dumps(asdict(state), indent=1))

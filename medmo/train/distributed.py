@@ -13,20 +13,62 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
+from medmo import recipes
+
 log = logging.getLogger(__name__)
+DEEPSPEED_CONFIG_ENV = "ACCELERATE_DEEPSPEED_CONFIG_FILE"  # set by `accelerate launch` from deepspeed_config_file
 
 
-def make_accelerator(*, mixed_precision: str, grad_accum: int, kwargs_handlers: list | None = None) -> Any:
-    """The run's ``Accelerator``, with FSDP on CPU when the launch config asks for it (see module doc)."""
+def make_accelerator(*, mixed_precision: str, grad_accum: int, max_grad_norm: float = 0.0,
+                     kwargs_handlers: list | None = None) -> Any:  # fmt: skip
+    """The run's ``Accelerator``, with FSDP on CPU when the launch config asks for it (see module doc).
+
+    Under DeepSpeed the recipe's ``grad_accum`` and ``max_grad_norm`` fill the JSON's ``"auto"`` values (the
+    engine accumulates and clips itself; without this accelerate would reset ``grad_accum`` to 1).
+    """
     from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
 
+    handlers = list(kwargs_handlers or [])
+    if resolve_deepspeed_config() is not None:
+        os.environ["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"] = str(grad_accum)
+        os.environ["ACCELERATE_GRADIENT_CLIPPING"] = str(float(max_grad_norm))
+        if not _has_accelerator():  # DeepSpeed's CPU accelerator talks gloo; accelerate finds no backend on CPU
+            handlers.append(InitProcessGroupKwargs(backend="gloo"))
     accelerator = Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum,
-                              kwargs_handlers=kwargs_handlers or [])
+                              kwargs_handlers=handlers)
     if _fsdp_requested() and accelerator.device.type == "cpu":
         _switch_to_fsdp(accelerator)
     return accelerator
+
+
+def resolve_deepspeed_config() -> Path | None:
+    """Point accelerate at the DeepSpeed JSON the launch config names, from any working directory.
+
+    The shipped ``accelerate/zero3`` config names its DeepSpeed settings by recipe name
+    (``deepspeed_config_file: deepspeed/zero3``): the one copy of them, ``medmo/recipes/deepspeed/zero3.json``,
+    wherever the package is installed. accelerate hands the name to each process as is
+    (``ACCELERATE_DEEPSPEED_CONFIG_FILE``) and opens it relative to the working directory, so each process
+    resolves it here first. A path to an existing file is kept as it is.
+
+    Raises:
+        FileNotFoundError: the name is neither a file nor a shipped recipe (the message lists close names).
+    """
+    given = os.environ.get(DEEPSPEED_CONFIG_ENV, "")
+    if not given or given.lower() == "none" or Path(given).is_file():
+        return Path(given) if given and given.lower() != "none" else None
+    path = recipes.path(given).resolve()
+    os.environ[DEEPSPEED_CONFIG_ENV] = str(path)
+    return path
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.accelerator.current_accelerator() is not None
 
 
 def _fsdp_requested() -> bool:
@@ -71,3 +113,18 @@ def is_sharded(accelerator: Any) -> bool:
         plugin = accelerator.state.deepspeed_plugin
         return int(plugin.zero_stage) == 3
     return False
+
+
+def full_state_dict(accelerator: Any, model: Any) -> dict[str, Any] | None:
+    """The whole model's weights gathered from FSDP / ZeRO-3 shards (every process must call this), under the
+    model's own names, each tied weight once (as ``save_pretrained`` writes a single model); ``None`` on the
+    processes that receive nothing (ZeRO-3 gathers to the main process only)."""
+    weights = accelerator.get_state_dict(model)
+    if weights is None:
+        return None
+    seen: dict[int, str] = {}
+    for name, param in accelerator.unwrap_model(model).named_parameters(remove_duplicate=False):
+        if id(param) in seen and name in weights and seen[id(param)] in weights:
+            weights.pop(name)  # a tie (lm_head = embed_tokens): gathered as two tensors, saved as one
+        seen.setdefault(id(param), name)
+    return weights

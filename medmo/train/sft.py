@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from medmo.model import param_groups, save
 from medmo.train.checkpoint import TrainState, load_checkpoint, resolve_resume, save_checkpoint, set_aside_stale
 from medmo.train.collate import IGNORE_INDEX, Encoded, PaddingCollator, SampleEncoder, rope_index_of, select_records
-from medmo.train.distributed import is_sharded, make_accelerator
+from medmo.train.distributed import full_state_dict, is_sharded, make_accelerator
 from medmo.train.logging import RunLogger
 from medmo.train.packing import PackingCollator, plan_batches
 from medmo.train.recipe import SUPERVISED_STAGES, SupervisedConfig, dump_recipe
@@ -267,7 +267,7 @@ def run(recipe: SupervisedConfig, *, on_step: Callable[[TrainState, dict], None]
     # text-only micro-batches leave the vision tower and mergers unused on that process
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     accelerator = make_accelerator(mixed_precision=recipe.mixed_precision, grad_accum=recipe.grad_accum,
-                                   kwargs_handlers=[ddp])
+                                   max_grad_norm=recipe.optim.max_grad_norm, kwargs_handlers=[ddp])
     set_seed(recipe.seed)
     out = Path(recipe.output_dir)
     d = recipe.data
@@ -359,7 +359,7 @@ def _lm_lr(optimizer: Any) -> float:
 def _save_final(model: Any, processor: Any, accelerator: Any, out: Path, dtype: str) -> None:
     """Write the trained model (gathered from ZeRO-3 / FSDP shards) as a standard Qwen3-VL folder."""
     accelerator.wait_for_everyone()
-    state_dict = accelerator.get_state_dict(model)
+    state_dict = full_state_dict(accelerator, model)
     if accelerator.is_main_process:
         save(accelerator.unwrap_model(model), processor, out, dtype=dtype, state_dict=state_dict)
     accelerator.wait_for_everyone()
