@@ -44,6 +44,7 @@ from medmo.model import save
 from medmo.prompts import messages
 from medmo.records import Sample
 from medmo.train.collate import select_records
+from medmo.train.distributed import full_state_dict
 from medmo.train.grpo_trainer import MedMOTrainerMixin, check_trainer, resume_dir
 from medmo.train.recipe import GRPOStageConfig, dump_recipe
 from medmo.train.rewards import TASK_REWARDS, normalize_weights, trl_reward_funcs
@@ -281,22 +282,26 @@ def run(recipe: GRPOStageConfig) -> Path:
     Raises:
         ValueError: no usable records, all reward weights zero, or vLLM asked for but not available.
     """
+    from accelerate import PartialState
     from trl import GRPOTrainer
 
     samples = load_samples(recipe)  # fail on bad data before loading the model
     check_vllm(recipe)
+    check_trainer()
     out = Path(recipe.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dump_recipe(recipe, out / "recipe.yaml")
+    resume = _resume_arg(recipe)
+    procs = PartialState()  # the processes of this run (one unless launched by accelerate / torchrun)
+    if procs.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        dump_recipe(recipe, out / "recipe.yaml")
+        _trim_metrics(out / "metrics.jsonl", resume)
+    procs.wait_for_everyone()
     model, processor = starting_model(recipe, samples)
     # TRL left-pads prompt ids itself but takes mm_token_type_ids from the processor as returned:
     # the processor must pad on the same side or image tokens get the wrong rope positions.
     side, processor.tokenizer.padding_side = processor.tokenizer.padding_side, "left"
     dataset = build_dataset(samples, think=recipe.data.think)
     funcs, weights = reward_setup(recipe.rewards, {s.task for s in samples})
-    resume = _resume_arg(recipe)
-    _trim_metrics(out / "metrics.jsonl", resume)
-    check_trainer()
     mixins = (MedMOTrainerMixin, SharedPrefixMixin) if recipe.shared_prefix else (MedMOTrainerMixin,)
     trainer_cls = type("MedMOGRPOTrainer", (*mixins, GRPOTrainer), {})
     trainer = trainer_cls(
@@ -309,6 +314,10 @@ def run(recipe: GRPOStageConfig) -> Path:
     )
     trainer.medmo_processor, trainer.medmo_save_dtype = processor, recipe.save_dtype
     trainer.train(resume_from_checkpoint=resume_dir(resume) if resume else None)
-    model = trainer.accelerator.unwrap_model(trainer.model).eval()
     processor.tokenizer.padding_side = side
-    return save(model, processor, out, dtype=recipe.save_dtype)
+    weights = full_state_dict(trainer.accelerator, trainer.model_wrapped)  # gathered from shards, all processes
+    if procs.is_main_process:
+        save(trainer.accelerator.unwrap_model(trainer.model).eval(), processor, out, dtype=recipe.save_dtype,
+             state_dict=weights)  # fmt: skip
+    procs.wait_for_everyone()
+    return out
