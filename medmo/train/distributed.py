@@ -33,7 +33,7 @@ def make_accelerator(*, mixed_precision: str, grad_accum: int, max_grad_norm: fl
     from accelerate.utils import InitProcessGroupKwargs
 
     handlers = list(kwargs_handlers or [])
-    if resolve_deepspeed_config() is not None:
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and resolve_deepspeed_config():
         os.environ["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"] = str(grad_accum)
         os.environ["ACCELERATE_GRADIENT_CLIPPING"] = str(float(max_grad_norm))
         if not _has_accelerator():  # DeepSpeed's CPU accelerator talks gloo; accelerate finds no backend on CPU
