@@ -1,15 +1,19 @@
-"""Load test of ``medmo serve``: requests/s and latency percentiles at N concurrent clients, on loopback.
+"""Load test of ``medmo serve`` with the real nano model: requests/s, latency p50/p99, errors/lost/duplicated.
 
-    .venv/bin/python bench/serve_load_bench.py [--model DIR] [--clients 16] [--requests 96] [--max-seconds 120]
-    .venv/bin/python bench/serve_load_bench.py --engine echo   # server + queue only, no model
+    .venv/bin/python bench/serve_load_bench.py                      # nano model, 16 then 64 clients, 128 requests each
+    .venv/bin/python bench/serve_load_bench.py --clients 16 --requests 256 --model runs/nano/sft
+    .venv/bin/python bench/serve_load_bench.py --quick              # tiny model, 4 then 8 clients: seconds
+    .venv/bin/python bench/serve_load_bench.py --engine echo        # server + queue only, no model
 
-Starts the real server (``medmo.serve.app.create_app`` under uvicorn) on 127.0.0.1 with a tiny random
-Qwen3-VL (``medmo.model.build_small``) unless ``--model`` names a checkpoint, then ``--clients`` concurrent
-clients send ``--requests`` chat completions with a small image, each carrying a unique ``X-Request-ID``.
-Checks that every request is answered exactly once, by its own response (the id comes back in the header;
-with ``--engine echo`` the answer text must also quote its own question), and prints latency p50/p99,
-requests/s and the batch sizes the scheduler formed, then one JSON line. Bounded in count and time:
-requests not sent by ``--max-seconds`` are counted as skipped, never silently dropped.
+Starts the real server (``medmo.serve.app.create_app`` under uvicorn) on 127.0.0.1 with a random nano Qwen3-VL
+(``medmo.model.build_small(size="nano")``, the CPU recipe's model) unless ``--model`` names a checkpoint. At each
+concurrency level, that many clients send ``--requests`` chat completions between them, each with its own small
+image and a unique ``X-Request-ID``. Every request must be answered exactly once, by its own response (the id
+comes back in the header; with ``--engine echo`` the answer must also quote its own question): ``errors`` counts
+non-200 answers, ``lost`` requests never answered (transport failures), ``duplicated`` requests answered twice or
+with another request's id. Prints, per level, requests/s, latency p50/p99, usage tokens/s and the batch sizes the
+scheduler formed, then one JSON line; exits 1 unless errors, lost and duplicated are all 0. Bounded in count and
+time: requests not sent within ``--max-seconds`` are counted as skipped, never silently dropped.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+QUICK = {"size": "tiny", "clients": "4,8", "requests": 16, "max_new_tokens": 2, "image_size": 32}
 
 
 def image_url(seed: int, size: int) -> str:
@@ -55,49 +61,49 @@ def start_server(app, port: int):  # noqa: ANN001, ANN201 - uvicorn objects
     return server, thread
 
 
+def body(rid: str, args: argparse.Namespace) -> dict:
+    question = f"request {rid}: which organ is shown?"
+    parts = [{"type": "image_url", "image_url": {"url": image_url(int(rid[-5:]), args.image_size)}},
+             {"type": "text", "text": question}]
+    return {"messages": [{"role": "user", "content": parts}], "max_tokens": args.max_new_tokens}
+
+
 async def client_loop(http, url: str, todo: asyncio.Queue, results: list, deadline: float, args) -> None:  # noqa: ANN001
     while True:
         try:
-            rid = todo.get_nowait()
+            rid, payload = todo.get_nowait()
         except asyncio.QueueEmpty:
             return
         if time.monotonic() > deadline:
             results.append({"id": rid, "status": "skipped"})
             continue
-        question = f"request {rid}: which organ is shown?"
-        body = {"messages": [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": args.image}}, {"type": "text", "text": question}]}],
-            "max_tokens": args.max_new_tokens}
         t0 = time.perf_counter()
         try:
-            r = await http.post(url, json=body, headers={"X-Request-ID": rid}, timeout=args.max_seconds)
+            r = await http.post(url, json=payload, headers={"X-Request-ID": rid}, timeout=args.max_seconds)
         except Exception as e:  # noqa: BLE001 - a transport failure is a lost request
-            results.append({"id": rid, "status": f"error {type(e).__name__}"})
+            results.append({"id": rid, "status": f"transport {type(e).__name__}"})
             continue
         latency = time.perf_counter() - t0
-        text = r.json()["choices"][0]["message"]["content"] if r.status_code == 200 else ""
-        results.append({"id": rid, "status": r.status_code, "echo": r.headers.get("x-request-id"),
-                        "latency": latency, "own_answer": question in text})
+        data = r.json() if r.status_code == 200 else {}
+        text = data["choices"][0]["message"]["content"] if data else ""
+        results.append({"id": rid, "status": r.status_code, "echo": r.headers.get("x-request-id"), "latency": latency,
+                        "own_answer": f"request {rid}:" in text, "tokens": data.get("usage", {}).get("total_tokens", 0)})
 
 
-async def drive(port: int, args) -> tuple[list, float]:  # noqa: ANN001
+async def drive(port: int, clients: int, level: int, args) -> tuple[list, float, list[str]]:  # noqa: ANN001
     import httpx
 
+    ids = [f"c{level}-r{i:05d}" for i in range(args.requests)]
     todo: asyncio.Queue = asyncio.Queue()
-    ids = [f"r{i:05d}" for i in range(args.requests)]
     for rid in ids:
-        todo.put_nowait(rid)
+        todo.put_nowait((rid, body(rid, args)))  # images encoded before the clock starts
     results: list = []
-    limits = httpx.Limits(max_connections=args.clients)
-    async with httpx.AsyncClient(limits=limits) as http:
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=clients)) as http:
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        warm = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": args.image}},
-                                                          {"type": "text", "text": "warm-up"}]}], "max_tokens": 2}
-        (await http.post(url, json=warm, timeout=args.max_seconds)).raise_for_status()  # first call pays one-off costs
         t0 = time.perf_counter()
         deadline = time.monotonic() + args.max_seconds
-        await asyncio.gather(*(client_loop(http, url, todo, results, deadline, args) for _ in range(args.clients)))
-        return results, time.perf_counter() - t0
+        await asyncio.gather(*(client_loop(http, url, todo, results, deadline, args) for _ in range(clients)))
+        return results, time.perf_counter() - t0, ids
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -105,68 +111,87 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))] if s else float("nan")
 
 
-def main() -> int:
+def summarize(results: list, ids: list[str], wall: float, batches: list[int], clients: int, args, label: str) -> dict:  # noqa: ANN001
+    counts = Counter(r["id"] for r in results)
+    ok = [r for r in results if r["status"] == 200]
+    lost = [i for i in ids if i not in counts] + [r["id"] for r in results if str(r["status"]).startswith("transport")]
+    errors = [r["id"] for r in results if isinstance(r["status"], int) and r["status"] != 200]
+    duplicated = sorted({k for k, n in counts.items() if n > 1} | {r["id"] for r in ok if r["echo"] != r["id"]}
+                        | {r["id"] for r in ok if args.engine == "echo" and not r["own_answer"]})
+    lat = [r["latency"] for r in ok]
+    return {
+        "bench": "serve_load", "engine": label, "clients": clients, "requests": len(ids), "answered": len(ok),
+        "errors": len(errors), "lost": len(lost), "duplicated": len(duplicated),
+        "skipped": sum(r["status"] == "skipped" for r in results), "wall_s": round(wall, 2),
+        "requests_per_s": round(len(ok) / wall, 2), "tokens_per_s": round(sum(r["tokens"] for r in ok) / wall, 1),
+        "p50_ms": round(1000 * percentile(lat, 50), 1), "p99_ms": round(1000 * percentile(lat, 99), 1),
+        "mean_batch": round(sum(batches) / max(1, len(batches)), 2), "max_new_tokens": args.max_new_tokens,
+        "cpu_threads": os.environ.get("OMP_NUM_THREADS"),
+        "failed_ids": (errors + lost + duplicated)[:10],
+    }
+
+
+def build_engine(args):  # noqa: ANN001, ANN201
+    from medmo.infer.engine import HFEngine, ScriptedEngine, last_user_text
+
+    if args.engine == "echo":
+        return ScriptedEngine(lambda conv: "echo " + last_user_text(conv), name="echo"), "echo engine"
+    from medmo.model import build_small
+
+    path = Path(args.model) if args.model else build_small(Path(tempfile.mkdtemp(prefix="medmo-bench-")) / args.size,
+                                                           size=args.size)
+    label = f"model {path}" if args.model else f"random {args.size} Qwen3-VL"
+    return HFEngine.load(path, batch_size=args.max_batch), label
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", help="checkpoint folder (default: a tiny random model built in a temp folder)")
+    p.add_argument("--model", help="checkpoint folder (default: a random nano model built in a temp folder)")
+    p.add_argument("--size", choices=("nano", "tiny"), default="nano", help="model built when --model is absent")
     p.add_argument("--engine", choices=["model", "echo"], default="model", help="echo: no model, answers quote the question")
-    p.add_argument("--clients", type=int, default=16)
-    p.add_argument("--requests", type=int, default=96)
-    p.add_argument("--max-seconds", type=float, default=120.0, help="stop sending after this long")
+    p.add_argument("--clients", default="16,64", help="concurrency levels, comma-separated (default 16,64)")
+    p.add_argument("--requests", type=int, default=128, help="requests per level (default 128)")
+    p.add_argument("--max-seconds", type=float, default=300.0, help="stop sending after this long, per level")
     p.add_argument("--max-new-tokens", type=int, default=8)
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--image-size", type=int, default=64)
-    args = p.parse_args()
-    args.image = image_url(0, args.image_size)
+    p.add_argument("--quick", action="store_true", help="tiny model, 4 and 8 clients, 16 requests: finishes in seconds")
+    args = p.parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+    levels = [int(c) for c in args.clients.split(",")]
 
-    from medmo.infer.engine import HFEngine, ScriptedEngine, last_user_text
     from medmo.serve.app import create_app
 
-    if args.engine == "echo":
-        engine, label = ScriptedEngine(lambda conv: "echo " + last_user_text(conv), name="echo"), "echo engine"
-    else:
-        from medmo.model import build_small
-
-        path = Path(args.model) if args.model else build_small(Path(tempfile.mkdtemp(prefix="medmo-bench-")) / "tiny")
-        engine, label = HFEngine.load(path, batch_size=args.max_batch), f"model {path}"
-    app = create_app(engine, max_batch=args.max_batch, max_queue=4 * args.clients, timeout_s=args.max_seconds)
+    engine, label = build_engine(args)
+    app = create_app(engine, max_batch=args.max_batch, max_queue=4 * max(levels), timeout_s=args.max_seconds)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server, thread = start_server(app, port)
+    summaries = []
     try:
-        results, wall = asyncio.run(drive(port, args))
+        asyncio.run(drive(port, 1, 0, argparse.Namespace(**{**vars(args), "requests": 1})))  # warm-up: one-off costs
+        for clients in levels:
+            done = len(app.state.scheduler.batches)
+            results, wall, ids = asyncio.run(drive(port, clients, clients, args))
+            summaries.append(summarize(results, ids, wall, list(app.state.scheduler.batches)[done:], clients, args, label))
     finally:
         server.should_exit = True
         thread.join(10)
-    return report(results, wall, list(app.state.scheduler.batches)[1:], args, label)  # [0] is the warm-up
+    return report(summaries)
 
 
-def report(results: list, wall: float, batches: list[int], args, label: str) -> int:  # noqa: ANN001
-    counts = Counter(r["id"] for r in results)
-    sent = {f"r{i:05d}" for i in range(args.requests)}
-    ok = [r for r in results if r["status"] == 200]
-    skipped = sum(r["status"] == "skipped" for r in results)
-    lost = sorted(sent - set(counts)) + [r["id"] for r in results if r["status"] not in (200, "skipped")]
-    twice = sorted(k for k, n in counts.items() if n > 1)
-    wrong_id = [r["id"] for r in ok if r["echo"] != r["id"]]
-    wrong_answer = [r["id"] for r in ok if args.engine == "echo" and not r["own_answer"]]
-    lat = [r["latency"] for r in ok]
-    summary = {
-        "bench": "serve_load", "engine": label, "clients": args.clients, "requests": args.requests,
-        "answered": len(ok), "skipped": skipped, "lost": len(lost), "answered_twice": len(twice),
-        "wrong_request_id": len(wrong_id), "wrong_answer": len(wrong_answer), "wall_s": round(wall, 2),
-        "requests_per_s": round(len(ok) / wall, 2), "p50_ms": round(1000 * percentile(lat, 50), 1),
-        "p99_ms": round(1000 * percentile(lat, 99), 1), "mean_batch": round(sum(batches) / max(1, len(batches)), 2),
-        "max_new_tokens": args.max_new_tokens, "cpu_threads": os.environ.get("OMP_NUM_THREADS"),
-    }
-    print(f"{label}: {len(ok)}/{args.requests} answered in {wall:.1f} s at {args.clients} clients -> "
-          f"{summary['requests_per_s']} req/s, p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms, "
-          f"mean batch {summary['mean_batch']}")
-    print(json.dumps(summary))
-    problems = {"lost": lost, "answered twice": twice, "wrong X-Request-ID": wrong_id, "someone else's answer": wrong_answer}
-    bad = {k: v[:10] for k, v in problems.items() if v}
+def report(summaries: list[dict]) -> int:
+    for s in summaries:
+        print(f"{s['engine']}: {s['answered']}/{s['requests']} answered at {s['clients']} clients in {s['wall_s']} s -> "
+              f"{s['requests_per_s']} req/s, p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms, {s['tokens_per_s']} tokens/s, "
+              f"mean batch {s['mean_batch']}; errors {s['errors']}, lost {s['lost']}, duplicated {s['duplicated']}")
+        print(json.dumps(s))
+    bad = [s for s in summaries if s["errors"] or s["lost"] or s["duplicated"]]
     if bad:
-        print(f"FAILED: {bad}", file=sys.stderr)
+        print(f"FAILED: {[(s['clients'], s['failed_ids']) for s in bad]}", file=sys.stderr)
         return 1
     return 0
 

@@ -5,7 +5,9 @@ This is the one module that converts between the two box conventions of MedMO:
 * **records** store absolute pixels of the original image, ``[x1, y1, x2, y2]`` (x to the right, y down,
   ``x2``/``y2`` exclusive edges, so a box's width is ``x2 - x1``), with the image size beside them;
 * **the model** reads and writes Qwen3-VL's relative integer grid: each coordinate divided by the image
-  side and scaled to 0-1000 (Qwen3-VL technical report, "relative coordinates normalised to [0, 1000]").
+  side and scaled to 0-1000 (Qwen3-VL technical report, "relative coordinates normalised to [0, 1000]"),
+  unless a record's :class:`BoxConvention` says otherwise: MedMO's own training data states some boxes in
+  pixels of the original image or of the image resized to 768 x 768 (``meta["box_convention"]``).
 
 Rounding and clamping (decided once, here):
 
@@ -28,7 +30,7 @@ matching uses the Hungarian algorithm from :func:`scipy.optimize.linear_sum_assi
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +112,82 @@ def from_grid(box_grid: Sequence[float], width: float, height: float) -> list[fl
     _check_size(width, height)
     x1, y1, x2, y2 = _four(box_grid)
     return [x1 / GRID * width, y1 / GRID * height, x2 / GRID * width, y2 / GRID * height]
+
+
+# ------------------------------------------------------------------------------------ conventions
+
+
+@dataclass(frozen=True)
+class BoxConvention:
+    """How a model-facing text states boxes, and the image size its numbers refer to.
+
+    * ``grid`` (default): Qwen3-VL's relative 0-1000 grid (:func:`to_grid`);
+    * ``pixel``: absolute pixels of the original image (MedMO's GRPO sets);
+    * ``pixel@WxH``: pixels of the image resized to W x H, each axis scaled on its own (MedMO's SFT Cell,
+      wrist, NIH and DeepLesion sets use ``pixel@768x768``).
+
+    A record states its convention in ``meta["box_convention"]`` (:func:`convention_of`); records themselves
+    always keep original-image pixels. Conversions round half up and clamp to the target extent, like
+    :func:`to_grid`; the way back (:meth:`from_target`) neither rounds nor clamps, like :func:`from_grid`.
+    """
+
+    kind: str = "grid"
+    size: tuple[int, int] | None = None
+
+    @classmethod
+    def parse(cls, spec: str | BoxConvention | None) -> BoxConvention:
+        """``"grid"``, ``"pixel"``, ``"pixel@768"`` or ``"pixel@768x768"`` (None means grid)."""
+        if isinstance(spec, BoxConvention):
+            return spec
+        text = str(spec if spec is not None else "grid").strip().lower()
+        if text in ("grid", "pixel"):
+            return cls(text)
+        kind, _, size = text.partition("@")
+        w, x, h = size.partition("x")
+        h = h if x else w  # "pixel@768" is square
+        if kind == "pixel" and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0:
+            return cls("pixel", (int(w), int(h)))
+        raise BoxError(f"unknown box convention {spec!r}; use 'grid', 'pixel' or 'pixel@WxH' (e.g. 'pixel@768x768')")
+
+    def __str__(self) -> str:
+        return f"pixel@{self.size[0]}x{self.size[1]}" if self.size else self.kind
+
+    def extent(self, width: float, height: float) -> tuple[float, float]:
+        """The largest x and y a target box can have for an original image of this size."""
+        if self.kind == "grid":
+            return float(GRID), float(GRID)
+        return (float(self.size[0]), float(self.size[1])) if self.size else (float(width), float(height))
+
+    def to_target(self, box_px: Sequence[float], width: float, height: float) -> list[int]:
+        """Original-image pixels -> integers in this convention (grid: exactly :func:`to_grid`)."""
+        if self.kind == "grid":
+            return to_grid(box_px, width, height)
+        _check_size(width, height)
+        ex, ey = self.extent(width, height)
+        out = []
+        for v, size, ext in zip(_four(box_px), (width, height, width, height), (ex, ey, ex, ey)):
+            if not math.isfinite(v):
+                raise BoxError(f"box coordinate is not finite: {list(box_px)!r}")
+            out.append(int(min(ext, max(0, _round_half_up(v / size * ext)))))
+        return out
+
+    def from_target(self, box: Sequence[float], width: float, height: float) -> list[float]:
+        """Numbers in this convention -> original-image pixels (grid: exactly :func:`from_grid`)."""
+        if self.kind == "grid":
+            return from_grid(box, width, height)
+        _check_size(width, height)
+        ex, ey = self.extent(width, height)
+        x1, y1, x2, y2 = _four(box)
+        return [x1 / ex * width, y1 / ey * height, x2 / ex * width, y2 / ey * height]
+
+
+GRID_CONVENTION = BoxConvention()
+CONVENTION_KEY = "box_convention"  # the record ``meta`` key naming a record's convention
+
+
+def convention_of(meta: Mapping[str, Any] | None) -> BoxConvention:
+    """The convention a record's target text uses: ``meta["box_convention"]``, else the 0-1000 grid."""
+    return BoxConvention.parse((meta or {}).get(CONVENTION_KEY))
 
 
 def clip_box(box: Sequence[float], w: float, h: float) -> list[float]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from medmo.boxes import to_grid
+from medmo.boxes import convention_of
 from medmo.prompts import target_text
 
 
@@ -18,16 +18,19 @@ def gold_for(sample: Any, think: bool = False) -> dict[str, Any]:
     """The gold answer of a :class:`medmo.records.Sample` in the form every reward reads.
 
     Returns:
-        ``{"task", "answer", "options", "boxes", "think"}`` where ``boxes`` are on the 0-1000 grid the
-        model answers in (:func:`medmo.boxes.to_grid`) and ``answer`` of a report is its full text.
+        ``{"task", "answer", "options", "boxes", "box_convention", "think"}`` where ``boxes`` are in the
+        convention the model answers in (the 0-1000 grid unless the record's ``meta["box_convention"]`` says
+        otherwise, :func:`medmo.boxes.convention_of`) and ``answer`` of a report is its full text.
     """
-    boxes = [to_grid(b.box, sample.images[b.image].width, sample.images[b.image].height) for b in sample.boxes]
+    conv = convention_of(sample.meta)
+    boxes = [conv.to_target(b.box, sample.images[b.image].width, sample.images[b.image].height) for b in sample.boxes]
     answer = target_text(sample) if sample.task in ("report",) else sample.answer
     return {
         "task": sample.task,
         "answer": answer,
         "options": dict(sample.options),
         "boxes": boxes if sample.task == "grounding" else [],
+        "box_convention": str(conv),
         "think": bool(think),
     }
 

@@ -5,17 +5,19 @@ conversations here, so a model is evaluated and served with exactly the wording 
 The template version is written into every training run and every results file.
 
 Box answers follow MedMO's published output syntax, ``label <box>[[x1, y1, x2, y2]]</box>``, with
-coordinates on Qwen3-VL's relative 0-1000 grid (:func:`medmo.boxes.to_grid`).
+coordinates on Qwen3-VL's relative 0-1000 grid (:func:`medmo.boxes.to_grid`). A record whose
+``meta["box_convention"]`` is a pixel convention (MedMO's own training sets, :class:`medmo.boxes.BoxConvention`)
+is taught in that convention with its source's syntax, ``Label: [ [x1, y1, x2, y2], ... ]``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from medmo.boxes import to_grid
+from medmo.boxes import GRID_CONVENTION, BoxConvention, convention_of
 from medmo.records import Sample
 
-PROMPT_VERSION = "medmo-prompts-1"
+PROMPT_VERSION = "medmo-prompts-2"  # 2: pixel-convention box answers and prompts
 
 CLOSED_SUFFIX = "Answer with a single word."
 MCQ_SUFFIX = "Answer with the option's letter from the given choices directly."
@@ -25,6 +27,10 @@ GROUNDING_TEMPLATE = (
 )
 CAPTION_PROMPT = "Describe this medical image."
 REPORT_PROMPT = "Write the findings and impression of the radiology report for this image."
+PIXEL_GROUNDING_TEMPLATE = (
+    "Locate the {target} in the image. Give the bounding box coordinates as {target}: "
+    "[ [x_min, y_min, x_max, y_max] ] in pixel values."
+)
 THINK_SUFFIX = (
     "First think step by step inside <think></think>, then give the final answer inside <answer></answer>."
 )
@@ -41,15 +47,23 @@ def format_box_answer(label: str, grid_boxes: Sequence[Sequence[int]]) -> str:
     return f"{label} <box>[{inner}]</box>"
 
 
-def grounding_prompt(target: str) -> str:
-    return GROUNDING_TEMPLATE.format(target=target)
+def format_pixel_box_answer(label: str, boxes: Sequence[Sequence[int]]) -> str:
+    """MedMO's training-data box answer: ``Label: [ [x1, y1, x2, y2], ... ]`` (pixel coordinates)."""
+    inner = ", ".join("[" + ", ".join(str(int(v)) for v in b) + "]" for b in boxes)
+    return f"{label}: [ {inner} ]"
+
+
+def grounding_prompt(target: str, convention: str | BoxConvention = GRID_CONVENTION) -> str:
+    """The grounding question for ``target``, worded for the box convention the answer should use."""
+    grid = BoxConvention.parse(convention).kind == "grid"
+    return (GROUNDING_TEMPLATE if grid else PIXEL_GROUNDING_TEMPLATE).format(target=target)
 
 
 def question_text(sample: Sample, think: bool = False) -> str:
     """The user turn's text for a sample (the image is added by the caller before this text)."""
     t = sample.task
     if t == "grounding":
-        q = sample.question or grounding_prompt(sample.answer or sample.boxes[0].label)
+        q = sample.question or grounding_prompt(sample.answer or sample.boxes[0].label, convention_of(sample.meta))
     elif t == "mcq":
         q = f"{sample.question}\n{format_options(sample.options)}\n{MCQ_SUFFIX}"
     elif t == "closed_vqa":
@@ -64,14 +78,15 @@ def question_text(sample: Sample, think: bool = False) -> str:
 
 
 def target_text(sample: Sample) -> str:
-    """The assistant answer a sample teaches (grid boxes for grounding)."""
+    """The assistant answer a sample teaches (grounding: boxes in the record's box convention)."""
     if sample.task == "grounding":
-
+        conv = convention_of(sample.meta)
         by_label: dict[str, list[list[int]]] = {}
         for b in sample.boxes:
             ref = sample.images[b.image]
-            by_label.setdefault(b.label, []).append(to_grid(b.box, ref.width, ref.height))
-        return "\n".join(format_box_answer(label, boxes) for label, boxes in by_label.items())
+            by_label.setdefault(b.label, []).append(conv.to_target(b.box, ref.width, ref.height))
+        fmt = format_box_answer if conv.kind == "grid" else format_pixel_box_answer
+        return "\n".join(fmt(label, boxes) for label, boxes in by_label.items())
     if sample.task == "report" and not sample.answer.strip():
         parts = []
         if sample.findings:

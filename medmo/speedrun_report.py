@@ -7,14 +7,13 @@ models, so its row in the tables is scored by exactly the same rules.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 from pathlib import Path
 
 from medmo.data.io import read_records
 from medmo.eval.report_html import grounding_page
-from medmo.eval.tables import build_tables, to_markdown, write_tables
+from medmo.eval.tables import build_tables, to_grid, write_tables
+from medmo.pages import Block, Code, Grid, Heading, Image, Links, Text, to_html, to_markdown
 from medmo.train.logging import read_metrics
 from medmo.train.recipe import load_recipe
 
@@ -140,8 +139,8 @@ def breakdown(results: dict[str, dict], test_records: str | Path) -> tuple[list[
 
 
 def grpo_diagnosis(headroom: dict[str, dict], metrics: list[dict], iou: dict[str, float],
-                   completions: int) -> list[str]:
-    """Markdown lines on what the GRPO stage had to learn from and what it changed.
+                   completions: int) -> list[Block]:
+    """Report blocks on what the GRPO stage had to learn from and what it changed.
 
     Sets the held-out IoU change beside the signal GRPO trains on: the sampling headroom of the policy
     before and after (:mod:`medmo.train.headroom`: greedy vs sampled vs best-of-group box reward on the
@@ -150,28 +149,25 @@ def grpo_diagnosis(headroom: dict[str, dict], metrics: list[dict], iou: dict[str
     around the answer greedy decoding already gives, rather than moving that answer.
 
     Args:
-        headroom: ``{"sft" | "grpo": headroom stats}`` from the eval stage (may be empty).
+        headroom: ``{"sft" | "grpo": headroom stats}`` (``medmo train nano/grpo --headroom``; may be empty).
         metrics: the GRPO stage's ``metrics.jsonl`` rows.
         iou: held-out mean IoU (matched) by stage.
         completions: completions GRPO sampled (steps x prompts per step x group size).
     """
     labels = dict(STAGE_ROWS)
-    lines = []
+    out: list[Block] = []
     if "sft" in iou and "grpo" in iou:
-        lines += [f"Held-out grounding IoU: {100 * iou['sft']:.2f} after instruction tuning, {100 * iou['grpo']:.2f} "
-                  f"after GRPO ({100 * (iou['grpo'] - iou['sft']):+.2f}), from {completions:,} sampled completions.",
-                  ""]  # fmt: skip
+        out.append(Text(f"Held-out grounding IoU: {100 * iou['sft']:.2f} after instruction tuning, "
+                        f"{100 * iou['grpo']:.2f} after GRPO ({100 * (iou['grpo'] - iou['sft']):+.2f}), from "
+                        f"{completions:,} sampled completions."))  # fmt: skip
     if headroom:
         first = next(iter(headroom.values()))
-        k = first.get("k", 0)
-        lines += [f"Box reward ((GIoU + 1) / 2, matched) on {first.get('prompts', 0)} test grounding prompts, "
-                  "sampled as GRPO samples:", "",
-                  f"| policy | greedy | sampled (mean) | best of {k} | within-group std | groups with no spread |",
-                  "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
-        for stage, h in headroom.items():
-            lines.append(f"| {labels.get(stage, stage)} | {h['greedy']:.3f} | {h['sample_mean']:.3f} | "
-                         f"{h['best_of_k']:.3f} | {h['group_std']:.3f} | {100 * h['zero_spread']:.0f}% |")
-        lines.append("")
+        rows = [[labels.get(stage, stage), f"{h['greedy']:.3f}", f"{h['sample_mean']:.3f}", f"{h['best_of_k']:.3f}",
+                 f"{h['group_std']:.3f}", f"{100 * h['zero_spread']:.0f}%"] for stage, h in headroom.items()]
+        out.append(Grid(f"Box reward ((GIoU + 1) / 2, matched) on {first.get('prompts', 0)} test grounding prompts, "
+                        "sampled as GRPO samples",
+                        ["policy", "greedy", "sampled (mean)", f"best of {first.get('k', 0)}", "within-group std",
+                         "groups with no spread"], rows))  # fmt: skip
     rows = [r for r in metrics if isinstance(r.get("reward/box"), (int, float))]
     if len(rows) >= 5:
         n = len(rows) // 5
@@ -180,18 +176,18 @@ def grpo_diagnosis(headroom: dict[str, dict], metrics: list[dict], iou: dict[str
             vals = [r[key] for r in part if isinstance(r.get(key), (int, float))]
             return sum(vals) / len(vals) if vals else float("nan")
 
-        first, last = rows[:n], rows[-n:]
-        lines += [f"Training box reward {fifth('reward/box', first):.3f} -> {fifth('reward/box', last):.3f} and "
-                  f"entropy {fifth('entropy', first):.3f} -> {fifth('entropy', last):.3f} (first vs last fifth of "
-                  "the GRPO steps).", ""]  # fmt: skip
-    if lines:
-        lines += ["Best-of-group above greedy is the signal GRPO learns from. If the entropy falls while greedy "
-                  "stays put, GRPO has sharpened the policy around the answer greedy decoding already gives "
-                  "rather than moved that answer (the nano/grpo recipe lists the settings tried).", ""]  # fmt: skip
-    return lines
+        head, tail = rows[:n], rows[-n:]
+        out.append(Text(f"Training box reward {fifth('reward/box', head):.3f} -> {fifth('reward/box', tail):.3f} and "
+                        f"entropy {fifth('entropy', head):.3f} -> {fifth('entropy', tail):.3f} (first vs last fifth "
+                        "of the GRPO steps)."))  # fmt: skip
+    if out:
+        out.append(Text("Best-of-group above greedy is the signal GRPO learns from. If the entropy falls while greedy "
+                        "stays put, GRPO has sharpened the policy around the answer greedy decoding already gives "
+                        "rather than moved that answer (the nano/grpo recipe lists the settings tried)."))
+    return out
 
 
-def _grpo_lines(run: Path, results: dict[str, dict]) -> list[str]:
+def _grpo_blocks(run: Path, results: dict[str, dict]) -> list[Block]:
     recipe = run / "grpo" / "recipe.yaml"
     headroom = {}
     for stage in ("sft", "grpo"):
@@ -223,85 +219,42 @@ def _relabel(results: dict[str, dict]) -> list[dict]:
 
 
 def write_report(run: str | Path) -> dict[str, Path]:
-    """Write ``report.md``, ``report.html``, tables, curves and the grounding page into ``run``."""
+    """Write ``report.md``, ``report.html`` (both from the same blocks), tables, curves and grounding pages."""
     run = Path(run)
     out = run / "report"
     out.mkdir(parents=True, exist_ok=True)
     raw = _results(run)
     results = _relabel(raw)
     files = write_tables(results, out) if results else {}
-    tables = build_tables(results) if results else []
-    curves = _curves(run, out, _iou(raw))
-    pages = []
-    for res in results:
-        page = grounding_page(res, out / f"grounding-{res['model'].replace(' ', '_')}.html")
-        if page:
-            pages.append(page)
-    times = _stage_times(run)
-    md = ["# nano MedMO speedrun", "",
-          "Research use only: a nano model trained on synthetic data; not for clinical decisions.", "",
-          "## Results on the held-out nano test split", ""]
-    for t in tables:
-        md += [to_markdown(t), ""]
+    pages = [grounding_page(res, out / f"grounding-{res['model'].replace(' ', '_')}.html") for res in results]
+    blocks: list[Block] = [
+        Heading("nano MedMO speedrun", 1),
+        Text("Research use only: a nano model trained on synthetic data; not for clinical decisions."),
+        Heading("Results on the held-out nano test split"),
+        *(to_grid(t) for t in build_tables(results)),
+    ]
     cols, by_type = breakdown(raw, run / "data" / "test.jsonl") if raw else ([], {})
     if cols:
         labels = dict(STAGE_ROWS)
-        md += ["## By question type and findings count", "",
-               "Accuracy (or IoU) x 100 and the number of test samples, per stage.", "",
-               "| | " + " | ".join(labels.get(st, st) for st in by_type) + " |",
-               "|---|" + "---:|" * len(by_type)]
-        md += [f"| {c} | " + " | ".join(by_type[st].get(c, "-") for st in by_type) + " |" for c in cols]
-        md += [""]
-    grpo_lines = _grpo_lines(run, raw)
-    if grpo_lines:
-        md += ["## What GRPO had to learn from", "", *grpo_lines]
+        blocks += [Heading("By question type and findings count"),
+                   Grid("Accuracy (or IoU) x 100 and the number of test samples, per stage",
+                        ["", *(labels.get(st, st) for st in by_type)],
+                        [[c, *(by_type[st].get(c, "-") for st in by_type)] for c in cols])]  # fmt: skip
+    grpo = _grpo_blocks(run, raw)
+    if grpo:
+        blocks += [Heading("What GRPO had to learn from"), *grpo]
+    curves = _curves(run, out, _iou(raw))
     if curves:
-        md += ["## Training curves", "", f"![curves]({curves.relative_to(run)})", ""]
-    if pages:
-        md += ["## Grounding predictions", ""] + [f"- [{p.stem}]({p.relative_to(run)})" for p in pages] + [""]
-    md += ["## Time and peak memory per stage", "", "| stage | seconds | peak RSS (MB) |", "|---|---:|---:|"]
-    md += [f"| {s} | {sec:.1f} | {mem:.0f} |" for s, sec, mem in times]
+        blocks += [Heading("Training curves"), Image(curves, "curves")]
+    if any(pages):
+        blocks += [Heading("Grounding predictions"), Links([(p.stem, str(p)) for p in pages if p])]
+    times = _stage_times(run)
     chain = run / "stages" / "chain.json"
-    steps = json.loads(chain.read_text())["steps"] if chain.exists() else []
-    md += ["", f"Total: {sum(t[1] for t in times):.1f} s", "", "## Commands", "", "```", *steps, "```", ""]
-    report_md = run / "report.md"
-    report_md.write_text("\n".join(md), encoding="utf-8")
-    report_html = run / "report.html"
-    report_html.write_text(_html(md, run), encoding="utf-8")
+    blocks += [Heading("Time and peak memory per step"),
+               Grid("", ["step", "seconds", "peak RSS (MB)"], [[s, f"{sec:.1f}", f"{mem:.0f}"] for s, sec, mem in times]),
+               Text(f"Total: {sum(t[1] for t in times):.1f} s"), Heading("Commands"),
+               Code(json.loads(chain.read_text())["steps"] if chain.exists() else [])]  # fmt: skip
+    report_md, report_html = run / "report.md", run / "report.html"
+    report_md.write_text(to_markdown(blocks, run), encoding="utf-8")
+    report_html.write_text(to_html(blocks, run, "nano MedMO speedrun"), encoding="utf-8")
     return {"report_md": report_md, "report_html": report_html, **files}
-
-
-def _html(md_lines: list[str], run: Path) -> str:
-    """A self-contained page: markdown tables as HTML tables, images inlined, links kept."""
-    body, table = [], []
-
-    def flush() -> None:
-        if table:
-            rows = [r.strip("|").split("|") for r in table if not set(r.replace("|", "").strip()) <= set("-: ")]
-            cells = ["".join(f"<{'th' if i == 0 else 'td'}>{html.escape(c.strip())}</{'th' if i == 0 else 'td'}>"
-                             for c in row) for i, row in enumerate(rows)]
-            body.append("<table>" + "".join(f"<tr>{c}</tr>" for c in cells) + "</table>")
-            table.clear()
-
-    for line in md_lines:
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        flush()
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
-        elif line.startswith("![") and "](" in line:
-            src = run / line.split("](")[1].rstrip(")")
-            data = base64.b64encode(src.read_bytes()).decode()
-            body.append(f"<img style='max-width:100%' src='data:image/png;base64,{data}'>")
-        elif line.startswith("- [") and "](" in line:
-            text, href = line[3:].split("](")
-            body.append(f"<li><a href='{html.escape(href.rstrip(')'))}'>{html.escape(text.rstrip(']'))}</a></li>")
-        elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>" if not line.startswith("```") else "")
-    flush()
-    css = "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}" \
-          "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>nano MedMO speedrun</title>" \
-           f"<style>{css}</style></head><body>{''.join(body)}</body></html>"

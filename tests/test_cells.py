@@ -130,3 +130,49 @@ def test_build_bundled_default(tmp_path):
     records = list(read_records(tmp_path / "cells.jsonl", strict=True, check_images=True))
     assert {s.task for s in records} >= {"grounding"} and all(s.modality == "microscopy" for s in records)
     assert len({s.id for s in records}) == len(records)
+
+
+def _ctc_and_bacteria(root):
+    import tifffile
+
+    ds = root / "ctc" / "Fluo-N2DH-SIM+"
+    (ds / "01").mkdir(parents=True)
+    (ds / "01_GT" / "SEG").mkdir(parents=True)
+    tifffile.imwrite(ds / "01" / "t000.tif", np.full((100, 200), 900, np.uint16))
+    mask = np.zeros((100, 200), np.uint16)
+    for i in range(12):  # 12 cells of 8 x 10 px in a row
+        mask[10:20, 5 + 15 * i : 13 + 15 * i] = i + 1
+    mask[50:90, 100:104] = 13  # one elongated cell
+    tifffile.imwrite(ds / "01_GT" / "SEG" / "man_seg000.tif", mask)
+    (root / "bac" / "images").mkdir(parents=True)
+    (root / "bac" / "labels").mkdir()
+    Image.new("RGB", (640, 640)).save(root / "bac" / "images" / "a.jpg")
+    (root / "bac" / "labels" / "a.txt").write_text("0 0.5 0.5 0.1 0.1\n0 0.52 0.5 0.1 0.1\n")
+
+
+def test_cell_set_from_published_releases_reports_size_shape_and_density(tmp_path, capsys):
+    from medmo.cli import main
+    from medmo.data.cell_stats import cell_stats
+    from medmo.data.cells import build_cell_set
+
+    _ctc_and_bacteria(tmp_path)
+    report = build_cell_set(tmp_path / "out", [("ctc", tmp_path / "ctc"), ("bacteria", tmp_path / "bac")], max_boxes=100)
+    recs = list(read_records(report["records"]))
+    assert sorted(s.source for s in recs) == ["bacteria", "ctc"] and all(s.task == "grounding" for s in recs)
+    ctc = next(s for s in recs if s.source == "ctc")
+    assert len(ctc.boxes) == 13 and ctc.meta["box_convention"] == "pixel@768x768"  # every cell in one record
+    st = report["stats"]["by_source"]["ctc"]
+    assert st["cells"] == 13 and st["cells_per_image"]["median"] == 13 and st["cells_per_image_histogram"]["11-30"] == 1
+    assert st["box_width_px"]["median"] == 8 and st["box_height_px"]["median"] == 10 and st["small_box_share"] == round(12 / 13, 4)
+    assert st["elongated_share"] == round(1 / 13, 4) and st["cells_per_megapixel"]["median"] == 650.0  # 13 / 0.02 MP
+    assert report["stats"]["by_source"]["bacteria"]["overlapping_box_share"] == 1.0  # its two boxes overlap
+    assert report["stats"]["all"]["images"] == 2 and (tmp_path / "out" / "cells_stats.json").is_file()
+    assert cell_stats(recs) == report["stats"]
+
+    assert main(["data", "cells", "--from", f"ctc={tmp_path / 'ctc'}", "--out", str(tmp_path / "o2"), "--max-boxes", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "0 records, 1 images left out" in out and "ctc:" in out
+    assert main(["data", "cells", "--stats", report["records"]]) == 0
+    out = capsys.readouterr().out
+    assert "ctc: 1 images, 13 cells; cells/image median 13" in out and "cells/MP" in out
+    assert main(["data", "cells", "--from", "ctc", "--out", str(tmp_path / "o3")]) == 2

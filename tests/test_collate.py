@@ -92,3 +92,22 @@ def test_select_records_filters_and_explains(encoded, tmp_path):
     assert len(select_records(train, max_samples=3)) == 3
     with pytest.raises(ValueError, match="match tasks"):
         select_records(train, tasks=["retrieval"])
+
+
+def test_a_resized_box_convention_shows_the_image_at_that_size(encoded):
+    # MedMO's SFT sets state boxes in pixels of the image resized to 768 x 768: training shows it so
+    import dataclasses
+
+    from medmo.prompts import target_text
+
+    _, processor, encoder, samples, _, _ = encoded
+    s = next(s for s in samples if s.task == "grounding")
+    ref = s.images[0]
+    resized = dataclasses.replace(s, meta={**s.meta, "box_convention": "pixel@32x64"})
+    image = encoder.images(resized)[0]
+    assert image.size == (32, 64) and encoder.images(s)[0].size == (ref.width, ref.height)
+    item = encoder(resized)
+    assert len(item) == encoder.length(resized)  # the plan's length counts the shown size
+    assert int(item.image_grid_thw.prod()) != int(encoder(s).image_grid_thw.prod())
+    x1, y1, x2, y2 = s.boxes[0].box
+    assert f"{round(x1 * 32 / ref.width)}" in target_text(resized)

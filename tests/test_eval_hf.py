@@ -57,3 +57,16 @@ def test_cli_run_writes_results_tables_and_grounding_page(tiny_model_dir, nano_d
     assert results["limit"] == 1 and results["benchmarks"]["nano_grounding"]["n"] == 1
     assert (out / "tables" / "nano.csv").exists() and (out / "tables" / "nano.png").exists()
     assert "<svg" in (out / "grounding.html").read_text()
+
+
+def test_the_pixel_budget_reaches_the_backend_and_its_cache_key(tiny_model_dir):
+    from medmo.cli import build_parser
+    from medmo.eval.backends.hf import HFBackend
+
+    default = HFBackend.from_pretrained(str(tiny_model_dir))
+    smaller = HFBackend.from_pretrained(str(tiny_model_dir), max_pixels=32 * 32)
+    assert smaller.info()["pixel_budget"] != default.info()["pixel_budget"]
+    assert smaller.fingerprint != default.fingerprint  # answers may change: cached ones are not reused
+    args = build_parser().parse_args(["eval", "run", "m", "--bench", "nano", "--max-pixels", "1024",
+                                      "--chat-template", "checkpoint"])  # fmt: skip
+    assert (args.max_pixels, args.chat_template) == (1024, "checkpoint")

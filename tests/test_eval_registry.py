@@ -25,7 +25,6 @@ def test_every_benchmark_of_the_tables_is_registered():
 @pytest.mark.parametrize("bench", registry.benchmarks(), ids=lambda b: b.name)
 def test_shipped_config_is_complete(bench):
     from medmo.data.sources import SOURCES, canonical_split
-
     from medmo.eval.metrics import REGISTRY
 
     assert bench.headline and bench.metrics and set(bench.metrics) <= set(REGISTRY), bench.path

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from medmo.pages import to_markdown
 from medmo.records import Box, ImageRef, Sample
 from medmo.speedrun_report import _results, grpo_diagnosis
 from medmo.train import headroom as hr
@@ -85,13 +86,13 @@ def test_headroom_refuses_bad_arguments(tmp_path):
         hr.headroom((_Net(), object()), [_grounding(tmp_path, "a", [1, 1, 5, 5])], k=0)
 
 
-def test_grpo_diagnosis_sets_the_iou_change_beside_the_headroom():
+def test_grpo_diagnosis_sets_the_iou_change_beside_the_headroom(tmp_path):
     stats = {"prompts": 10, "k": 4, "greedy": 0.7, "sample_mean": 0.65, "best_of_k": 0.78, "group_std": 0.06,
              "zero_spread": 0.1}
     after = {**stats, "sample_mean": 0.69}
     metrics = [{"step": i, "reward/box": 0.7 + 0.01 * i, "entropy": 0.4 - 0.01 * i} for i in range(10)]
-    lines = grpo_diagnosis({"sft": stats, "grpo": after}, metrics, {"sft": 0.55, "grpo": 0.56}, 1600)
-    text = "\n".join(lines)
+    blocks = grpo_diagnosis({"sft": stats, "grpo": after}, metrics, {"sft": 0.55, "grpo": 0.56}, 1600)
+    text = to_markdown(blocks, tmp_path)
     assert "55.00 after instruction tuning, 56.00 after GRPO (+1.00), from 1,600 sampled completions" in text
     assert "| after instruction tuning | 0.700 | 0.650 | 0.780 | 0.060 | 10% |" in text
     assert "| after GRPO | 0.700 | 0.690 |" in text

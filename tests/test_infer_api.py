@@ -68,8 +68,11 @@ def test_ask_report_and_batching():
     assert model.report([gray(8, 8), gray(8, 8)]) == [REPORT_PROMPT.upper()] * 2
     with pytest.raises(ValueError, match="2 images but 3 questions"):
         model.ask([gray(8, 8)] * 2, ["a", "b", "c"])
-    with pytest.raises(TypeError, match="top_k"):
-        model.ask(gray(8, 8), "q", top_k=3)
+    with pytest.raises(TypeError, match="top_kk"):
+        model.ask(gray(8, 8), "q", top_kk=3)
+    model.ask(gray(8, 8), "q", do_sample=True, top_p=0.5, top_k=3)  # sampling settings reach the engine
+    assert {k: engine.gen[k] for k in ("do_sample", "top_p", "top_k")} == {"do_sample": True, "top_p": 0.5, "top_k": 3}
+    assert engine.gen.get("temperature") is None  # not given: the checkpoint's generation_config decides
 
 
 def test_inputs_path_numpy_dicom_nifti(tmp_path):

@@ -27,6 +27,45 @@ def test_ask_ground_report_commands(tiny_model_dir, tmp_path, capsys):
     assert capsys.readouterr().out.count("\n") >= 2
 
 
+def test_pixel_template_and_sampling_flags_reach_the_model(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    from medmo.infer.engine import HFEngine
+
+    image = tmp_path / "scan.png"
+    Image.new("RGB", (64, 48), (9, 90, 200)).save(image)
+    template = tmp_path / "t.jinja"
+    template.write_text(  # a plain template of one's own: roles as words, images as Qwen3-VL's vision tokens
+        "{% for m in messages %}{{ m['role'] }}: {% for p in m['content'] %}{% if p['type'] == 'image' %}"
+        "<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ p['text'] }}{% endif %}{% endfor %}\n"
+        "{% endfor %}assistant:")
+    seen: dict = {}
+    real_load, real_complete = HFEngine.load.__func__, HFEngine.complete
+
+    def load(cls, path, **kwargs):
+        seen["engine"] = real_load(cls, path, **kwargs)
+        return seen["engine"]
+
+    def complete(self, conversations, images, **kwargs):
+        seen["gen"] = kwargs
+        return real_complete(self, conversations, images, **kwargs)
+
+    monkeypatch.setattr(HFEngine, "load", classmethod(load))
+    monkeypatch.setattr(HFEngine, "complete", complete)
+    argv = ["ask", str(tiny_model_dir), str(image), "q?", "--max-new-tokens", "2", "--min-pixels", "1024",
+            "--max-pixels", "2048", "--chat-template", str(template), "--temperature", "0.5", "--top-p", "0.9",
+            "--top-k", "5"]
+    assert main(argv) == 0
+    processor = seen["engine"].processor
+    assert processor.pixel_range == (1024, 2048) and processor.chat_template == template.read_text()
+    assert {k: seen["gen"][k] for k in ("do_sample", "temperature", "top_p", "top_k")} == {
+        "do_sample": True, "temperature": 0.5, "top_p": 0.9, "top_k": 5}
+    assert main(["report", str(tiny_model_dir), str(image), "--max-new-tokens", "2", "--sample"]) == 0
+    assert seen["gen"]["do_sample"] is True and seen["gen"]["temperature"] is None  # the checkpoint's own
+    assert main(["ground", str(tiny_model_dir), str(image), "x", "--max-new-tokens", "2"]) == 0
+    assert seen["gen"]["do_sample"] is False
+    assert main(["ask", str(tiny_model_dir), str(image), "q", "--chat-template", "nope"]) == 2
+    assert "--chat-template" in capsys.readouterr().err
+
+
 def test_missing_image_is_a_clean_error(tiny_model_dir, tmp_path, capsys):
     assert main(["ask", str(tiny_model_dir), str(tmp_path / "nope.png"), "q?"]) == 2
     assert "no such image file" in capsys.readouterr().err
@@ -46,16 +85,20 @@ def test_serve_command_builds_the_app_from_flags(tiny_model_dir, monkeypatch):
 
     def fake_run(app, host, port, **kw):
         seen.update(host=host, port=port)
-        with TestClient(app) as c:
+        with TestClient(app, base_url=f"http://{host}:{port}") as c:
             seen["health"] = c.get("/health").json()
+            seen["rebinding"] = c.get("/health", headers={"Host": "evil.example"}).status_code
+            seen["pixels"] = app.state.engine.processor.pixel_range
             seen["unauthorized"] = c.get("/v1/models").status_code
             seen["models"] = c.get("/v1/models", headers={"Authorization": "Bearer k"}).json()["data"][0]["id"]
 
     monkeypatch.setattr(uvicorn, "run", fake_run)
-    argv = ["serve", str(tiny_model_dir), "--port", "8123", "--api-key", "k", "--model-name", "nano-test"]
+    argv = ["serve", str(tiny_model_dir), "--port", "8123", "--api-key", "k", "--model-name", "nano-test",
+            "--min-pixels", "1024", "--max-pixels", "2048"]
     assert main(argv) == 0
     assert seen == {"host": "127.0.0.1", "port": 8123, "health": {"status": "ok", "model": "nano-test", "queued": 0,
-                    "running": 0}, "unauthorized": 401, "models": "nano-test"}
+                    "running": 0}, "rebinding": 400, "unauthorized": 401, "models": "nano-test",
+                    "pixels": (1024, 2048)}
 
 
 def test_imports_stay_light():

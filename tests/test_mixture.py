@@ -119,8 +119,9 @@ def test_registry_source_through_load_source(data, monkeypatch):
     import medmo.data.mixture as mixture
 
     def fake_load_source(name, root, split=None, **kw):
-        assert (name, split, kw.get("lang")) == ("fake", "train", "en")
-        yield from read_records(data / "a.jsonl")
+        assert (name, split, kw.get("lang"), kw.get("shard")) == ("fake", "train", "en", (0, 1))
+        for i, s in enumerate(read_records(data / "a.jsonl")):
+            yield ((i, 0), s) if kw.get("with_positions") else s
 
     monkeypatch.setattr(mixture, "load_source", fake_load_source)
     cfg = {"sources": [{"name": "fake", "root": str(data), "max_samples": 12, "options": {"lang": "en"}}]}

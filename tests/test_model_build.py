@@ -151,8 +151,12 @@ def test_load_errors_are_clear(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(FileNotFoundError, match="huggingface-cli download"):
+    with pytest.raises(FileNotFoundError, match="`hf download medmo-tests/no-such-model --local-dir DIR`"):
         load("medmo-tests/no-such-model")
+    # The hint names a command the installed huggingface_hub really provides.
+    from importlib.metadata import entry_points
+
+    assert any(ep.name == "hf" and ep.value.startswith("huggingface_hub") for ep in entry_points(group="console_scripts"))
 
 
 def test_flash_attention_without_package_is_a_clear_error(tiny_model_dir, monkeypatch):

@@ -79,3 +79,42 @@ def test_no_conversations_no_work(tiny_model):
     assert generate(model, processor, [], []) == []
     with pytest.raises(ValueError, match="batch_size"):
         generate(model, processor, [_user("Hi", 0)], None, batch_size=0)
+
+
+def test_sampling_follows_the_checkpoint_generation_config(tiny_model_dir, tmp_path, monkeypatch):
+    """Qwen3-VL ships temperature 0.7, top_p 0.8, top_k 20: sampling uses them unless a value is given."""
+    import json
+    import shutil
+
+    import transformers.generation.logits_process as lp
+
+    from medmo.model import load
+    from medmo.model.generate import generate
+
+    folder = tmp_path / "qwen-like"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "generation_config.json").read_text())
+    config.update(do_sample=True, temperature=0.7, top_p=0.8, top_k=20)
+    (folder / "generation_config.json").write_text(json.dumps(config))
+    model, processor = load(folder)
+    seen: list[tuple[str, float]] = []
+    for cls, attr in ((lp.TemperatureLogitsWarper, "temperature"), (lp.TopPLogitsWarper, "top_p"),
+                      (lp.TopKLogitsWarper, "top_k")):
+        real = cls.__init__
+
+        def spy(self, *args, _real=real, _name=attr, **kwargs):
+            seen.append((_name, args[0] if args else kwargs[_name]))
+            _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", spy)
+    conv = [_user("Hello", 0)]
+    generate(model, processor, conv, None, max_new_tokens=2, do_sample=True)
+    assert sorted(seen) == [("temperature", 0.7), ("top_k", 20), ("top_p", 0.8)]
+    seen.clear()
+    generate(model, processor, conv, None, max_new_tokens=2, do_sample=True, temperature=0.3, top_k=0)
+    assert sorted(seen) == [("temperature", 0.3), ("top_p", 0.8)]  # top_k=0: off
+    seen.clear()
+    generate(model, processor, conv, None, max_new_tokens=2)  # greedy by default, whatever the checkpoint says
+    assert seen == []
+    with pytest.raises(ValueError, match="top_p must be in"):
+        generate(model, processor, conv, None, max_new_tokens=2, do_sample=True, top_p=1.5)

@@ -74,8 +74,8 @@ def test_save_and_load_round_trip(processor, tmp_path):
     assert load_processor(tmp_path, min_pixels=64 * 64, max_pixels=64 * 64).pixel_range == (64 * 64, 64 * 64)
 
 
-def test_stock_qwen3_vl_preprocessor_config_is_read(processor, tmp_path):
-    """A downloaded Qwen3-VL folder has preprocessor_config.json with a 16.7 M pixel maximum: capped."""
+def test_stock_qwen3_vl_preprocessor_config_is_followed(processor, tmp_path):
+    """A downloaded Qwen3-VL folder's preprocessor_config.json budget (65,536 .. 16,777,216 pixels) is the default."""
     import json
 
     processor.tokenizer.save_pretrained(tmp_path)
@@ -85,10 +85,19 @@ def test_stock_qwen3_vl_preprocessor_config_is_read(processor, tmp_path):
         "size": {"longest_edge": 16777216, "shortest_edge": 65536},
     }))
     from medmo.model import load_processor
+    from medmo.model.processor import MAX_PIXELS_CAP
 
     loaded = load_processor(tmp_path)
-    assert loaded.pixel_range == (65536, DEFAULT_MAX_PIXELS)
+    assert loaded.pixel_range == (65536, 16777216) == (65536, MAX_PIXELS_CAP)
     assert loaded.image_processor.patch_size == 16 and loaded.image_processor.merge_size == 2
+    # A 2544x3056 chest X-ray keeps its resolution: 96 x 80 merged tokens, not the old 1,280-token cap's 1,248.
+    assert loaded.num_image_tokens(3056, 2544) == 96 * 80
+    # The memory cap is explicit and settable; an explicit max_pixels is used as given.
+    assert load_processor(tmp_path, max_pixels_cap=DEFAULT_MAX_PIXELS).pixel_range == (65536, DEFAULT_MAX_PIXELS)
+    assert load_processor(tmp_path, max_pixels=2 * MAX_PIXELS_CAP).pixel_range == (65536, 2 * MAX_PIXELS_CAP)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"size": {"longest_edge": 10**9, "shortest_edge": 65536}}))
+    assert load_processor(tmp_path).pixel_range == (65536, MAX_PIXELS_CAP)
+    assert load_processor(tmp_path, max_pixels_cap=None).pixel_range == (65536, 10**9)
 
 
 def test_bad_pixel_limits_are_refused():

@@ -50,3 +50,26 @@ def test_subcommand_help(argv):
     out = subprocess.run([sys.executable, "-m", "medmo.cli", *argv], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "usage:" in out.stdout
+
+
+def test_dependencies_are_bounded_and_the_constraints_pin_the_tested_versions():
+    tomllib = pytest.importorskip("tomllib")
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    root = Path(__file__).resolve().parent.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    extras = {k: v for k, v in project["optional-dependencies"].items() if k in ("serve", "test")}
+    reqs = [Requirement(d) for d in project["dependencies"] + [d for ds in extras.values() for d in ds]]
+    unbounded = [str(r) for r in reqs if not any(s.operator in ("<", "<=", "==", "~=") for s in r.specifier)]
+    assert unbounded == []
+    pins = {}
+    for line in (root / "constraints-cpu.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[name.strip().lower().replace("_", "-")] = version.strip()
+    for r in reqs:
+        key = r.name.lower().replace("_", "-")
+        assert key in pins, f"constraints-cpu.txt does not pin {r.name}"
+        assert r.specifier.contains(pins[key], prereleases=True), f"{r.name}=={pins[key]} is outside {r.specifier}"

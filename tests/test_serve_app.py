@@ -14,6 +14,8 @@ from PIL import Image
 from medmo.infer.engine import ScriptedEngine, last_user_text
 from medmo.serve.app import create_app
 
+LOCAL = "http://localhost"  # the server answers the localhost names by default (Host check)
+
 BOX_REPLY = "nodule <box>[[100, 200, 300, 400]]</box>"
 
 
@@ -31,7 +33,7 @@ def user(text: str, image: str | None = None) -> list[dict]:
 @pytest.fixture(scope="module")
 def client():
     engine = ScriptedEngine(lambda conv: BOX_REPLY if "Locate" in last_user_text(conv) else "echo: " + last_user_text(conv))
-    with TestClient(create_app(engine, model_name="medmo-test")) as c:
+    with TestClient(base_url=LOCAL, app=create_app(engine, model_name="medmo-test")) as c:
         yield c
 
 
@@ -74,7 +76,9 @@ def test_page_endpoints_ground_ask_report_render(client):
     r = client.post("/v1/medmo/ground", json={"image": data_url(200, 100), "target": "nodule"})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["boxes"] == [{"label": "nodule", "box": [20.0, 20.0, 60.0, 40.0], "grid_box": [100.0, 200.0, 300.0, 400.0]}]
+    assert body["boxes"] == [
+        {"label": "nodule", "box": [20.0, 20.0, 60.0, 40.0], "grid_box": [100.0, 200.0, 300.0, 400.0], "convention": "grid"}
+    ]
     assert (body["width"], body["height"], body["text"]) == (200, 100, BOX_REPLY)
     assert client.post("/v1/medmo/ask", json={"image": data_url(), "question": "Q?"}).json()["answer"] == "echo: Q?"
     report = client.post("/v1/medmo/report", json={"image": data_url()}).json()["report"]
@@ -104,7 +108,7 @@ def test_render_converts_dicom_for_display(client):
         (b'{"messages": [{"role": "robot", "content": "hi"}]}', r"messages[0].role"),
         (b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}', "max_tokens"),
         (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}', "temperature"),
-        (b'{"messages": [{"role": "user", "content": "hi"}], "n": 2}', "n=1"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "n": 2}', "n: expected the integer 1"),
         (b'{"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}', "stream"),
         (b'\xff\xfe', "malformed JSON body"),
     ],
@@ -121,7 +125,7 @@ def test_real_tiny_model_through_the_server(tiny_model_dir):
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-    with TestClient(create_app(tiny_model_dir, max_new_tokens=4)) as c:
+    with TestClient(base_url=LOCAL, app=create_app(tiny_model_dir, max_new_tokens=4)) as c:
         assert c.get("/v1/models").json()["data"][0]["id"] == tiny_model_dir.name
         r = c.post("/v1/chat/completions", json={"messages": user("Which organ?", url), "max_tokens": 4})
         assert r.status_code == 200, r.text

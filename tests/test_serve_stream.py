@@ -13,6 +13,8 @@ import pytest
 from medmo.infer.engine import ScriptedEngine
 from medmo.serve.app import create_app
 
+LOCAL = "http://localhost"  # the server answers the localhost names by default (Host check)
+
 
 class SteppedEngine(ScriptedEngine):
     """Streams ``first``, then waits for ``gate`` before streaming ``second``; records the ``stop`` event."""

@@ -168,3 +168,35 @@ def test_generate_gives_the_same_sequences(tiny_model_dir):
         got = shared_prefix_generate(model, model.generate, ids, mask, generation_config=config, **inputs)
         assert got.shape == ref.shape == (7, ids.size(1) + 8)
         assert torch.equal(got, ref), f"do_sample={sample}"
+
+
+def test_a_changed_trl_private_method_fails_loudly():
+    from trl import GRPOTrainer
+
+    from medmo.train.shared_prefix import SharedPrefixMixin, check_overrides
+
+    check_overrides(GRPOTrainer)  # the installed TRL is the tested one
+
+    class Changed(GRPOTrainer):
+        def _get_per_token_logps_and_entropies(self, model, input_ids, logits_to_keep, attention_mask):
+            raise AssertionError
+
+    with pytest.raises(RuntimeError, match="_get_per_token_logps_and_entropies.*shared_prefix: false"):
+        type("T", (SharedPrefixMixin, Changed), {})
+
+    class Gone:
+        pass
+
+    with pytest.raises(RuntimeError, match="no longer has"):
+        type("T", (SharedPrefixMixin, Gone), {})
+
+
+def test_a_changed_processor_hook_fails_loudly():
+    from medmo.model.processor import check_processor_hooks
+
+    class Changed:
+        def replace_image_token(self, inputs, index):
+            return ""
+
+    with pytest.raises(ImportError, match="replace_image_token.*constraints-cpu.txt"):
+        check_processor_hooks(Changed)

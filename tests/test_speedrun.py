@@ -36,6 +36,7 @@ def wheel_venv(tmp_path_factory):
     # reuse the installed dependencies, but not this checkout's editable medmo
     (Path(site) / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index", "-q",
+                    "--ignore-installed",
                     str(wheel)], check=True, timeout=600, capture_output=True)  # fmt: skip
     return venv
 

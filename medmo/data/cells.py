@@ -12,6 +12,12 @@ segmentations. This module reproduces that construction for any image + mask pai
 4. per tile: a "detect all cells" grounding sample, a "largest cell" grounding sample when the largest
    cell is unambiguous, and counting questions (open and yes/no) when every cell in the tile is whole.
 
+The Cell set MedMO trains on is built from published microscopy releases instead
+(:func:`build_cell_set`): the Cell Tracking Challenge's instance masks, TissueNet's npz arrays and the
+YOLO-labelled Bacteria set, through their loaders (:mod:`medmo.data.sources.ctc`, ``tissuenet``,
+``bacteria``): one grounding record per image with every cell, in MedMO's prompt and box style, and the
+size, shape and density statistics of :mod:`medmo.data.cell_stats`.
+
 Without user data it runs on scikit-image's bundled microscopy images (``data.immunohistochemistry()``,
 whose hematoxylin channel shows nuclei, and ``data.cell()``) with a classical segmentation: Gaussian
 smoothing, Otsu threshold, hole filling and a distance-transform watershed (the scikit-image
@@ -21,6 +27,7 @@ ground truth.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -33,8 +40,11 @@ from typing import Any
 
 import numpy as np
 
+from medmo.data.cell_stats import cell_stats
 from medmo.data.images import load_image
-from medmo.data.io import write_jsonl
+from medmo.data.io import read_records, write_jsonl
+from medmo.data.masks import CellBox, boxes_from_labels, instances_from_mask, read_mask, watershed_split
+from medmo.data.sources import SourceStats, load_source
 from medmo.records import Box, ImageRef, Sample, stable_id
 
 log = logging.getLogger(__name__)
@@ -81,68 +91,8 @@ class CellOptions:
     min_distance: int = 5
 
 
-@dataclass
-class CellBox:
-    """One cell: its instance id, pixel box ``[x1, y1, x2, y2]`` (exclusive ends) and mask area."""
-
-    label: int
-    box: list[int]
-    area: int
-
-
 # ----------------------------------------------------------------------------------------------------
 # masks -> instances -> boxes
-
-
-def instances_from_mask(mask: np.ndarray, *, watershed: bool = False, min_distance: int = 5) -> np.ndarray:
-    """Instance labels (0 = background) from an instance-label, binary or colour-coded mask.
-
-    A mask with more than one non-zero value is taken as instance labels; a binary mask is split into
-    connected components, or by watershed when ``watershed`` is set.
-    """
-    from scipy import ndimage as ndi
-
-    m = np.asarray(mask)
-    if m.ndim == 3:  # colour-coded instances: one id per distinct colour, black = background
-        flat = m[..., :3].reshape(-1, 3) if m.shape[-1] >= 3 else m[..., 0].reshape(-1, 1)
-        _, ids = np.unique(flat, axis=0, return_inverse=True)
-        zero = np.flatnonzero((flat == 0).all(axis=1))
-        ids = ids.reshape(m.shape[:2]) + 1
-        if zero.size:
-            ids[ids == ids.flat[zero[0]]] = 0
-        m = ids
-    if m.ndim != 2:
-        raise ValueError(f"mask of shape {m.shape} is not a 2-D label image")
-    values = np.unique(m)
-    nonzero = values[values != 0]
-    if len(nonzero) > 1:
-        return m.astype(np.int32)
-    fg = m != 0
-    if watershed:
-        return watershed_split(fg, min_distance=min_distance)
-    labels, _ = ndi.label(fg)
-    return labels.astype(np.int32)
-
-
-def watershed_split(foreground: np.ndarray, *, min_distance: int = 5) -> np.ndarray:
-    """Split touching objects of a binary mask: distance-transform peaks as seeds, watershed on -distance."""
-    from scipy import ndimage as ndi
-    from skimage.feature import peak_local_max
-    from skimage.segmentation import watershed
-
-    fg = np.asarray(foreground, bool)
-    dist = ndi.distance_transform_edt(fg)
-    components, _ = ndi.label(fg)
-    peaks = peak_local_max(dist, min_distance=max(int(min_distance), 1), labels=components, exclude_border=False)
-    markers = np.zeros(fg.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    labels = watershed(-dist, markers, mask=fg)
-    # Components without a peak (tiny or flat) keep their own label rather than vanishing.
-    missing = (labels == 0) & fg
-    if missing.any():
-        extra, _ = ndi.label(missing)
-        labels = np.where(missing, extra + labels.max(), labels)
-    return labels.astype(np.int32)
 
 
 def segment_cells(gray: np.ndarray, *, bright: bool = True, sigma: float = 1.0, min_distance: int = 5,
@@ -160,22 +110,6 @@ def segment_cells(gray: np.ndarray, *, bright: bool = True, sigma: float = 1.0, 
         fg = sizes[labels] >= min_area
         fg[labels == 0] = False
     return watershed_split(fg, min_distance=min_distance)
-
-
-def boxes_from_labels(labels: np.ndarray) -> list[CellBox]:
-    """One box per instance id, in id order (fast: one pass with :func:`scipy.ndimage.find_objects`)."""
-    from scipy import ndimage as ndi
-
-    lab = np.asarray(labels)
-    if lab.min(initial=0) < 0:
-        raise ValueError("instance labels must be >= 0")
-    areas = np.bincount(lab.ravel().astype(np.int64))
-    out = []
-    for i, sl in enumerate(ndi.find_objects(lab), start=1):
-        if sl is not None:
-            ys, xs = sl
-            out.append(CellBox(i, [xs.start, ys.start, xs.stop, ys.stop], int(areas[i])))
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -293,23 +227,6 @@ def bundled_examples() -> Iterator[tuple[str, np.ndarray, np.ndarray, CellOption
     yield "skimage_cell", cell, segment_cells(cell, sigma=3.0, min_distance=40, min_area=2000), None
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """A mask file as an integer array (PNG/TIFF via Pillow or tifffile, ``.npy`` via numpy)."""
-    from PIL import Image
-
-    if path.suffix.lower() == ".npy":
-        return np.load(path, allow_pickle=False)
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im)
-    except Exception:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            return tifffile.imread(path)
-        raise ValueError(f"cannot read mask {path}; export masks as PNG, TIFF or .npy label images") from None
-
-
 def paired_files(images_dir: Path, masks_dir: Path) -> tuple[list[tuple[Path, Path]], list[Path]]:
     """Images matched to masks by file stem (a mask may add ``_mask``, ``_label``, ...); and unmatched images."""
     masks = {}
@@ -374,7 +291,8 @@ def build_cells(
                 skipped.append(f"{name}: {e}")
 
     path = write_jsonl(samples(), out / "cells.jsonl")
-    report = {"records": str(path), "samples": sum(tasks.values()), "tasks": dict(tasks), **stats, "skipped": skipped}
+    report = {"records": str(path), "samples": sum(tasks.values()), "tasks": dict(tasks), **stats, "skipped": skipped,
+              "stats": cell_stats(read_records(path, image_root=out))}  # fmt: skip
     log.info("cells: %d samples from %d tiles (%d boxes, %d cut/small dropped)", report["samples"],
              stats["tiles"], stats["boxes"], stats["dropped"])  # fmt: skip
     return report
@@ -403,3 +321,44 @@ def _inputs(images_dir, masks_dir, opts: CellOptions, skipped: list[str]) -> Ite
             skipped.append(f"{img.name}: {e}")
             continue
         yield re.sub(r"[^A-Za-z0-9_.-]", "_", _stem(img)), img, labels
+
+
+CELL_SOURCES = ("ctc", "tissuenet", "bacteria")
+
+
+def build_cell_set(
+    out_dir: str | Path, inputs: list[tuple[str, str | Path]], *, split: str | None = None, style: str = "medmo-sft",
+    max_boxes: int | None = 100, options: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """MedMO's Cell set from published microscopy releases: ``out_dir/cells.jsonl`` and ``cells_stats.json``.
+
+    Args:
+        out_dir: output folder (rendered images go to ``out_dir/images``).
+        inputs: ``(source, folder)`` pairs, e.g. ``[("ctc", "/data/ctc"), ("tissuenet", "/data/tissuenet")]``;
+            any grounding source with ``style`` and ``max_boxes`` options (:data:`CELL_SOURCES`).
+        split: one split of every source, or None for all (records keep their own split).
+        style: MedMO's prompt and box convention (``medmo-sft``, ``medmo-grpo``) or ``qwen`` (0-1000 grid).
+        max_boxes: images with more cells are left out (MedMO: 100); None keeps every image.
+        options: per-source loader options, e.g. ``{"ctc": {"truth": "gold+silver"}}``.
+
+    Returns:
+        a report: ``records``, ``samples``, per-source load counts and problems, and :func:`cell_stats`.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded: dict[str, dict[str, Any]] = {}
+
+    def samples() -> Iterator[Sample]:
+        for name, root in inputs:
+            ss = SourceStats()
+            yield from load_source(name, root, split, stats=ss, image_dir=out / "images", style=style,
+                                   max_boxes=max_boxes, **(options or {}).get(name, {}))  # fmt: skip
+            loaded[f"{name}:{root}"] = {"records": ss.yielded, "left_out": ss.filtered, "skipped": ss.skipped,
+                                        "problems": [str(p) for p in ss.problems[:20]]}  # fmt: skip
+
+    path = write_jsonl(samples(), out / "cells.jsonl")
+    stats = cell_stats(read_records(path, image_root=out))
+    report = {"records": str(path), "samples": stats["all"]["images"], "style": style, "max_boxes": max_boxes,
+              "sources": loaded, "stats": stats}  # fmt: skip
+    (out / "cells_stats.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return report

@@ -27,6 +27,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
+from medmo.boxes import convention_of
 from medmo.data.dicom import DICOM_PHI_KEYWORDS, check_dicom, dicom_size, load_dicom, safe_dicom_meta
 from medmo.data.pixels import DICOM_SUFFIXES, ImageLoadError, Window, to_uint8
 
@@ -92,6 +93,23 @@ def load_image(
 def load_image_ref(ref: Any, *, window: Window | None = None) -> Image.Image:
     """Load a record's :class:`medmo.records.ImageRef` (``ref.frame``: DICOM frame, TIFF page, NIfTI slice)."""
     return load_image(ref.path, frame=ref.frame, window=window)
+
+
+def shown_size(meta: dict[str, Any] | None) -> tuple[int, int] | None:
+    """The size a record's images are shown to the model at, when its box convention fixes one.
+
+    MedMO's SFT loaders resize Cell, wrist, NIH and DeepLesion images to 768 x 768 and state boxes in those
+    pixels (``pixel@768x768``, :class:`medmo.boxes.BoxConvention`); the image must be shown at that size for
+    the target numbers to mean what they meant in training. Other records: ``None`` (as stored).
+    """
+    return convention_of(meta).size
+
+
+def load_shown(ref: Any, meta: dict[str, Any] | None = None) -> Image.Image:
+    """:func:`load_image_ref`, resized to :func:`shown_size` of the record's ``meta`` when it names one."""
+    image = load_image_ref(ref)
+    size = shown_size(meta)
+    return image.resize(size, resample=3) if size and image.size != size else image  # 3 = bicubic
 
 
 def image_size(src: ImageSource, *, axis: int = 2) -> tuple[int, int]:

@@ -1,6 +1,6 @@
 """Training mixtures: weighted, deduplicated, decontaminated, shuffled Parquet shards from many sources.
 
-A mixture is a YAML file (or the same dict)::
+A mixture is a YAML file (or the same dict; :mod:`medmo.data.mixture_config` parses and checks it)::
 
     # medmo data build mixture.yaml --out data/mix
     seed: 0
@@ -9,9 +9,11 @@ A mixture is a YAML file (or the same dict)::
       - {name: vqa_rad, root: /data/vqa_rad, split: train, weight: 2.0}   # a registered source
       - {name: slake, root: /data/slake, split: train, max_samples: 5000, options: {lang: en}}
       - {records: cells/cells.jsonl, weight: 0.5}                        # a records file or shard folder
-    decontaminate_against: [eval/vqa_rad_test.jsonl, eval/slake_test.jsonl]
-    report_only_contamination: false
+    decontaminate_against:                                               # evaluation sets
+      - eval/vqa_rad_test.jsonl
+      - {name: medqa, root: /data/medqa, split: test}
 
+A file may instead hold one mixture per training stage under ``stages:`` (build one with ``stage=``).
 Relative paths are relative to the YAML file's folder, except in the mixtures shipped in ``medmo/recipes``
 (``medmo data build nano/mixture``), where they are relative to the working directory, the run folder.
 A source's ``tasks: [grounding]`` keeps only records of those tasks (e.g. to repeat one task of a file).
@@ -22,225 +24,165 @@ Semantics (decided here):
   subset, w > 1 repeats every record ``floor(w)`` times plus a uniform subset (repeats get ``-r<j>`` id
   suffixes). ``max_samples`` caps the count after weighting.
 - Deduplication (``dedup: true``, the default): a record whose *content* (image bytes, task, question,
-  answer, options, boxes) was already seen, in this or an earlier source, is dropped. Several questions
-  about one image are kept; the same question from two collections is not. ``dedup: image`` also drops
-  every record of a source whose image already appeared in an *earlier* source (one dataset re-packaged
-  inside another); ``dedup: false`` keeps everything. Images are compared by the sha1 of their file bytes
-  (cached by path, size and mtime in ``out_dir/.image_hashes.sqlite``).
-- Decontamination: a training record sharing any image (by content hash) with a record of the evaluation
-  files in ``decontaminate_against`` is dropped, and listed in the report; with
-  ``report_only_contamination`` it is kept and only listed.
-- Shuffle: an exact uniform shuffle in bounded memory (a two-pass external shuffle: each selected record
-  goes to a random bucket file, then each bucket, about one shard in size, is shuffled in memory).
-  Memory is bounded by ``shard_size`` and the hash cache, not by the number of records; the set of
-  seen content keys lives in an on-disk SQLite table.
+  answer, options, boxes) was already seen, in this or an earlier source, is dropped. ``dedup: image`` also
+  drops every record of a source whose image already appeared in an *earlier* source; ``dedup: false``
+  keeps everything. Images are compared by the sha1 of their file bytes (cached by path, size and mtime in
+  ``out_dir/.image_hashes.sqlite``).
+- Decontamination (:mod:`medmo.data.decontam`): a training record sharing an image (by content) with an
+  evaluation record, or, for a record without images, a question n-gram with a text-only evaluation
+  question, is dropped; ``report_only_contamination`` (or a source's ``allow_contamination``) keeps it.
+  The report counts overlaps per (training source, evaluation set) pair either way.
+- Shuffle: an exact uniform shuffle in bounded memory (records go to random bucket files of about one
+  shard each; each bucket is shuffled in memory).
+- Parallel and distributed (``workers``; :func:`scan_jobs` + :func:`merge_scans` across machines): pass 1 is
+  split into scan jobs of one shard of one source each (:mod:`medmo.data.mixture_scan`); their outputs are
+  merged in record order, so any number of workers or machines gives the very same shards.
+- A build writes into a temporary folder beside ``out_dir`` and swaps it in when complete, so a killed
+  (re)build leaves the previous build whole, never a half-written one.
 
 The report (``out_dir/mixture_report.json``) lists per source what was read, skipped (and why), dropped as
-duplicate or contaminated, and selected, plus the contaminated records themselves.
+duplicate or contaminated (by evaluation set), and selected, plus the contaminated records themselves.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
+import multiprocessing
+import os
 import random
+import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from medmo import recipes
-from medmo.data.io import ReadStats, read_records, sample_dict, write_parquet
+from medmo.data.decontam import EvalIndex, build_index
+from medmo.data.io import ReadStats, read_records, write_parquet
+from medmo.data.mixture_config import EvalSpec, MixtureConfig, SourceSpec, load_config, looks_like_hub_id
+from medmo.data.mixture_scan import STATS_SUFFIX, ContentKeys, ImageHasher, merge, scan
 from medmo.data.sources import SourceStats, load_source
 from medmo.records import Sample
+
+__all__ = ["ImageHasher", "MixtureConfig", "SourceSpec", "build_mixture", "load_config", "merge_scans", "scan_jobs"]
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "mixture_report.json"
-MAX_LISTED = 10000  # contaminated records listed by id in the report (all are counted)
+CACHE_NAME = ".image_hashes.sqlite"
 SPILL_LINES = 20000  # bucket lines buffered in memory before they are appended to the bucket files
+OUTPUTS = re.compile(r"^(.*\.parquet|mixture_report\.json|\.image_hashes\.sqlite.*|\.build)$")
 
-
-@dataclass
-class SourceSpec:
-    """One entry of a mixture: a registered source (``name`` + ``root``) or a ``records`` file/folder."""
-
-    name: str | None = None
-    root: str | None = None
-    split: str | None = "train"
-    records: str | None = None
-    weight: float = 1.0
-    max_samples: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    tasks: list[str] = field(default_factory=list)  # keep only these record tasks (empty: all)
-
-    @property
-    def label(self) -> str:
-        return self.name if self.name else str(self.records)
-
-
-@dataclass
-class MixtureConfig:
-    """A parsed mixture (see the module docstring for the YAML)."""
-
-    sources: list[SourceSpec]
-    seed: int = 0
-    shard_size: int = 10000
-    prefix: str = "part"
-    dedup: bool | str = True
-    decontaminate_against: list[str] = field(default_factory=list)
-    report_only_contamination: bool = False
-
-
-def load_config(config: str | Path | dict[str, Any]) -> MixtureConfig:
-    """Parse and check a mixture YAML file or dict; relative paths resolve against the YAML's folder.
-
-    Raises:
-        ValueError: unknown keys, a source with neither/both of ``name`` and ``records``, bad weights.
-    """
-    base = Path.cwd()
-    if not isinstance(config, dict):
-        import yaml
-
-        path = recipes.path(config)
-        base = Path.cwd() if recipes.is_shipped(path) else path.parent
-        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(config, dict):
-            raise ValueError(f"{path}: a mixture is a mapping with a 'sources' list")
-    raw = dict(config)
-    _no_unknown(raw, MixtureConfig.__dataclass_fields__, "mixture")
-    specs = []
-    for i, s in enumerate(raw.pop("sources", None) or []):
-        if not isinstance(s, dict):
-            raise ValueError(f"mixture source #{i + 1} must be a mapping, got {s!r}")
-        _no_unknown(s, SourceSpec.__dataclass_fields__, f"mixture source #{i + 1}")
-        spec = SourceSpec(**s)
-        if bool(spec.name) == bool(spec.records):
-            raise ValueError(f"mixture source #{i + 1}: give either 'name' (+ 'root') or 'records', not {s}")
-        if spec.name and not spec.root:
-            raise ValueError(f"mixture source #{i + 1} ({spec.name}): 'root' (dataset folder or hub id) is missing")
-        if isinstance(spec.tasks, str):
-            spec.tasks = [spec.tasks]
-        if not (spec.weight >= 0) or (spec.max_samples is not None and spec.max_samples < 0):
-            raise ValueError(f"mixture source #{i + 1}: weight and max_samples must be >= 0")
-        spec.records = _resolve(base, spec.records)
-        if spec.root and not _looks_like_hub_id(spec.root):
-            spec.root = _resolve(base, spec.root)
-        specs.append(spec)
-    if not specs:
-        raise ValueError("the mixture lists no sources")
-    raw["decontaminate_against"] = [_resolve(base, p) for p in raw.get("decontaminate_against") or []]
-    if raw.get("dedup", True) not in (True, False, "record", "image"):
-        raise ValueError(f"mixture: dedup must be true, false or 'image', got {raw['dedup']!r}")
-    return MixtureConfig(sources=specs, **raw)
-
-
-def _no_unknown(d: dict, fields: dict, what: str) -> None:
-    unknown = set(d) - set(fields)
-    if unknown:
-        raise ValueError(f"{what}: unknown keys {sorted(unknown)}; allowed: {sorted(fields)}")
-
-
-def _resolve(base: Path, p: str | None) -> str | None:
-    return None if p is None else str(Path(p) if Path(p).is_absolute() else base / p)
-
-
-def _looks_like_hub_id(root: str) -> bool:
-    return "/" in root and not root.startswith((".", "/", "~")) and not Path(root).exists() and root.count("/") == 1
+_EVALS: EvalIndex = EvalIndex()  # the evaluation index forked worker processes inherit
 
 
 # ----------------------------------------------------------------------------------------------------
-# on-disk state: image hashes and seen content keys
+# reading sources and evaluation sets
 
 
-class ImageHasher:
-    """sha1 of an image file's bytes, cached by (path, size, mtime) in SQLite and a bounded in-memory LRU.
+def _iter_source(spec: SourceSpec, shard: tuple[int, int], stats: dict[str, Any]) -> Iterator[tuple[tuple[int, int], Sample]]:
+    """``(position, record)`` of one shard of a mixture entry (the loaders convert only their own rows)."""
+    k, n = shard
+    if spec.optional and not _present(spec):
+        stats["missing"] = f"{spec.records or spec.root} does not exist"
+        return
+    if spec.records:
+        rs = ReadStats()
+        for i, s in enumerate(read_records(spec.records, stats=rs)):
+            if i % n == k and (not spec.tasks or s.task in spec.tasks):
+                yield (i, 0), s
+        for reason, count in rs.counts.items():  # every shard reads the file: shard 0 reports its problems
+            if k == 0:
+                stats["skipped"] += count
+                stats["skip_reasons"][reason] = stats["skip_reasons"].get(reason, 0) + count
+        return
+    ss = SourceStats()
+    try:
+        records = load_source(spec.name, spec.root, spec.split, stats=ss, shard=shard, with_positions=True, **spec.options)
+    except KeyError as e:  # unknown source name: a configuration error, reported like one
+        raise ValueError(str(e.args[0])) from None
+    yield from ((pos, s) for pos, s in records if not spec.tasks or s.task in spec.tasks)
+    stats["skipped"] += ss.skipped
+    if ss.skipped:
+        stats["skip_reasons"]["source_problem"] = stats["skip_reasons"].get("source_problem", 0) + ss.skipped
 
-    The on-disk cache makes a rebuild of a mixture over the same images nearly free; the LRU keeps shared
-    images (many questions about one image) from touching SQLite at all.
+
+def _present(spec: SourceSpec | EvalSpec) -> bool:
+    """The entry's records file or dataset folder exists (a hub id counts as present)."""
+    where = spec.records or spec.root or ""
+    return Path(where).expanduser().exists() or (not spec.records and looks_like_hub_id(where))
+
+
+def _eval_records(spec: EvalSpec, missing: dict[str, str]) -> Iterator[Sample]:
+    if spec.optional and not _present(spec):
+        missing[spec.label] = f"{spec.records or spec.root} does not exist"
+        return
+    if spec.records:
+        yield from (s for s in read_records(spec.records) if spec.split is None or s.split == spec.split)
+        return
+    try:
+        yield from load_source(spec.name, spec.root, spec.split, check_images=False, **spec.options)
+    except KeyError as e:
+        raise ValueError(str(e.args[0])) from None
+
+
+def eval_index(cfg: MixtureConfig, hasher: ImageHasher) -> EvalIndex:
+    """The decontamination index of the mixture's evaluation sets (image hashes and question n-grams).
+
+    An optional set whose folder does not exist is left out, with ``missing`` set in its counts.
     """
-
-    def __init__(self, db_path: Path, memory_items: int = 65536):
-        import sqlite3
-        from collections import OrderedDict
-
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(db_path))
-        self.db.execute("CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INTEGER, mtime INTEGER, sha1 TEXT)")
-        self.mem: OrderedDict[str, tuple[int, int, str]] = OrderedDict()
-        self.memory_items = memory_items
-        self.pending = 0
-
-    def __call__(self, path: str) -> str:
-        """The file's sha1 hex digest; raises OSError (FileNotFoundError) when it cannot be read."""
-        import os
-
-        st = os.stat(path)
-        stamp = (st.st_size, st.st_mtime_ns)
-        hit = self.mem.get(path)
-        if hit is not None and hit[:2] == stamp:
-            self.mem.move_to_end(path)
-            return hit[2]
-        row = self.db.execute("SELECT size, mtime, sha1 FROM hashes WHERE path = ?", (path,)).fetchone()
-        if row is not None and tuple(row[:2]) == stamp:
-            digest = row[2]
-        else:
-            digest = _sha1_file(path)
-            self.db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?)", (path, *stamp, digest))
-            self.pending += 1
-            if self.pending >= 10000:
-                self.commit()
-        self.mem[path] = (*stamp, digest)
-        if len(self.mem) > self.memory_items:
-            self.mem.popitem(last=False)
-        return digest
-
-    def commit(self) -> None:
-        self.db.commit()
-        self.pending = 0
-
-    def close(self) -> None:
-        self.db.commit()
-        self.db.close()
+    missing: dict[str, str] = {}
+    sets = ((e.label, _eval_records(e, missing)) for e in cfg.decontaminate_against)
+    index = build_index(sets, hasher, cfg.ngram, warn=log.warning)
+    for label, n in zip(index.labels, index.counts):
+        if label in missing:
+            n["missing"] = missing[label]
+            log.warning("decontamination: %s is not checked: %s", label, missing[label])
+    return index
 
 
-def _sha1_file(path: str) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+# ----------------------------------------------------------------------------------------------------
+# scan jobs (pass 1a) and their merge (pass 1b)
 
 
-class ContentKeys:
-    """A set of seen content keys in an on-disk SQLite table (memory does not grow with the record count)."""
+def _scan_job(cfg: MixtureConfig, index: int, shard: tuple[int, int], scans: Path, cache: Path) -> dict[str, Any]:
+    hasher = ImageHasher(cache)
+    try:
+        return scan(cfg.sources[index], index, shard, scans, hasher, _EVALS, _iter_source)
+    finally:
+        hasher.close()
 
-    def __init__(self, db_path: Path):
-        import sqlite3
 
-        self.db = sqlite3.connect(str(db_path))
-        self.db.execute("PRAGMA journal_mode = OFF")
-        self.db.execute("PRAGMA synchronous = OFF")
-        self.db.execute("CREATE TABLE seen (k BLOB PRIMARY KEY) WITHOUT ROWID")
-        self.db.execute("CREATE TABLE images (h TEXT PRIMARY KEY, source INTEGER) WITHOUT ROWID")
+def _run_scans(cfg: MixtureConfig, scans: Path, cache: Path, workers: int, evals: EvalIndex) -> None:
+    """Every source in ``workers`` shards; jobs run in forked processes (or here, for one worker)."""
+    global _EVALS
+    _EVALS = evals
+    jobs = [(i, (k, workers)) for i in range(len(cfg.sources)) for k in range(workers)]
+    if workers == 1:
+        for i, shard in jobs:
+            _scan_job(cfg, i, shard, scans, cache)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        for f in [pool.submit(_scan_job, cfg, i, shard, scans, cache) for i, shard in jobs]:
+            f.result()  # re-raises a job's error here
 
-    def add(self, key: bytes) -> bool:
-        """Add ``key``; True if it was new."""
-        return self.db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (key,)).rowcount == 1
 
-    def image_from_other_source(self, digest: str, source: int) -> bool:
-        """Record that ``source`` uses image ``digest``; True if an earlier source used it first."""
-        self.db.execute("INSERT OR IGNORE INTO images VALUES (?, ?)", (digest, source))
-        return self.db.execute("SELECT source FROM images WHERE h = ?", (digest,)).fetchone()[0] != source
-
-    def commit(self) -> None:
-        self.db.commit()
-
-    def close(self) -> None:
-        self.db.close()
+def _scan_files(cfg: MixtureConfig, scans: Path) -> list[list[Path]]:
+    """Each source's complete scan files (every shard ``k`` of one ``n``); names the missing jobs otherwise."""
+    out = []
+    for i in range(len(cfg.sources)):
+        done = sorted(p for p in scans.glob(f"source-{i:03d}.shard-*.jsonl") if p.with_suffix(STATS_SUFFIX).is_file())
+        ns = {int(p.stem.split("-of-")[1]) for p in done}
+        if len(ns) != 1 or len(done) != next(iter(ns)):
+            have = ", ".join(p.name for p in done) or "none"
+            raise FileNotFoundError(f"source #{i + 1} ({cfg.sources[i].label}): the scans under {scans} are incomplete "
+                                    f"(finished: {have}); run its missing scan jobs (medmo data scan --source {i} "
+                                    "--shard K/N) and merge again")  # fmt: skip
+        out.append(done)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -248,135 +190,159 @@ class ContentKeys:
 
 
 def build_mixture(
-    config: str | Path | dict[str, Any], out_dir: str | Path, *, report_only_contamination: bool | None = None
-) -> dict[str, Any]:
+    config: str | Path | dict[str, Any], out_dir: str | Path, *, report_only_contamination: bool | None = None,
+    workers: int = 1, stage: str | None = None, data_dir: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Build a mixture into ``out_dir`` (``part-*.parquet`` shards + ``mixture_report.json``).
 
     Args:
         config: a mixture YAML path or dict (see the module docstring).
-        out_dir: output folder.
+        out_dir: output folder; the build happens in a temporary folder beside it and replaces it at the end.
         report_only_contamination: overrides the config's flag (keep contaminated records, only list them).
+        workers: processes for pass 1 (reading, image hashing, decontamination); the output does not depend on it.
+        stage: for a file with ``stages:``, which mixture.
+        data_dir: replaces the file's ``data_dir``.
 
     Returns:
         the report (also written to ``out_dir/mixture_report.json``).
     """
-    cfg = load_config(config)
+    cfg = load_config(config, stage, data_dir)
     if report_only_contamination is not None:
         cfg.report_only_contamination = report_only_contamination
-    out = Path(out_dir)
-    work = out / ".build"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    rng = random.Random(cfg.seed)
-    hasher = ImageHasher(out / ".image_hashes.sqlite")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    return _build(cfg, Path(out_dir), lambda scans, cache, evals: _run_scans(cfg, scans, cache, workers, evals))
+
+
+def merge_scans(config: str | Path | dict[str, Any], scans_dir: str | Path, out_dir: str | Path, *,
+                stage: str | None = None, data_dir: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Finish a build whose scan jobs (:func:`scan_jobs`) ran elsewhere: merge ``scans_dir`` into ``out_dir``.
+
+    The result equals :func:`build_mixture` of the same config on one machine.
+    """
+    cfg = load_config(config, stage, data_dir)
+    scans = Path(scans_dir)
+    _scan_files(cfg, scans)  # refuse before touching out_dir when a job is missing
+    return _build(cfg, Path(out_dir), None, scans=scans)
+
+
+def scan_jobs(config: str | Path | dict[str, Any], scans_dir: str | Path, shard: tuple[int, int], *,
+              source: int | None = None, stage: str | None = None, data_dir: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Run scan jobs on this machine: shard ``(k, n)`` of one source (``source``, its index) or of every source.
+
+    One job per (source, shard) is the unit a scheduler array or Ray runs; :func:`merge_scans` finishes.
+    """
+    cfg = load_config(config, stage, data_dir)
+    if source is not None and not 0 <= source < len(cfg.sources):
+        raise ValueError(f"--source {source}: the mixture has sources 0 to {len(cfg.sources) - 1}")
+    scans = Path(scans_dir)
+    scans.mkdir(parents=True, exist_ok=True)
+    # one hash cache per machine: SQLite locking is not safe across machines on a shared file system
+    hasher = ImageHasher(scans / f".image_hashes.{_host()}.sqlite")
+    try:
+        evals = eval_index(cfg, hasher)
+        indices = range(len(cfg.sources)) if source is None else [source]
+        return [scan(cfg.sources[i], i, shard, scans, hasher, evals, _iter_source) for i in indices]
+    finally:
+        hasher.close()
+
+
+def _host() -> str:
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
+
+
+def _build(cfg: MixtureConfig, out: Path, run: Any, scans: Path | None = None) -> dict[str, Any]:
+    tmp = _prepare(out)
+    cache = tmp / CACHE_NAME
+    work = tmp / ".build"
+    work.mkdir()
     keys = ContentKeys(work / "seen.sqlite")
     try:
-        eval_hashes = _eval_hashes(cfg.decontaminate_against, hasher)
-        contamination: dict[str, Any] = {"count": 0, "samples": []}
-        per_source = [
-            _filter_source(spec, i, work, hasher, keys, eval_hashes, cfg, contamination)
-            for i, spec in enumerate(cfg.sources)
-        ]
-        hasher.commit()
-        buckets = _select_into_buckets(per_source, work, cfg, rng)
-
-        shards = write_parquet(_shuffled(buckets, rng), out, shard_size=cfg.shard_size, prefix=cfg.prefix)
-        report = _report(cfg, per_source, contamination, shards, out)
-    finally:
-        keys.close()
+        hasher = ImageHasher(cache)
+        evals = eval_index(cfg, hasher)
         hasher.close()
+        if run is not None:
+            scans = work / "scans"
+            run(scans, cache, evals)
+        contamination: dict[str, Any] = {"count": 0, "samples": []}
+        per_source = [merge(spec, i, files, work / f"source-{i:03d}.jsonl", keys, cfg, evals.labels, contamination)
+                      for i, (spec, files) in enumerate(zip(cfg.sources, _scan_files(cfg, scans)))]  # fmt: skip
+        rng = random.Random(cfg.seed)
+        buckets = _select_into_buckets(per_source, work, cfg, rng)
+        shards = write_parquet(_shuffled(buckets, rng), tmp, shard_size=cfg.shard_size, prefix=cfg.prefix)
+        report = _report(cfg, per_source, contamination, evals, shards, out)
+        keys.close()
         shutil.rmtree(work, ignore_errors=True)
-    (out / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+        (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    except BaseException:
+        keys.close()
+        _abandon(tmp, out)
+        raise
+    _swap(tmp, out)
     log.info("mixture: %d records in %d shards under %s", report["written"], len(shards), out)
     return report
 
 
-def _iter_source(spec: SourceSpec, stats: dict[str, Any]) -> Iterator[Sample]:
-    samples = _read_source(spec, stats)
-    yield from (s for s in samples if s.task in spec.tasks) if spec.tasks else samples
+# ----------------------------------------------------------------------------------------------------
+# the output folder: build beside it, swap when complete
 
 
-def _read_source(spec: SourceSpec, stats: dict[str, Any]) -> Iterator[Sample]:
-    if spec.records:
-        rs = ReadStats()
-        yield from read_records(spec.records, stats=rs)
-        stats["skipped"] += rs.skipped
-        for reason, n in rs.counts.items():
-            stats["skip_reasons"][reason] = stats["skip_reasons"].get(reason, 0) + n
-        return
+def _prepare(out: Path) -> Path:
+    """A fresh temporary build folder beside ``out`` (stale ones of killed builds removed); the hash cache moved in."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if not OUTPUTS.match(p.name))
+        if foreign:
+            raise ValueError(f"--out {out} holds files a mixture build did not write ({', '.join(foreign[:5])}); a "
+                             "build replaces the whole folder, so give an empty or new folder")  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.building-*"):
+        if not _alive(stale.name.rsplit("-", 1)[-1]):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = out.parent / f".{out.name}.building-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for f in out.glob(CACHE_NAME + "*") if out.is_dir() else []:
+        f.replace(tmp / f.name)
+    return tmp
 
-    ss = SourceStats()
+
+def _alive(pid: str) -> bool:
     try:
-        records = load_source(spec.name, spec.root, spec.split, stats=ss, **spec.options)
-    except KeyError as e:  # unknown source name: a configuration error, reported like one
-        raise ValueError(str(e.args[0])) from None
-    yield from records
-    stats["skipped"] += ss.skipped
-    if ss.skipped:
-        stats["skip_reasons"]["source_problem"] = stats["skip_reasons"].get("source_problem", 0) + ss.skipped
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
-def _filter_source(
-    spec: SourceSpec, index: int, work: Path, hasher: ImageHasher, keys: ContentKeys, eval_hashes: set[str],
-    cfg: MixtureConfig, contamination: dict[str, Any],
-) -> dict[str, Any]:  # fmt: skip
-    """Pass 1: stream one source, drop unusable / duplicate / contaminated records, spill the rest to disk."""
-    stats: dict[str, Any] = {"source": spec.label, "weight": spec.weight, "max_samples": spec.max_samples,
-                             "read": 0, "skipped": 0, "skip_reasons": {}, "duplicates": 0, "contaminated": 0,
-                             "available": 0, "spill": str(work / f"source-{index:03d}.jsonl")}  # fmt: skip
-    with open(stats["spill"], "w", encoding="utf-8") as spill:
-        for s in _iter_source(spec, stats):
-            stats["read"] += 1
-            try:
-                hashes = [hasher(ref.path) for ref in s.images]
-            except OSError:
-                stats["skipped"] += 1
-                stats["skip_reasons"]["missing_image"] = stats["skip_reasons"].get("missing_image", 0) + 1
-                continue
-            if eval_hashes and any(h in eval_hashes for h in hashes):
-                stats["contaminated"] += 1
-                contamination["count"] += 1
-                if len(contamination["samples"]) < MAX_LISTED:
-                    contamination["samples"].append({"id": s.id, "source": s.source, "split": s.split,
-                                                     "images": [r.path for r in s.images]})  # fmt: skip
-                if not cfg.report_only_contamination:
-                    continue
-            if cfg.dedup == "image" and any(keys.image_from_other_source(h, index) for h in hashes):
-                stats["duplicates"] += 1
-                continue
-            if cfg.dedup and not keys.add(_content_key(s, hashes)):
-                stats["duplicates"] += 1
-                continue
-            spill.write(json.dumps(sample_dict(s), ensure_ascii=False) + "\n")
-            stats["available"] += 1
-            if stats["read"] % 100_000 == 0:
-                log.info("mixture: %s: %d records read", spec.label, stats["read"])
-    keys.commit()
-    return stats
+def _swap(tmp: Path, out: Path) -> None:
+    """Replace ``out`` by the finished build ``tmp`` (two renames; the old build is removed after)."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
-def _content_key(s: Sample, hashes: list[str]) -> bytes:
-    frames = [ref.frame for ref in s.images]
-    boxes = [(b.label, [round(float(v), 2) for v in b.box], b.image) for b in s.boxes]
-    body = [hashes, frames, s.task, s.question.strip(), s.answer.strip(), s.options, boxes, s.findings, s.impression]
-    return hashlib.sha1(json.dumps(body, ensure_ascii=False, sort_keys=True).encode("utf-8")).digest()
+def _abandon(tmp: Path, out: Path) -> None:
+    """A failed build: keep the previous output untouched (its hash cache put back), drop the temporary folder."""
+    if out.is_dir():
+        for f in tmp.glob(CACHE_NAME + "*"):
+            f.replace(out / f.name)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _eval_hashes(files: list[str], hasher: ImageHasher) -> set[str]:
-    """Content hashes of every image of the evaluation files (evaluation sets are small)."""
-    found: set[str] = set()
-    for f in files:
-        for s in read_records(f):
-            for ref in s.images:
-                try:
-                    found.add(hasher(ref.path))
-                except OSError:
-                    log.warning("decontamination: image %s of %s is missing; it cannot be matched", ref.path, f)
-    return found
+# ----------------------------------------------------------------------------------------------------
+# selection (pass 2) and shuffle (pass 3)
 
 
 def _target(n: int, spec: SourceSpec) -> int:
-    k = int(round(spec.weight * n))
+    k = round(spec.weight * n)
     return min(k, spec.max_samples) if spec.max_samples is not None else k
 
 
@@ -444,16 +410,38 @@ def _shuffled(buckets: list[Path], rng: random.Random) -> Iterator[Sample]:
         path.unlink()
 
 
-def _report(cfg: MixtureConfig, per_source: list[dict], contamination: dict, shards: list[Path], out: Path) -> dict:
+# ----------------------------------------------------------------------------------------------------
+# the report
+
+
+def _report(cfg: MixtureConfig, per_source: list[dict], contamination: dict, evals: EvalIndex, shards: list[Path],
+            out: Path) -> dict:  # fmt: skip
     mode = "reported" if cfg.report_only_contamination else "dropped"
+    pairs = [{"train": st["source"], "eval": label, "image": n["image"], "text": n["text"],
+              "kept": cfg.report_only_contamination or st["allow_contamination"]}
+             for st in per_source for label, n in st["contaminated_by"].items()]  # fmt: skip
+    trained_on = [{"source": st["source"], "split": spec.split, "kept_contaminated": st["kept_contaminated"],
+                   "overlaps": st["contaminated_by"], "note": st["note"]}
+                  for st, spec in zip(per_source, cfg.sources) if st["allow_contamination"] and st["contaminated"]]  # fmt: skip
+    written = sum(st["selected"] for st in per_source)
     return {
-        "written": sum(st["selected"] for st in per_source),
+        "written": written,
         "shards": [p.name for p in shards],
         "seed": cfg.seed,
+        "stage": cfg.stage,
+        "expected_records": cfg.expected_records,
         "sources": per_source,
         "duplicates": sum(st["duplicates"] for st in per_source),
-        "contamination": {"mode": mode, "eval_files": cfg.decontaminate_against, **contamination},
-        "config": {k: v for k, v in asdict(cfg).items() if k != "sources"}
-        | {"sources": [asdict(s) for s in cfg.sources]},
+        "contamination": {
+            "mode": mode,
+            "ngram": cfg.ngram,
+            "eval_files": [e.label for e in cfg.decontaminate_against],
+            "eval_sets": [{"eval": label, **n} for label, n in zip(evals.labels, evals.counts)],
+            "pairs": pairs,
+            "trained_on_evaluation_data": trained_on,
+            **contamination,
+        },
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("sources", "decontaminate_against")}
+        | {"sources": [asdict(s) for s in cfg.sources], "decontaminate_against": [asdict(e) for e in cfg.decontaminate_against]},
         "out_dir": str(out),
     }

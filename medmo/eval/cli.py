@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 
+from medmo.model.flags import add_load_flags, load_kwargs
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate models on MedMO's benchmarks and build result tables")
@@ -33,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--dtype", default="auto", help="weight dtype for the hf backend: auto, bfloat16, float32")
     run.add_argument("--device-map", help="hf backend: e.g. auto (spread a large model over the GPUs) or cuda:0")
     run.add_argument("--attn-implementation", help="hf backend: sdpa, eager or flash_attention_2")
+    add_load_flags(run)
     run.add_argument("--limit", type=int, help="only the first N samples of each benchmark")
     run.add_argument("--batch-size", type=int, default=8)
     run.add_argument("--preset", choices=("standard", "medevalkit"), default="standard",
@@ -103,7 +106,8 @@ def _run(args: argparse.Namespace) -> int:
     elif args.backend == "baseline":
         kw = {}
     else:
-        kw = {"dtype": args.dtype, "device_map": args.device_map, "attn_implementation": args.attn_implementation}
+        kw = {"dtype": args.dtype, "device_map": args.device_map, "attn_implementation": args.attn_implementation,
+              **load_kwargs(args)}
     backend = make_backend(args.backend, args.model, base_url=args.base_url, **kw)
     shard = None
     if args.shard:

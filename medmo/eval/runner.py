@@ -28,8 +28,8 @@ from typing import Any
 
 from medmo import __version__
 from medmo.answers import PARSER_VERSION
-from medmo.eval import scoring, tasks
 from medmo.data.images import ImageLoadError
+from medmo.eval import scoring, tasks
 from medmo.eval.backends.base import Backend, Request
 from medmo.eval.backends.hf import HFBackend
 from medmo.eval.cache import PredictionCache, cache_key, slug

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from medmo.boxes import convention_of
 from medmo.eval import tasks
 from medmo.eval.metrics import REGISTRY, get_metric
 from medmo.eval.metrics.breakdown import breakdowns, confidence_intervals
@@ -92,8 +93,11 @@ def _grounding(samples: list[Sample], answers: list[str]) -> dict:
     for s, p, row in zip(samples, preds, res["per_sample"]):
         w, h = tasks.image_size(s, s.boxes[0].image if s.boxes else 0)
         row.update({"label": s.boxes[0].label if s.boxes else "", "image": tasks.box_image(s), "width": w,
-                    "height": h, "boxes": tasks.gold_boxes(s), "pred_boxes": p})
-    res["note"] = tasks.IOU_NOTE
+                    "height": h, "box_convention": str(convention_of(s.meta)), "boxes": tasks.gold_boxes(s),
+                    "pred_boxes": p})  # fmt: skip
+    assumed = sorted({row["box_convention"] for row in res["per_sample"]})
+    res["note"] = (f"{tasks.IOU_NOTE}. Predicted boxes read as {', '.join(assumed) or 'grid'} (the record's "
+                   "meta['box_convention']; grid = Qwen3-VL's 0-1000) and mapped back to original pixels")
     return res
 
 

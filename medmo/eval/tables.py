@@ -23,6 +23,7 @@ from typing import Any
 
 from medmo.eval.registry import GROUPS, UnknownBenchmarkError, get, table_layout
 from medmo.eval.tasks import IOU_NOTE
+from medmo.pages import Grid, grid_markdown
 
 GROUP_TITLES = {
     "vqa": "Medical VQA",
@@ -197,18 +198,21 @@ def _cell(vals: dict[tuple[str, str], float | None], col: tuple[str, str], cis: 
     return f"{v:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else f"{v:.1f}"
 
 
-def to_markdown(t: Table) -> str:
-    """A Markdown table with a title line and notes."""
+def to_grid(t: Table) -> Grid:
+    """The table's cells (values x 100, CIs in brackets, both named averages) for Markdown or HTML."""
     avg_keys = list(t.averages({}).keys())
-    head = ["Model", *(t.header(c) for c in t.columns), *avg_keys]
-    lines = [f"### {table_layout().get(t.group, {}).get('title') or GROUP_TITLES.get(t.group, t.group)}", "", "| " + " | ".join(head) + " |",
-             "|" + "|".join([" --- "] + [" ---: "] * (len(head) - 1)) + "|"]
+    title = table_layout().get(t.group, {}).get("title") or GROUP_TITLES.get(t.group, t.group)
+    rows = []
     for (label, vals), cis in zip(t.rows, t.cis or [{}] * len(t.rows)):
         cells = [_cell(vals, c, cis) for c in t.columns]
         cells += ["-" if v is None else f"{v:.1f}" for v in t.averages(vals).values()]
-        lines.append("| " + " | ".join([label, *cells]) + " |")
-    lines += [""] + [f"- {n}" for n in t.notes]
-    return "\n".join(lines) + "\n"
+        rows.append([label, *cells])
+    return Grid(title, ["Model", *(t.header(c) for c in t.columns), *avg_keys], rows, notes=list(t.notes))
+
+
+def to_markdown(t: Table) -> str:
+    """A Markdown table with a title line and notes."""
+    return grid_markdown(to_grid(t))
 
 
 def to_csv(t: Table) -> str:

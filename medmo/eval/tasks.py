@@ -8,7 +8,7 @@ Prompts come from :mod:`medmo.prompts` (the wording the model was trained on) or
 from __future__ import annotations
 
 from medmo.answers import parse_boxes, split_think
-from medmo.boxes import from_grid
+from medmo.boxes import convention_of
 from medmo.data.images import image_size as read_size
 from medmo.eval import prompts_medevalkit
 from medmo.eval.backends.base import Request
@@ -93,9 +93,10 @@ def gold_boxes(sample: Sample) -> list[list[float]]:
 
 
 def predicted_boxes(prediction: str, sample: Sample) -> list[list[float]]:
-    """Boxes read from model text (0-1000 grid) mapped to pixels of the image the gold boxes are on."""
+    """Boxes read from model text, in the record's box convention, mapped to pixels of the gold boxes' image."""
     w, h = image_size(sample, sample.boxes[0].image if sample.boxes else 0)
-    return [from_grid(pb.box, w, h) for pb in parse_boxes(prediction) if len(pb.box) == 4]
+    conv = convention_of(sample.meta)
+    return [conv.from_target(pb.box, w, h) for pb in parse_boxes(prediction) if len(pb.box) == 4]
 
 
 def box_image(sample: Sample) -> str | None:

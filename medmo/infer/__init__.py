@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MedMO", "GroundedBox", "HFEngine", "ScriptedEngine", "draw_boxes"]
+__all__ = ["Completion", "GroundedBox", "HFEngine", "MedMO", "ScriptedEngine", "draw_boxes"]
 
 _WHERE = {
     "MedMO": "medmo.infer.api",
     "GroundedBox": "medmo.infer.api",
+    "Completion": "medmo.infer.engine",
     "HFEngine": "medmo.infer.engine",
     "ScriptedEngine": "medmo.infer.engine",
     "draw_boxes": "medmo.infer.draw",

@@ -2,8 +2,9 @@
 
 Questions are worded by :mod:`medmo.prompts`, exactly as in training and evaluation; box answers are read by
 :func:`medmo.answers.parse_boxes` and mapped from Qwen3-VL's 0-1000 grid back to the original image's pixels
-by :func:`medmo.boxes.from_grid`. Every method takes one input or lists of inputs; lists go through the
-engine's batched generation in one call.
+by :func:`medmo.boxes.from_grid` (``ground(..., convention="pixel@768x768")`` reads the pixel convention of
+MedMO's own training data instead, :class:`medmo.boxes.BoxConvention`). Every method takes one input or
+lists of inputs; lists go through the engine's batched generation in one call.
 
 For research only: MedMO's answers are not medical advice and must not be used for clinical decisions.
 """
@@ -16,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medmo.answers import parse_boxes
-from medmo.boxes import from_grid
-from medmo.infer.engine import Engine, HFEngine
+from medmo.boxes import GRID_CONVENTION, BoxConvention
+from medmo.infer.engine import SAMPLING, Engine, HFEngine
 from medmo.infer.inputs import API_POLICY, ImagePolicy, load_any, to_conversation
 from medmo.prompts import CLOSED_SUFFIX, REPORT_PROMPT, grounding_prompt
 
@@ -34,12 +35,15 @@ class GroundedBox:
         box: ``[x1, y1, x2, y2]`` in the original image's pixels (floats; not clipped, so an
             out-of-image prediction stays visible). For DICOM and NIfTI input, the pixels of the frame or
             slice :func:`medmo.data.images.load_image` renders (pass a loaded PIL image to pick another).
-        grid_box: the same box on Qwen3-VL's 0-1000 grid, as the model said it.
+        grid_box: the same box as the model said it, in ``convention`` units.
+        convention: the box convention the answer was read in (``grid``: Qwen3-VL's 0-1000 grid;
+            ``pixel@WxH``: pixels of the image resized to W x H, as MedMO's own training data states them).
     """
 
     label: str
     box: list[float]
     grid_box: list[float]
+    convention: str = "grid"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,8 +84,11 @@ class MedMO:
     ) -> MedMO:
         """Load a checkpoint folder or hub id (``MBZUAI/MedMO-8B``) through :func:`medmo.model.load`.
 
-        ``load_kwargs`` (``dtype``, ``device_map``, ``attn_implementation``, ``min_pixels``, ``max_pixels``)
-        go to :func:`medmo.model.load` unchanged.
+        ``load_kwargs`` (``dtype``, ``device_map``, ``attn_implementation``, ``min_pixels``, ``max_pixels``,
+        ``max_pixels_cap``, ``chat_template``) go to :func:`medmo.model.load` unchanged. Every task method
+        takes the generation options ``max_new_tokens``, ``do_sample``, ``temperature``, ``top_p``, ``top_k``:
+        greedy by default; with ``do_sample=True`` the values not given are the checkpoint's
+        ``generation_config`` (Qwen3-VL: temperature 0.7, top_p 0.8, top_k 20).
         """
         return cls(HFEngine.load(path_or_id, batch_size=batch_size, **load_kwargs), max_new_tokens=max_new_tokens)
 
@@ -107,20 +114,28 @@ class MedMO:
         answers = self._generate(images, texts, **gen)
         return answers if batched else answers[0]
 
-    def ground(self, image: Any, target: str | Sequence[str], **gen: Any) -> list[GroundedBox] | list[list[GroundedBox]]:
+    def ground(
+        self, image: Any, target: str | Sequence[str], *, convention: str | BoxConvention = GRID_CONVENTION, **gen: Any
+    ) -> list[GroundedBox] | list[list[GroundedBox]]:
         """Boxes of ``target`` (e.g. ``"lung nodule"``) in the original image's pixel coordinates.
 
-        Returns one list of :class:`GroundedBox` per image (a list of such lists for batched input).
+        ``convention`` is how the model is asked for, and read in, boxes: ``"grid"`` (Qwen3-VL's 0-1000 grid,
+        the default) or ``"pixel@768x768"`` (pixels of the image resized to 768 x 768, as MedMO's own
+        grounding data states them); every box says which it assumed. Returns one list of
+        :class:`GroundedBox` per image (a list of such lists for batched input).
         """
-        boxes, _ = self.ground_with_text(image, target, **gen)
+        boxes, _ = self.ground_with_text(image, target, convention=convention, **gen)
         return boxes
 
-    def ground_with_text(self, image: Any, target: Any, **gen: Any) -> tuple[Any, Any]:
+    def ground_with_text(
+        self, image: Any, target: Any, *, convention: str | BoxConvention = GRID_CONVENTION, **gen: Any
+    ) -> tuple[Any, Any]:
         """:meth:`ground` plus the model's raw answer text (for display and debugging)."""
+        conv = BoxConvention.parse(convention)
         images, targets, batched = _broadcast(image, target, "target")
         loaded = [load_any(im, self.policy) for im in images]
-        texts = self._generate(loaded, [grounding_prompt(t) for t in targets], **gen)
-        boxes = [boxes_from_text(txt, t, im.size) for txt, t, im in zip(texts, targets, loaded)]
+        texts = self._generate(loaded, [grounding_prompt(t, conv) for t in targets], **gen)
+        boxes = [boxes_from_text(txt, t, im.size, conv) for txt, t, im in zip(texts, targets, loaded)]
         return (boxes, texts) if batched else (boxes[0], texts[0])
 
     def chat(self, messages: list[dict] | Sequence[list[dict]], **gen: Any) -> str | list[str]:
@@ -136,9 +151,10 @@ class MedMO:
     # --------------------------------------------------------------------------------- helpers
 
     def _gen(self, gen: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(gen) - {"max_new_tokens", "do_sample", "temperature"}
+        """Generation options: greedy unless ``do_sample``; unset sampling values are the checkpoint's."""
+        unknown = set(gen) - set(SAMPLING)
         if unknown:
-            raise TypeError(f"unknown generation options {sorted(unknown)}; use max_new_tokens, do_sample, temperature")
+            raise TypeError(f"unknown generation options {sorted(unknown)}; use {', '.join(SAMPLING)}")
         return {"max_new_tokens": self.max_new_tokens, **gen}
 
     def _generate(self, images: list[Any], texts: list[str], **gen: Any) -> list[str]:
@@ -152,13 +168,16 @@ def image_conversation(text: str) -> list[dict]:
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
 
 
-def boxes_from_text(text: str, target: str, size: tuple[int, int]) -> list[GroundedBox]:
-    """Grid boxes in a model answer -> :class:`GroundedBox` objects in the pixels of an image of ``size``."""
+def boxes_from_text(
+    text: str, target: str, size: tuple[int, int], convention: str | BoxConvention = GRID_CONVENTION
+) -> list[GroundedBox]:
+    """Boxes in a model answer (in ``convention``) -> :class:`GroundedBox` objects in pixels of an image of ``size``."""
     width, height = size
-    out = []
-    for pb in parse_boxes(text):
-        out.append(GroundedBox(label=pb.label or target, box=from_grid(pb.box, width, height), grid_box=list(pb.box)))
-    return out
+    conv = BoxConvention.parse(convention)
+    return [
+        GroundedBox(pb.label or target, conv.from_target(pb.box, width, height), list(pb.box), str(conv))
+        for pb in parse_boxes(text)
+    ]
 
 
 def render_image(image: Any, policy: ImagePolicy = API_POLICY) -> Image.Image:

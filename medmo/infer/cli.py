@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from medmo.model.flags import add_load_flags, add_sampling_flags, load_kwargs, sampling_kwargs
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ask", help="answer a question about a medical image (research use only)")
@@ -32,23 +34,26 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=256, help="answer length limit in tokens (default 256)")
     p.add_argument("--dtype", default="auto", help="model dtype: auto, float32, bfloat16, float16 (default auto)")
     p.add_argument("--device-map", default=None, help="accelerate device map, e.g. auto or cuda:0 (default: CPU)")
+    add_load_flags(p)
+    add_sampling_flags(p)
 
 
 def _model(args: argparse.Namespace):  # noqa: ANN202 - lazy import keeps `medmo --help` instant
     from medmo.infer.api import MedMO
 
     return MedMO.from_pretrained(
-        args.model, max_new_tokens=args.max_new_tokens, dtype=args.dtype, device_map=args.device_map
+        args.model, max_new_tokens=args.max_new_tokens, dtype=args.dtype, device_map=args.device_map,
+        **load_kwargs(args),
     )
 
 
 def _ask(args: argparse.Namespace) -> int:
-    print(_model(args).ask(args.image, args.question, closed=args.closed))
+    print(_model(args).ask(args.image, args.question, closed=args.closed, **sampling_kwargs(args)))
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    print(_model(args).report(args.image))
+    print(_model(args).report(args.image, **sampling_kwargs(args)))
     return 0
 
 
@@ -57,7 +62,7 @@ def _ground(args: argparse.Namespace) -> int:
     import sys
 
     model = _model(args)
-    boxes, text = model.ground_with_text(args.image, args.target)
+    boxes, text = model.ground_with_text(args.image, args.target, **sampling_kwargs(args))
     print(json.dumps({"target": args.target, "boxes": [b.to_dict() for b in boxes], "text": text}, indent=2))
     if args.out:
         from medmo.infer.api import render_image

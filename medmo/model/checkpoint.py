@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medmo.model.processor import load_processor
+from medmo.model.processor import MAX_PIXELS_CAP, load_processor
 
 # Files a checkpoint folder needs besides the weights; fetched from the hub for hub ids.
 CHECKPOINT_FILES = ("config.json", "processor_config.json", "preprocessor_config.json", "tokenizer.json",
@@ -36,7 +36,7 @@ def resolve_checkpoint(path_or_id: str | Path) -> Path:
     except Exception as e:  # offline, unknown repo, gated: say which and what to do
         raise FileNotFoundError(
             f"Could not fetch {text!r} from the Hugging Face hub ({type(e).__name__}: {e}). Download it with "
-            f"`huggingface-cli download {text} --local-dir DIR` and pass DIR."
+            f"`hf download {text} --local-dir DIR` (the command huggingface_hub installs) and pass DIR."
         ) from e
 
 
@@ -71,6 +71,7 @@ def load(
     attn_implementation: str | None = None,
     min_pixels: int | None = None,
     max_pixels: int | None = None,
+    max_pixels_cap: int | None = MAX_PIXELS_CAP,
     chat_template: str | None = None,
 ) -> tuple[Any, Any]:
     """Load a Qwen3-VL model and its :class:`~medmo.model.processor.MedMOProcessor`.
@@ -85,11 +86,16 @@ def load(
         dtype: Weight dtype (``"auto"`` keeps the checkpoint's, or ``torch.bfloat16``, ``"float32"``...).
         device_map: Passed to ``from_pretrained`` (``"auto"`` spreads a large model over the GPUs).
         attn_implementation: ``"sdpa"``, ``"eager"`` or ``"flash_attention_2"`` (needs flash-attn).
-        min_pixels: Smallest image size in pixels; default the checkpoint's own.
-        max_pixels: Largest image size in pixels; default the checkpoint's own, capped at
-            :data:`~medmo.model.processor.DEFAULT_MAX_PIXELS` (1280 visual tokens).
+        min_pixels: Smallest image size in pixels; default the checkpoint's own (its preprocessor config).
+        max_pixels: Largest image size in pixels; default the checkpoint's own, capped at ``max_pixels_cap``.
+        max_pixels_cap: Memory cap on the checkpoint's own maximum (default
+            :data:`~medmo.model.processor.MAX_PIXELS_CAP`, 16,384 visual tokens, Qwen3-VL's shipped maximum;
+            ``None``: none). An explicit ``max_pixels`` is not capped.
         chat_template: ``None`` for MedMO's template (same text as Qwen3-VL's, with generation tags),
             ``"checkpoint"`` for the folder's own, or a Jinja string.
+
+    Sampling settings are the checkpoint's: transformers reads ``generation_config.json`` into
+    ``model.generation_config``, and :func:`medmo.model.generate.generate` passes only the values a caller sets.
 
     Returns:
         ``(model, processor)``, the model in eval mode.
@@ -106,5 +112,6 @@ def load(
         kwargs["attn_implementation"] = attn_implementation
     # The auto class picks Qwen3VLForConditionalGeneration or its MoE sibling from config.json.
     model = AutoModelForImageTextToText.from_pretrained(str(folder), **kwargs).eval()
-    processor = load_processor(folder, min_pixels=min_pixels, max_pixels=max_pixels, chat_template=chat_template)
+    processor = load_processor(folder, min_pixels=min_pixels, max_pixels=max_pixels, max_pixels_cap=max_pixels_cap,
+                               chat_template=chat_template)
     return model, processor

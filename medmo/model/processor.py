@@ -11,6 +11,7 @@ Each ``<|image_pad|>`` becomes ``grid_t * grid_h * grid_w / merge_size**2`` toke
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -23,16 +24,42 @@ from medmo.model.tokenizer import CHAT_TEMPLATE
 PATCH_SIZE = 16
 MERGE_SIZE = 2
 TEMPORAL_PATCH_SIZE = 2
-# Pixel budget per image for real checkpoints: Qwen2-VL's recommended 256..1280 visual tokens, at
-# Qwen3-VL's 32x32 pixels per token. (Qwen3-VL's shipped maximum, 16.7 M pixels, allows 16k tokens per
-# image, more than most GPUs hold in a batch.)
+# Pixel budget per image when neither the caller nor the checkpoint folder gives one: Qwen2-VL's
+# recommended 256..1280 visual tokens, at Qwen3-VL's 32x32 pixels per token.
 DEFAULT_MIN_PIXELS = 256 * 32 * 32
 DEFAULT_MAX_PIXELS = 1280 * 32 * 32
+# The largest per-image budget a checkpoint's own config is followed up to when loading: 16,384 visual
+# tokens, Qwen3-VL's shipped maximum (preprocessor_config.json size.longest_edge = 16,777,216). One such
+# image is 16k tokens of prefill and 65k ViT patches; a config asking for more is capped here unless the
+# caller raises the cap (``max_pixels_cap``) or sets ``max_pixels`` itself.
+MAX_PIXELS_CAP = 16384 * 32 * 32
 # Qwen3-VL normalizes with mean = std = 0.5 (its preprocessor_config.json), not CLIP's statistics.
 IMAGE_MEAN = (0.5, 0.5, 0.5)
 IMAGE_STD = (0.5, 0.5, 0.5)
 IMAGE_KEYS = ("patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std", "resample",
               "do_rescale", "rescale_factor", "do_normalize", "do_convert_rgb")
+
+
+def check_processor_hooks(mixin: type = ProcessorMixin) -> None:
+    """Fail loudly when transformers' ``ProcessorMixin`` changes the hook :class:`MedMOProcessor` relies on.
+
+    The image-only processor lets ``ProcessorMixin.__call__`` expand each ``<|image_pad|>`` through
+    ``replace_image_token(image_inputs, image_idx)`` (transformers 5.24 ``processing_utils.py``).
+
+    Raises:
+        ImportError: the hook is gone or takes other arguments; the message names the tested version.
+    """
+    import transformers
+
+    hook = getattr(mixin, "replace_image_token", None)
+    params = list(inspect.signature(hook).parameters)[1:3] if callable(hook) else []
+    if params != ["image_inputs", "image_idx"]:
+        raise ImportError(f"MedMO's processor expands image tokens through ProcessorMixin.replace_image_token(image_inputs, "
+                          f"image_idx), which transformers {transformers.__version__} changed; install the tested "
+                          "transformers (`pip install -c constraints-cpu.txt transformers`, see pyproject.toml)")
+
+
+check_processor_hooks()
 
 
 class MedMOProcessor(ProcessorMixin):
@@ -134,12 +161,16 @@ def load_processor(
     *,
     min_pixels: int | None = None,
     max_pixels: int | None = None,
+    max_pixels_cap: int | None = MAX_PIXELS_CAP,
     chat_template: str | None = None,
 ) -> MedMOProcessor:
     """Rebuild the processor saved in a local checkpoint folder (``save`` or a downloaded Qwen3-VL/MedMO).
 
-    Pixel limits default to the folder's own; a stock Qwen3-VL maximum above :data:`DEFAULT_MAX_PIXELS`
-    is capped to it. ``chat_template="checkpoint"`` keeps the folder's template instead of MedMO's.
+    Pixel limits default to the folder's own (``preprocessor_config.json``: ``min_pixels`` / ``max_pixels`` or
+    ``size.shortest_edge`` / ``size.longest_edge``, as Qwen3-VL ships them), the maximum capped at
+    ``max_pixels_cap`` (default :data:`MAX_PIXELS_CAP`; ``None``: no cap); a folder without them gets
+    :data:`DEFAULT_MIN_PIXELS` .. :data:`DEFAULT_MAX_PIXELS`. Values given here are used as they are.
+    ``chat_template="checkpoint"`` keeps the folder's template instead of MedMO's.
     """
     from transformers import AutoTokenizer
 
@@ -150,7 +181,9 @@ def load_processor(
     if min_pixels is None:
         min_pixels = int(saved_min) if saved_min else DEFAULT_MIN_PIXELS
     if max_pixels is None:
-        max_pixels = min(int(saved_max), DEFAULT_MAX_PIXELS) if saved_max else DEFAULT_MAX_PIXELS
+        max_pixels = int(saved_max) if saved_max else DEFAULT_MAX_PIXELS
+        if max_pixels_cap is not None:
+            max_pixels = min(max_pixels, max_pixels_cap)
         max_pixels = max(max_pixels, min_pixels)
     template = tokenizer.chat_template if chat_template == "checkpoint" else chat_template
     return build_processor(tokenizer, min_pixels=min_pixels, max_pixels=max_pixels, chat_template=template,

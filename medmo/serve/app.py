@@ -2,8 +2,10 @@
 
 ``create_app(model)`` returns a FastAPI app; ``medmo serve MODEL`` runs it under uvicorn on 127.0.0.1.
 Generation runs in a worker thread behind a bounded queue (:mod:`medmo.serve.scheduler`), so the event loop
-keeps answering ``/health`` and rejecting overload (503) while the model works. Image decoding also runs off
-the loop. The API follows OpenAI's chat completions reference (https://platform.openai.com/docs/api-reference/chat),
+keeps answering ``/health`` and rejecting overload (503) while the model works. Image decoding runs off the
+loop in a small pool of its own (``decode_workers``), under per-request pixel and memory limits checked from
+image headers first; remote images, when allowed, are fetched asynchronously on the loop. Host, Origin,
+Content-Type and API-key checks run before any route (:mod:`medmo.serve.guard`). The API follows OpenAI's chat completions reference (https://platform.openai.com/docs/api-reference/chat),
 including ``stream: true`` as server-sent events ending in ``data: [DONE]``.
 
 For research only: MedMO's answers are not medical advice and must not be used for clinical decisions.
@@ -11,19 +13,22 @@ For research only: MedMO's answers are not medical advice and must not be used f
 
 from __future__ import annotations
 
-import secrets
+import logging
 import time
 import uuid
-from dataclasses import dataclass, fields
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from medmo import __version__
 from medmo.infer.engine import HFEngine
 from medmo.infer.inputs import ImagePolicy
+from medmo.serve.guard import check_request
 from medmo.serve.http import ApiError
 from medmo.serve.routes import add_routes
 from medmo.serve.scheduler import Scheduler
+from medmo.serve.settings import Settings
 
 DISCLAIMER = (
     "**Research use only.** MedMO is a research model; its answers can be wrong and are not medical advice. "
@@ -32,54 +37,24 @@ DISCLAIMER = (
 STATIC = Path(__file__).parent / "static"
 
 
-@dataclass
-class Settings:
-    """Server limits and switches (``medmo serve --help`` lists the same as flags).
-
-    Attributes:
-        api_key: when set, ``/v1/*`` requires ``Authorization: Bearer <api_key>`` (401 otherwise).
-        max_batch: most requests generated together (bound on concurrent generations).
-        max_queue: most requests waiting for the model; more get 503.
-        timeout_s: longest a request waits for its answer, queueing included (504 after).
-        max_request_bytes: largest request body (413 above).
-        max_image_pixels: largest image, width x height (413 above).
-        max_images: most images in one request.
-        max_new_tokens: default answer length when a request gives none.
-        max_tokens_limit: largest ``max_tokens`` a request may ask for.
-        allow_remote_images: fetch ``http(s)://`` image URLs (off: only data URLs).
-        allow_local_files: a folder whose files requests may name by path (off when ``None``).
-        model_name: the id reported by ``/v1/models`` (default: the engine's name).
-    """
-
-    api_key: str | None = None
-    max_batch: int = 8
-    max_queue: int = 64
-    timeout_s: float = 120.0
-    max_request_bytes: int = 20 * 2**20
-    max_image_pixels: int = 40_000_000
-    max_images: int = 8
-    max_new_tokens: int = 256
-    max_tokens_limit: int = 4096
-    allow_remote_images: bool = False
-    allow_local_files: str | Path | None = None
-    model_name: str | None = None
-
-    def policy(self):  # noqa: ANN201 - ImagePolicy, imported lazily
-
-        return ImagePolicy(
-            allow_local=self.allow_local_files is not None,
-            local_root=Path(self.allow_local_files) if self.allow_local_files is not None else None,
-            allow_remote=self.allow_remote_images,
-            max_pixels=self.max_image_pixels,
-            max_bytes=self.max_request_bytes,
-            max_images=self.max_images,
-        )
+def image_policy(cfg: Settings) -> ImagePolicy:
+    """The image policy a server with settings ``cfg`` applies to every request."""
+    return ImagePolicy(
+        allow_local=cfg.allow_local_files is not None,
+        local_root=Path(cfg.allow_local_files) if cfg.allow_local_files is not None else None,
+        allow_remote=cfg.allow_remote_images,
+        max_pixels=cfg.max_image_pixels,
+        max_bytes=cfg.max_request_bytes,
+        max_images=cfg.max_images,
+        max_request_pixels=cfg.max_request_pixels,
+        max_decoded_bytes=cfg.max_decoded_bytes,
+        remote_timeout_s=cfg.remote_timeout_s,
+    )
 
 
 def resolve_engine(model: Any, **load_kwargs: Any) -> Any:
     """A path or hub id (loaded as :class:`~medmo.infer.engine.HFEngine`), a ``MedMO`` or an engine -> engine."""
     if isinstance(model, (str, Path)):
-
         return HFEngine.load(model, **load_kwargs)
     return getattr(model, "engine", model)
 
@@ -101,41 +76,59 @@ def create_app(model: Any, *, load_kwargs: dict[str, Any] | None = None, **setti
     if set(settings) - known:
         raise TypeError(f"unknown server settings {sorted(set(settings) - known)}; known: {sorted(known)}")
     cfg = Settings(**settings)
+    cfg.allowed_hosts = tuple(h.strip("[]").lower() for h in cfg.allowed_hosts)
+    cfg.allowed_origins = tuple(o.rstrip("/") for o in cfg.allowed_origins)
     engine = resolve_engine(model, **(load_kwargs or {}))
     scheduler = Scheduler(engine, max_batch=cfg.max_batch, max_queue=cfg.max_queue)
+    decoder = ThreadPoolExecutor(max_workers=max(1, cfg.decode_workers), thread_name_prefix="medmo-decode")
     name = cfg.model_name or getattr(engine, "name", "medmo")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # noqa: ANN202
         yield
         scheduler.close()
+        decoder.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title="MedMO server",
-        version=_version(),
+        version=__version__,
         description=DISCLAIMER + "\n\nOpenAI-compatible chat completions (`/v1/chat/completions`) for MedMO "
         "models, JSON endpoints for asking, grounding and reporting, and a web page at `/`.",
         lifespan=lifespan,
     )
     app.state.settings, app.state.engine, app.state.scheduler, app.state.model_name = cfg, engine, scheduler, name
-    app.state.policy = cfg.policy()
+    app.state.policy, app.state.decoder = image_policy(cfg), decoder
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        # Never a plain-text 500 or a traceback for the client; the server log keeps the traceback.
+        logging.getLogger(__name__).error("unexpected error", exc_info=exc)
+        return JSONResponse(ApiError(500, f"internal error ({type(exc).__name__}); see the server log").body(), 500)
+
     @app.middleware("http")
-    async def _request_id(request: Request, call_next: Any) -> Any:
+    async def _guard(request: Request, call_next: Any) -> Any:
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex
         request.state.request_id = rid[:128]
         try:
-            _authorize(request, cfg.api_key)
+            check_request(request, allowed_hosts=cfg.allowed_hosts, allowed_origins=cfg.allowed_origins,
+                          api_key=cfg.api_key, max_body=cfg.max_request_bytes)
         except ApiError as e:
             response = JSONResponse(e.body(), status_code=e.status, headers=e.headers)
         else:
             response = await call_next(request)
         response.headers["X-Request-ID"] = request.state.request_id
         return response
+
+    if cfg.allowed_origins:  # pages on these origins may call the API from a browser: answer their preflights
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(cfg.allowed_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                           expose_headers=["X-Request-ID"])
 
     @app.get("/health", tags=["server"])
     async def health() -> dict[str, Any]:
@@ -155,17 +148,3 @@ def create_app(model: Any, *, load_kwargs: dict[str, Any] | None = None, **setti
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_routes(app)
     return app
-
-
-def _authorize(request: Any, api_key: str | None) -> None:
-    """Bearer-token check for ``/v1/*`` (the page and ``/health`` stay open so the page can load)."""
-    if not api_key or not request.url.path.startswith("/v1/"):
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), api_key.encode()):
-        raise ApiError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'", {"WWW-Authenticate": "Bearer"})
-
-
-def _version() -> str:
-    return __version__

@@ -10,7 +10,8 @@ class ApiError(Exception):
     """An error answered as OpenAI's ``{"error": {"message", "type", "code"}}`` body."""
 
     TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-             404: "not_found_error", 413: "request_too_large", 503: "server_overloaded", 504: "timeout"}
+             404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
+             415: "invalid_request_error", 422: "invalid_request_error", 503: "server_overloaded", 504: "timeout"}
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -37,6 +38,8 @@ async def read_json(request: Any, max_bytes: int) -> dict[str, Any]:
         raise ApiError(400, f"malformed JSON body: {e.msg} at line {e.lineno} column {e.colno}") from None
     except UnicodeDecodeError:
         raise ApiError(400, "malformed JSON body: not UTF-8 text") from None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON body: nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, f"the JSON body must be an object, got {type(data).__name__}")
     return data

@@ -5,8 +5,11 @@ blocked on); one worker thread takes the oldest request plus every queued reques
 settings, up to ``max_batch``, and runs them as one batched ``engine.generate`` call. Generation therefore
 never runs on the event loop, and the number of concurrent generations is bounded by ``max_batch``.
 
-A caller that stops waiting (its timeout or a dropped connection) cancels its request; if the request has
-not started yet it is skipped, so abandoned requests do not consume model time. This is continuous
+A caller that stops waiting (its timeout or a dropped connection) cancels its request: if it has not started
+it is skipped, and if it is generating its stop event ends its row at the next token, so abandoned requests do
+not consume model time. Each request gets its own result: the engine's :meth:`~medmo.infer.engine.Engine.complete`
+answers per request, and if a whole batch fails the worker runs its requests again one by one, so a bad request
+fails alone. This is continuous
 batching's simpler cousin (batch-level rather than token-level, as in Orca, OSDI 2022): enough for one
 CPU or GPU process; large deployments should serve through vLLM's OpenAI server instead.
 """
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from medmo.infer.engine import stream_text
+from medmo.infer.engine import Completion, complete, stream_text, word_counts
 
 
 class QueueFull(RuntimeError):
@@ -34,9 +37,9 @@ class Job:
     conversation: list[dict]
     images: list[Any]
     gen: dict[str, Any]
-    future: cf.Future = field(default_factory=cf.Future)
+    future: cf.Future = field(default_factory=cf.Future)  # resolves to a Completion
     on_piece: Callable[[str | None], None] | None = None  # streaming: text pieces, then None
-    stop: threading.Event | None = None  # streaming: set to end generation early
+    stop: threading.Event = field(default_factory=threading.Event)  # set to end generation early
 
     @property
     def key(self) -> tuple:
@@ -73,7 +76,7 @@ class Scheduler:
         return self._running
 
     def submit(self, conversation: list[dict], images: list[Any], **gen: Any) -> cf.Future:
-        """Queue one request; its future resolves to the answer text (or the engine's exception)."""
+        """Queue one request; its future resolves to a :class:`~medmo.infer.engine.Completion` (or its exception)."""
         return self._enqueue(Job(conversation, images, gen))
 
     def submit_stream(
@@ -102,13 +105,17 @@ class Scheduler:
             self._cond.notify()
         return job.future
 
-    async def run(self, conversation: list[dict], images: list[Any], *, timeout_s: float | None, **gen: Any) -> str:
-        """Submit and await the answer; on timeout or cancellation the request is withdrawn if not started."""
-        fut = self.submit(conversation, images, **gen)
+    async def run(
+        self, conversation: list[dict], images: list[Any], *, timeout_s: float | None, **gen: Any
+    ) -> Completion:
+        """Submit and await the answer; on timeout or cancellation the request is withdrawn or stopped."""
+        job = Job(conversation, images, gen)
+        self._enqueue(job)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(fut), timeout_s)
+            return await asyncio.wait_for(asyncio.wrap_future(job.future), timeout_s)
         finally:
-            fut.cancel()  # no-op once finished; skips the job if it is still queued
+            job.future.cancel()  # no-op once finished; skips the job if it is still queued
+            job.stop.set()  # ends its generation at the next token if it is running
 
     def close(self) -> None:
         with self._cond:
@@ -144,38 +151,56 @@ class Scheduler:
             if not batch:
                 continue
             self.batches.append(len(batch))
-            if batch[0].on_piece is not None:
-                self._stream(batch[0])
-                continue
             try:
-                answers = self.engine.generate([j.conversation for j in batch], [j.images for j in batch], **batch[0].gen)
-                if len(answers) != len(batch):
-                    raise RuntimeError(f"engine returned {len(answers)} answers for {len(batch)} requests")
-                for job, answer in zip(batch, answers):
-                    job.future.set_result(answer)
-            except BaseException as e:  # noqa: BLE001 - every waiting request must learn of the failure
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(e)
+                if batch[0].on_piece is not None:
+                    self._stream(batch[0])
+                    continue
+                for job, result in zip(batch, self._complete(batch)):
+                    if job.future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        job.future.set_exception(result)
+                    else:
+                        job.future.set_result(result)
             finally:
                 self._running = 0
 
+    def _complete(self, batch: list[Job]) -> list[Any]:
+        """One result per job; when the batch as a whole fails, each job is run alone so only the culprit fails."""
+        try:
+            results = complete(self.engine, [j.conversation for j in batch], [j.images for j in batch],
+                               stops=[j.stop for j in batch], **batch[0].gen)
+            if len(results) != len(batch):
+                raise RuntimeError(f"engine returned {len(results)} answers for {len(batch)} requests")
+            return results
+        except BaseException as e:  # noqa: BLE001 - every waiting request must learn of its own outcome
+            if len(batch) == 1:
+                return [e]
+            return [cf.CancelledError() if j.stop.is_set() else self._complete([j])[0] for j in batch]
+
     def _stream(self, job: Job) -> None:
-        pieces: list[str] = []
+        """Send a streamed job's pieces; its future resolves to the :class:`Completion` (token counts)."""
         try:
             if hasattr(self.engine, "stream"):
-                it = self.engine.stream(job.conversation, job.images, stop=job.stop, **job.gen)
+                it, pieces = self.engine.stream(job.conversation, job.images, stop=job.stop, **job.gen), []
+                while True:
+                    try:
+                        pieces.append(next(it))
+                    except StopIteration as end:  # an engine's stream may return its Completion
+                        done = end.value or word_counts([job.conversation], ["".join(pieces)],
+                                                        job.gen.get("max_new_tokens", 256))[0]
+                        break
+                    job.on_piece(pieces[-1])  # raises RuntimeError if the client's event loop has closed
             else:
-                it = stream_text(self.engine.generate([job.conversation], [job.images], **job.gen)[0])
-            for piece in it:
-                pieces.append(piece)
-                job.on_piece(piece)  # raises RuntimeError if the client's event loop has closed
-            job.future.set_result("".join(pieces))
+                done = complete(self.engine, [job.conversation], [job.images], stops=[job.stop], **job.gen)[0]
+                if isinstance(done, BaseException):
+                    raise done
+                for piece in stream_text(done.text):
+                    job.on_piece(piece)
+            job.future.set_result(done)
         except BaseException as e:  # noqa: BLE001 - reported to the streaming client
-            if job.stop is not None:
-                job.stop.set()  # end the engine's generation if it is still running
+            job.stop.set()  # end the engine's generation if it is still running
             job.future.set_exception(e)
         finally:
-            self._running = 0
             with contextlib.suppress(RuntimeError):  # the client's event loop may be gone already
                 job.on_piece(None)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from medmo.data.images import load_image
+from medmo.data.images import load_shown, shown_size
 from medmo.data.io import read_records
 from medmo.prompts import messages
 
@@ -102,10 +102,11 @@ class SampleEncoder:
         self.end_id = tok.convert_tokens_to_ids("<|im_end|>")
 
     def images(self, sample: Sample) -> list:
+        """The sample's images as the model is shown them (:func:`medmo.data.images.load_shown`)."""
         out = []
         for ref in sample.images:
             try:
-                out.append(load_image(ref.path, frame=ref.frame))
+                out.append(load_shown(ref, sample.meta))
             except Exception as e:  # name the record; a bad file must not read as a model bug
                 raise ValueError(f"sample {sample.id}: cannot load image {ref.path}: {e}") from e
         return out
@@ -134,7 +135,7 @@ class SampleEncoder:
         n = len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
         ip = self.processor.image_processor
         for i, ref in enumerate(sample.images):
-            width, height = ref.width, ref.height
+            width, height = shown_size(sample.meta) or (ref.width, ref.height)
             if width is None or height is None:
                 width, height = self.images(sample)[i].size
             n += ip.get_number_of_image_patches(height, width, {}) // ip.merge_size**2 - 1

@@ -38,11 +38,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from medmo.data.images import load_image
+from medmo.boxes import convention_of
+from medmo.data.images import load_shown
 from medmo.gold import gold_json
 from medmo.model import save
 from medmo.prompts import messages
-from medmo.records import Sample
+from medmo.records import ImageRef, Sample
 from medmo.train.collate import select_records
 from medmo.train.distributed import full_state_dict
 from medmo.train.grpo_trainer import MedMOTrainerMixin, check_trainer, resume_dir
@@ -78,8 +79,8 @@ def load_samples(recipe: Any) -> list[Sample]:
 def _load_images(batch: dict[str, list]) -> dict[str, list]:
     """``datasets`` transform: image paths -> PIL images, on access, so a large set is never all in memory."""
     batch["images"] = [
-        [load_image(p, frame=f) for p, f in zip(paths, frames)]
-        for paths, frames in zip(batch["images"], batch["frames"])
+        [load_shown(ImageRef(p, frame=f), {"box_convention": c}) for p, f in zip(paths, frames)]
+        for paths, frames, c in zip(batch["images"], batch["frames"], batch["box_convention"])
     ]
     return batch
 
@@ -99,6 +100,7 @@ def build_dataset(samples: Iterable[Sample], think: bool = False) -> Any:
             "prompt": messages(s, with_answer=False, think=think),
             "images": [ref.path for ref in s.images],
             "frames": [ref.frame for ref in s.images],
+            "box_convention": str(convention_of(s.meta)),
             "task": s.task,
             "gold": gold_json(s, think=think),
             "id": s.id,

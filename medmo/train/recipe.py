@@ -376,8 +376,10 @@ def _coerce(value: Any, tp: Any, key: str, where: str = "recipe") -> Any:
             errors.append(f"{key} must be a mapping of {sub.__name__} keys")
         raise RecipeError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches none of {_name(tp)}")
     if origin is Literal:
-        if isinstance(value, bool) and ("on" if value else "off") in args:
-            return "on" if value else "off"  # YAML 1.1 reads the words off / on as booleans
+        if isinstance(value, bool):  # YAML 1.1 reads the words off / no / on / yes as booleans
+            word = next((w for w in (("on", "yes", "true") if value else ("off", "no", "false")) if w in args), None)
+            if word is not None:
+                return word
         if value not in args:
             raise RecipeError(f"{key} must be one of {', '.join(map(str, args))}, got {value!r}")
         return value

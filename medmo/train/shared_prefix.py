@@ -254,13 +254,47 @@ def _per_row_images(
     return [p if n else None for p, n in zip(pixels, counts)], [g if n else None for g, n in zip(grids, counts)]
 
 
+# The private GRPOTrainer methods the mixin replaces, with the parameters it relies on (TRL 1.16).
+OVERRIDDEN = {
+    "_generate_single_turn": (),
+    "_get_per_token_logps_and_entropies": ("model", "input_ids", "attention_mask", "logits_to_keep", "batch_size",
+                                           "compute_entropy", "compute_aux_loss"),
+}
+
+
+def check_overrides(trainer_cls: type) -> None:
+    """Fail loudly when the installed TRL no longer has the private methods the mixin replaces.
+
+    Raises:
+        RuntimeError: which method changed and what to do (the tested TRL, or ``shared_prefix: false``).
+    """
+    import trl
+
+    for name, params in OVERRIDDEN.items():
+        method = getattr(trainer_cls, name, None)
+        have = list(inspect.signature(method).parameters)[1:] if callable(method) else None
+        if have is None or list(params) != [p for p in have if p in params] or set(params) - set(have):
+            raise RuntimeError(
+                f"the shared-prefix GRPO trainer replaces {trainer_cls.__name__}.{name}{tuple(params)}, which trl "
+                f"{trl.__version__} {'no longer has' if have is None else f'defines as {tuple(have)}'}; install the "
+                "tested TRL (`pip install -c constraints-cpu.txt trl`, see pyproject.toml) or set shared_prefix: false")
+
+
 class SharedPrefixMixin:
     """A ``GRPOTrainer`` mixin: each distinct prompt is prefilled once when sampling (transformers
     generation) and run once when scoring, where :func:`prefill` applies.
 
-    Used as ``class Trainer(SharedPrefixMixin, GRPOTrainer)``. vLLM and continuous-batching generation,
+    Used as ``class Trainer(SharedPrefixMixin, GRPOTrainer)``; creating that class checks that TRL still
+    has the methods replaced here (:func:`check_overrides`). vLLM and continuous-batching generation,
     scoring in chunks smaller than the batch, and unsupported models keep TRL's own paths.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        mro = cls.__mro__
+        rest = mro[mro.index(SharedPrefixMixin) + 1 :]
+        if rest and rest[0] is not object:  # the trainer class the mixin sits on
+            check_overrides(rest[0])
 
     def _generate_single_turn(self, *args, **kwargs):
         if self.use_vllm or getattr(self, "use_transformers_continuous_batching", False):

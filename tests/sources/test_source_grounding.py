@@ -29,6 +29,38 @@ def test_nih_boxes_xywh_in_1024_and_label_spelling(dataset_root):
     assert "empty after clipping" in reasons
 
 
+
+NIH_IMAGES = {f"images/{n}": (1024, 1024) for n in ("00013118_008.png", "00010575_002.png", "00026920_000.png")}
+
+
+def test_nih_split_all_reads_every_box_when_the_official_lists_are_present(dataset_root):
+    root = dataset_root("nih", NIH_IMAGES)
+    every = list(load_source("nih_chestxray14", root, split="all"))
+    assert len(every) == 4 and {s.split for s in every} == {"train", "test"}  # records keep their own split
+    assert {s.id for s in every} == {s.id for s in load_source("nih_chestxray14", root)}
+    assert [s.split for s in load_source("nih_chestxray14", root, split="train")] == ["train"]
+    assert len(list(load_source("nih_chestxray14", root, split="test"))) == 3
+
+
+def test_nih_split_without_its_list_names_the_missing_file(dataset_root):
+    root = dataset_root("nih", NIH_IMAGES)
+    (root / "test_list.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="split 'test' .* test_list.txt .* missing in"):
+        list(load_source("nih_chestxray14", root, split="test"))
+    assert len(list(load_source("nih_chestxray14", root, split="all"))) == 4  # no list needed for 'all'
+
+
+def test_nih_medmo_styles_ask_for_pixels_and_record_their_convention(dataset_root):
+    root = dataset_root("nih", NIH_IMAGES)
+    (sft,) = [s for s in load_source("nih_chestxray14", root, style="medmo-sft") if s.answer == "Infiltration"]
+    assert sft.meta["box_convention"] == "pixel@768x768" and "in pixel values" in sft.question
+    assert target_text(sft) == "Infiltration: [ [258, 335, 348, 375] ]"  # MedMO's 1024 -> 768 boxes
+    (grpo,) = [s for s in load_source("nih_chestxray14", root, style="medmo-grpo") if s.answer == "Infiltration"]
+    assert grpo.meta["box_convention"] == "pixel" and "<box>" in grpo.question and grpo.id == sft.id
+    assert target_text(grpo) == "Infiltration: [ [343, 446, 464, 500] ]"
+    with pytest.raises(ValueError, match="style must be one of qwen, medmo-sft, medmo-grpo"):
+        list(load_source("nih_chestxray14", root, style="medmo"))
+
 def test_deeplesion_quoted_xyxy_boxes_grouped_per_slice(dataset_root):
     root = dataset_root(
         "deeplesion",
@@ -86,3 +118,15 @@ def test_medsg_training_conversations_give_image_index(dataset_root):
     assert len(got[0].images) == 3 and got[0].images[2].path.endswith("ACDC_MRI_RightVentricle.png")
     assert got[0].question.startswith("Identify the bounding box") and "<image>" not in got[0].question
     assert clean_question("<image>\nfind <|object_ref_start|>A<|object_ref_end|>", (336, 336)) == "find A"
+
+
+def test_medsg_medmo_style_keeps_pixels_and_says_so(dataset_root):
+    names = ("AbdomenCT1K_CT_RightKidney.png", "4C2021_CT_PharynxCancer.png", "ACDC_MRI_RightVentricle.png")
+    root = dataset_root("medsg", {f"MedSG-Train/Task8/{n}": (336, 336) for n in names})
+    plain = list(load_source("medsg_bench", root, split="train"))
+    got = list(load_source("medsg_bench", root, split="train", style="medmo-grpo"))
+    assert [(s.id, s.boxes[0].box) for s in got] == [(s.id, s.boxes[0].box) for s in plain]
+    first = got[0]
+    assert first.answer == "Difference detected" and first.meta["box_convention"] == "pixel"
+    assert "<image>" not in first.question
+    assert target_text(first) == "Difference detected: [ [92, 150, 164, 224] ]"

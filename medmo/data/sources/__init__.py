@@ -2,8 +2,10 @@
 
 Each loader reads a dataset's *published* files from a local folder (the layout in :data:`SOURCES`), or,
 where the dataset is on the Hugging Face hub, its hub id through ``datasets.load_dataset``.
-Registration is a table (:mod:`medmo.data.sources.catalog`); a loader module is imported only when it
-is used, so ``import medmo.data.sources`` costs nothing heavy.
+A dataset is declared once, by ``SOURCE = SourceInfo(...)`` at the top of its loader module; the
+registry (:mod:`medmo.data.sources.catalog`) reads those declarations without importing the modules, and a
+loader module is imported only when it is used, so ``import medmo.data.sources`` costs nothing heavy.
+Loaders build records with :meth:`Context.sample`, which sets each record's ``source`` and ``id``.
 
 Example::
 
@@ -22,8 +24,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from medmo.data.sources._base import Context, LayoutError, Problem, SourceStats, canonical_split
-from medmo.data.sources.catalog import ALIASES, SOURCES, SourceInfo
+from medmo.data.sources._base import Context, LayoutError, Problem, SourceInfo, SourceStats, canonical_split
+from medmo.data.sources.catalog import ALIASES, SOURCES
 from medmo.records import Sample
 
 __all__ = [
@@ -65,15 +67,18 @@ def load_source(
     check_images: bool = True,
     read_sizes: bool = True,
     image_dir: str | Path | None = None,
+    shard: tuple[int, int] = (0, 1),
+    with_positions: bool = False,
     **kw: Any,
-) -> Iterator[Sample]:
+) -> Iterator[Any]:
     """Stream a dataset as :class:`Sample` records.
 
     Args:
         name: registered source name (see :func:`describe`), e.g. ``"slake"``.
         root_or_hub_id: the dataset's local folder (published layout) or, for sources with a hub
             loader, its Hugging Face dataset id.
-        split: ``train`` / ``validation`` / ``test`` (``val``, ``dev``, ``validate`` are accepted), or None for all.
+        split: ``train`` / ``validation`` / ``test`` (``val``, ``dev``, ``validate`` are accepted), or None
+            (or ``"all"``) for every record, each keeping its own split.
         strict: raise :class:`~medmo.records.RecordError` (file and line) on the first bad record.
             Default: skip it, count it in ``stats`` and call ``on_error``.
         stats: filled with counts and the problems found.
@@ -82,6 +87,10 @@ def load_source(
         read_sizes: read image width/height from file headers.
         image_dir: where images embedded in hub / parquet rows are written
             (default ``~/.cache/medmo/images/<name>``).
+        shard: ``(k, n)``: convert only every ``n``-th row of the dataset, starting at row ``k``
+            (:attr:`Context.shard`); ``n`` processes with ``k = 0 .. n-1`` together read every record once.
+        with_positions: yield ``(position, sample)`` pairs, ``position`` being the record's place in an
+            unsharded run (:attr:`Context.position`), so sharded streams merge back into that order.
         **kw: loader options (e.g. ``lang="en"`` for SLAKE, ``options=5`` for MedQA); see each module.
 
     Raises:
@@ -97,13 +106,16 @@ def load_source(
         check_images=check_images,
         read_sizes=read_sizes,
         image_dir=Path(image_dir) if image_dir is not None else Path.home() / ".cache" / "medmo" / "images" / info.name,
+        shard=_check_shard(shard),
     )
+    if split is not None and split.strip().lower() == "all":
+        split = None
     if split is not None:  # a source's own name wins (MMMU / MMLU "dev" is a few-shot split, not validation)
         raw = split.strip().lower()
         split = raw if raw in info.splits else canonical_split(raw)
     if split is not None and info.splits and split not in info.splits:
         raise ValueError(f"{info.name} has splits {', '.join(info.splits)}; got split={split!r}")
-    module = info.module()
+    module = info.load_module()
     root = Path(root_or_hub_id).expanduser()
     if root.exists():
         gen = _call(info, module.load, root, split, ctx, kw)
@@ -115,7 +127,15 @@ def load_source(
             f"{info.name}: {root_or_hub_id} does not exist. Pass the dataset folder{hub}. "
             f"Expected layout:\n{info.layout}"
         )
-    return _checked(info, gen, split)
+    checked = _checked(info, gen, split)
+    return ((ctx.position, s) for s in checked) if with_positions else checked
+
+
+def _check_shard(shard: tuple[int, int]) -> tuple[int, int]:
+    k, n = (int(v) for v in shard)
+    if n < 1 or not 0 <= k < n:
+        raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {shard!r}")
+    return k, n
 
 
 def _call(info: SourceInfo, fn: Callable[..., Iterator[Sample]], where: Any, split: str | None, ctx: Context,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib
 import io
 import json
 import math
@@ -18,9 +19,10 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from medmo.records import MODALITIES, ImageRef, RecordError, Sample
+from medmo.records import MODALITIES, ImageRef, RecordError, Sample, stable_id
 
 SPLIT_ALIASES = {"val": "validation", "valid": "validation", "validate": "validation", "dev": "validation"}
 YES_NO = {"yes": "yes", "no": "no"}
@@ -29,6 +31,58 @@ Row = tuple[str, "int | None", Any]  # (file or hub id, line / row number, raw r
 
 class LayoutError(FileNotFoundError):
     """The folder given to a loader does not have the dataset's published layout."""
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """A dataset source, declared once at the top of its loader module as ``SOURCE = SourceInfo(...)``.
+
+    A module that reads several related datasets declares ``SOURCES = (SourceInfo(...), ...)``. The
+    registry (:mod:`medmo.data.sources.catalog`) reads these declarations from the module files without
+    importing them, so every argument must be a literal (strings, tuples, None).
+
+    Attributes:
+        name: registry key, also the ``source`` field and id prefix of its records.
+        tasks: record tasks it yields (:data:`medmo.records.TASKS`).
+        modality: main imaging modality (``"other"`` for mixed or text-only sets).
+        splits: canonical split names it can yield.
+        layout: the expected local folder layout, as text.
+        licence: licence note, as stated by the publisher.
+        hub_id: Hugging Face dataset id, or None.
+        aliases: other names it is found by (``load_source`` and mixtures accept them).
+        module: the loader module's name in this package (filled in by the registry).
+    """
+
+    name: str
+    tasks: tuple[str, ...]
+    modality: str
+    splits: tuple[str, ...]
+    layout: str
+    licence: str
+    hub_id: str | None = None
+    aliases: tuple[str, ...] = ()
+    module: str = ""
+
+    def load_module(self) -> ModuleType:
+        """The loader module (imported on first use; its heavy dependencies load with it)."""
+        return importlib.import_module(f"medmo.data.sources.{self.module or self.name}")
+
+    @property
+    def loader(self) -> Callable[..., Any]:
+        """The module's ``load(root, split, ctx, **kw)`` (imports the module)."""
+        return self.load_module().load
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "tasks": list(self.tasks),
+            "modality": self.modality,
+            "splits": list(self.splits),
+            "layout": self.layout,
+            "hub_id": self.hub_id,
+            "licence": self.licence,
+            "aliases": list(self.aliases),
+        }
 
 
 def canonical_split(name: str | None) -> str | None:
@@ -91,6 +145,10 @@ class Context:
         check_images: a record whose image file is missing is bad (else kept without a size).
         read_sizes: open images (header only) to record width/height.
         image_dir: where images embedded in hub/parquet rows are written (content-addressed names).
+        shard: ``(k, n)``: convert only the rows whose running number is ``k`` modulo ``n`` (the others
+            are not converted at all), so ``n`` processes can share one source's work.
+        position: ``(row number, index within the row)`` of the sample :meth:`emit` yielded last; with
+            ``shard`` it orders the samples of all shards exactly as one unsharded run.
     """
 
     source: str
@@ -100,6 +158,16 @@ class Context:
     check_images: bool = True
     read_sizes: bool = True
     image_dir: Path | None = None
+    shard: tuple[int, int] = (0, 1)
+    position: tuple[int, int] = (-1, 0)
+    _rows: int = 0
+
+    def sample(self, *key: object, **fields: Any) -> Sample:
+        """A :class:`Sample` of this source: ``id`` is :func:`~medmo.records.stable_id` of ``key``; ``source`` is set.
+
+        ``key`` lists the fields that identify the record in its dataset (file, question id, split, ...).
+        """
+        return Sample(id=stable_id(self.source, *key), source=self.source, **fields)
 
     def fail(self, file: str, line: int | None, reason: str) -> None:
         problem = Problem(str(file), line, reason)
@@ -120,7 +188,12 @@ class Context:
         ``convert`` returns a Sample, several, or None for a row that is deliberately left out
         (another split, another language); it raises for a row that is broken.
         """
+        k, n = self.shard
         for file, line, raw in rows:
+            row = self._rows
+            self._rows += 1
+            if row % n != k:
+                continue
             try:
                 out = convert(parse(raw) if parse else raw)
                 samples = [] if out is None else [out] if isinstance(out, Sample) else list(out)
@@ -131,8 +204,9 @@ class Context:
                 continue
             if not samples:
                 self.stats.filtered += 1
-            for s in samples:
+            for j, s in enumerate(samples):
                 self.stats.yielded += 1
+                self.position = (row, j)
                 yield s
 
     # ------------------------------------------------------------------------------------- images

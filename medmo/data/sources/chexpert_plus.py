@@ -13,8 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from medmo.data.sources._base import Context, canonical_split, csv_rows, find, text
-from medmo.records import RecordError, Sample, stable_id
+from medmo.data.sources._base import Context, SourceInfo, canonical_split, csv_rows, find, text
+from medmo.records import RecordError, Sample
+
+SOURCE = SourceInfo(
+    name="chexpert_plus",
+    tasks=("report",),
+    modality="x-ray",
+    splits=("train", "validation"),
+    layout="<root>/df_chexpert_plus_240401.csv + <path_to_image> files (train/patientN/studyN/viewN_frontal.jpg)",
+    licence="Stanford AIMI research use agreement",
+)
 
 CSV_NAME = "df_chexpert_plus_240401.csv"
 
@@ -54,10 +63,9 @@ def load(
         findings, impression = text(r.get("section_findings")), text(r.get("section_impression"))
         if not (findings or impression):
             raise RecordError(f"study {key} has neither section_findings nor section_impression")
-        return Sample(
-            id=stable_id("chexpert_plus", key),
+        return ctx.sample(
+            key,
             task="report",
-            source="chexpert_plus",
             split=name,
             findings=findings or None,
             impression=impression or None,

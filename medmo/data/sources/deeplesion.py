@@ -7,6 +7,8 @@ Reads ``DL_info.csv``: one row per lesion; multi-value columns are quoted ``"a, 
 ``medmo.data.images.load_image(path, window=meta["window"])``. One grounding record per key slice
 holds all its lesions (label ``lesion``; ``Coarse_lesion_type`` -1, the value on every train row, means
 "not labelled" and is stored as None). ``Train_Val_Test`` 1/2/3 -> train/validation/test.
+``style="medmo-sft"`` / ``"medmo-grpo"`` word the records as MedMO's training data did (pixels of the slice
+resized to 768 x 768, as its 512 -> 768 boxes, or original pixels; :mod:`medmo.data.sources._medmo_style`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from medmo.boxes import sanitize_box
-from medmo.data.sources._base import Context, csv_rows, find, text
-from medmo.records import Box, RecordError, Sample, stable_id
+from medmo.data.sources._base import Context, SourceInfo, csv_rows, find, text
+from medmo.data.sources._medmo_style import check_style, styled
+from medmo.records import Box, RecordError, Sample
+
+SOURCE = SourceInfo(
+    name="deeplesion",
+    tasks=("grounding",),
+    modality="ct",
+    splits=("train", "validation", "test"),
+    layout="<root>/DL_info.csv + Images_png/PPPPPP_SS_RR/KKK.png (16-bit, HU + 32768)",
+    licence="NIH data-use terms",
+)
 
 SPLITS = {"1": "train", "2": "validation", "3": "test"}
 
@@ -38,8 +50,9 @@ def slice_path(root: Path, file_name: str) -> Path:
     return root / "Images_png" / stem / key
 
 
-def load(root: Path, split: str | None, ctx: Context) -> Iterator[Sample]:
+def load(root: Path, split: str | None, ctx: Context, *, style: str = "qwen") -> Iterator[Sample]:
     """Yield one grounding record per DeepLesion key slice with all its lesion boxes."""
+    check_style(style)
     csv_path = root if root.is_file() else find(root, ["DL_info.csv", "**/DL_info.csv"], "DL_info.csv")
     groups: dict[str, list[tuple[int | None, dict[str, Any]]]] = {}
     for _f, line, r in csv_rows(csv_path):
@@ -60,16 +73,17 @@ def load(root: Path, split: str | None, ctx: Context) -> Iterator[Sample]:
             boxes.append(Box("lesion", sanitize_box(floats(r["Bounding_boxes"], 4), w, h)))
             t = int(float(text(r.get("Coarse_lesion_type")) or -1))
             types.append(None if t == -1 else t)
-        return Sample(
-            id=stable_id("deeplesion", file_name),
+        question, style_meta = styled("lesion", style, file_name)
+        return ctx.sample(
+            file_name,
             task="grounding",
-            source="deeplesion",
             split=name,
+            question=question,
             answer="lesion",
             boxes=boxes,
             images=[ref],
             modality="ct",
-            meta={
+            meta=style_meta | {
                 "file_name": file_name,
                 "window": floats(first.get("DICOM_windows"), 2),
                 "spacing_mm": floats(first.get("Spacing_mm_px_")),

@@ -21,8 +21,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from medmo.data.sources._base import Context, LayoutError, canonical_split, list_rows, read_json, text
-from medmo.records import RecordError, Sample, stable_id
+from medmo.data.sources._base import Context, LayoutError, SourceInfo, canonical_split, list_rows, read_json, text
+from medmo.records import RecordError, Sample
+
+SOURCE = SourceInfo(
+    name="iu_xray",
+    tasks=("report",),
+    modality="x-ray",
+    splits=("train", "validation", "test", "all"),
+    layout="R2Gen: <root>/annotation.json + images/<id>/{0,1}.png\n"
+           "or original: <root>/ecgen-radiology/<n>.xml + NLMCXR_png/<parentImage id>.png",
+    licence="CC BY-NC-ND 4.0",
+    aliases=("iu_x_ray",),
+)
 
 _DEID = re.compile(r"[\s-]*\bX{3,}\b")
 
@@ -50,10 +61,9 @@ def _r2gen(ctx: Context, root: Path, split: str | None, deid: str, report_is: st
         def convert(r: dict[str, Any], name: str = name) -> Sample:
             report = _t(r["report"], deid)
             as_findings = (report_is or ("findings" if "split" in r else "full")) == "findings"
-            return Sample(
-                id=stable_id("iu_xray", text(r["id"])),
+            return ctx.sample(
+                text(r["id"]),
                 task="report",
-                source="iu_xray",
                 split=canonical_split(r.get("split")) or name,
                 answer="" if as_findings else report,
                 findings=report if as_findings else None,
@@ -90,10 +100,9 @@ def _xml(ctx: Context, root: Path, split: str | None, deid: str) -> Iterator[Sam
         if not rep["images"]:
             raise RecordError(f"report {rep['id']} has no images")
         sec = rep["sections"]
-        return Sample(
-            id=stable_id("iu_xray", rep["id"]),
+        return ctx.sample(
+            rep["id"],
             task="report",
-            source="iu_xray",
             split="all",
             findings=_t(sec.get("FINDINGS"), deid) or None,
             impression=_t(sec.get("IMPRESSION"), deid) or None,

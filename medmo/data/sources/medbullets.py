@@ -13,8 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from medmo.data.sources._base import Context, LayoutError, csv_rows, list_rows, read_json, text
-from medmo.records import RecordError, Sample, stable_id
+from medmo.data.sources._base import Context, LayoutError, SourceInfo, csv_rows, list_rows, read_json, text
+from medmo.records import RecordError, Sample
+
+SOURCE = SourceInfo(
+    name="medbullets",
+    tasks=("mcq",),
+    modality="other",
+    splits=("test",),
+    layout="<root>/[medbullets/]medbullets_op{4,5}.{csv,json} (JSON is pandas column-oriented)",
+    licence="none stated (research use)",
+)
 
 
 def columns_to_rows(data: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -25,7 +34,7 @@ def columns_to_rows(data: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return [{col: values.get(k) for col, values in data.items()} for k in keys]
 
 
-def _sample(r: dict[str, Any], n_opts: int, row: int) -> Sample:
+def _sample(ctx: Context, r: dict[str, Any], n_opts: int, row: int) -> Sample:
     letters = "ABCDE"[:n_opts]
     options = {k: text(r[f"op{k.lower()}"]) for k in letters}
     letter = text(r["answer_idx"]).upper()
@@ -33,10 +42,9 @@ def _sample(r: dict[str, Any], n_opts: int, row: int) -> Sample:
         raise RecordError(f"answer_idx {letter!r} is not one of {letters}")
     if text(r.get("answer")) and text(r["answer"]) != options[letter]:
         raise RecordError(f"answer {r['answer']!r} differs from option {letter} {options[letter]!r}")
-    return Sample(
-        id=stable_id("medbullets", f"op{n_opts}", row, text(r["question"])),
+    return ctx.sample(
+        f"op{n_opts}", row, text(r["question"]),
         task="mcq",
-        source="medbullets",
         split="test",
         question=text(r["question"]),
         answer=letter,
@@ -78,6 +86,6 @@ def load(
             if dedupe and key in seen:
                 return None
             seen.add(key)
-            return _sample(ir[1], n, ir[0])
+            return _sample(ctx, ir[1], n, ir[0])
 
         yield from ctx.emit(_rows(path), convert)

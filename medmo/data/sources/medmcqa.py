@@ -14,24 +14,43 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from medmo.data.sources._base import Context, LayoutError, hub_split, jsonl_rows, list_rows, parquet_rows, text
-from medmo.records import RecordError, Sample, stable_id
+from medmo.data.sources._base import (
+    Context,
+    LayoutError,
+    SourceInfo,
+    hub_split,
+    jsonl_rows,
+    list_rows,
+    parquet_rows,
+    text,
+)
+from medmo.records import RecordError, Sample
+
+SOURCE = SourceInfo(
+    name="medmcqa",
+    tasks=("mcq",),
+    modality="other",
+    splits=("train", "validation", "test"),
+    layout="<root>/{train,dev,test}.json (GitHub JSON Lines, cop 1-4)\n"
+           "or <root>/data/{train,validation,test}-*.parquet (HF, cop 0-3)",
+    hub_id="openlifescienceai/medmcqa",
+    licence="MIT (GitHub) / Apache-2.0 (HF card)",
+)
 
 LETTERS = "ABCD"
 JSON_FILES = {"train": "train.json", "validation": "dev.json", "test": "test.json"}
 
 
-def _sample(r: dict[str, Any], split: str, cop_base: int) -> Sample:
+def _sample(ctx: Context, r: dict[str, Any], split: str, cop_base: int) -> Sample:
     cop = r.get("cop")
     if cop is None or text(cop) == "" or int(cop) < 0:
         raise RecordError(f"{r.get('id')}: no answer (MedMCQA test answers are withheld)")
     idx = int(cop) - cop_base
     if not 0 <= idx < 4:
         raise RecordError(f"cop {cop} out of range for {cop_base}-based options")
-    return Sample(
-        id=stable_id("medmcqa", r["id"]),
+    return ctx.sample(
+        r["id"],
         task="mcq",
-        source="medmcqa",
         split=split,
         question=text(r["question"]),
         answer=LETTERS[idx],
@@ -56,12 +75,12 @@ def load(root: Path, split: str | None, ctx: Context, *, cop_base: int | None = 
         if path is not None:
             found = True
             base = 1 if cop_base is None else cop_base
-            yield from ctx.emit(jsonl_rows(path), lambda r, n=name, b=base: _sample(r, n, b), json.loads)
+            yield from ctx.emit(jsonl_rows(path), lambda r, n=name, b=base: _sample(ctx, r, n, b), json.loads)
         elif parquet:
             found = True
             base = 0 if cop_base is None else cop_base
             for p in parquet:
-                yield from ctx.emit(parquet_rows(p), lambda r, n=name, b=base: _sample(r, n, b))
+                yield from ctx.emit(parquet_rows(p), lambda r, n=name, b=base: _sample(ctx, r, n, b))
     if not found:
         raise LayoutError(f"no MedMCQA {', '.join(JSON_FILES.values())} or <split>-*.parquet files in {root}")
 
@@ -70,4 +89,4 @@ def load_hub(hub_id: str, split: str | None, ctx: Context, *, cop_base: int = 0)
     """Yield hub rows (``cop`` 0-based)."""
     for name in [split] if split else ["train", "validation", "test"]:
         rows = list_rows(f"{hub_id}[{name}]", hub_split(hub_id, None, name))
-        yield from ctx.emit(rows, lambda r, n=name: _sample(r, n, cop_base))
+        yield from ctx.emit(rows, lambda r, n=name: _sample(ctx, r, n, cop_base))

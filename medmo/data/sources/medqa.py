@@ -16,8 +16,29 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from medmo.data.sources._base import Context, LayoutError, canonical_split, hub_split, jsonl_rows, list_rows, text
-from medmo.records import RecordError, Sample, stable_id
+from medmo.data.sources._base import (
+    Context,
+    LayoutError,
+    SourceInfo,
+    canonical_split,
+    hub_split,
+    jsonl_rows,
+    list_rows,
+    text,
+)
+from medmo.records import RecordError, Sample
+
+SOURCE = SourceInfo(
+    name="medqa",
+    tasks=("mcq",),
+    modality="other",
+    splits=("train", "validation", "test"),
+    layout="<root>/[data_clean/questions/US/]{train,dev,test}.jsonl (5 options) and "
+           "4_options/phrases_no_exclude_{train,dev,test}.jsonl (4 options)",
+    hub_id="GBaker/MedQA-USMLE-4-options",
+    licence="not checked",
+    aliases=("medqa_usmle",),
+)
 
 FILE_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
 _QUOTED = re.compile(r'^"{3}(.*)"{3}$', re.S)
@@ -30,7 +51,7 @@ def unquote(s: Any) -> str:
     return f'"{m.group(1).strip()}"' if m else t
 
 
-def _sample(r: dict[str, Any], split: str, n_opts: int, strip_quotes: bool) -> Sample:
+def _sample(ctx: Context, r: dict[str, Any], split: str, n_opts: int, strip_quotes: bool) -> Sample:
     clean = unquote if strip_quotes else text
     options = {text(k).upper(): clean(v) for k, v in r["options"].items()}
     answer_text = clean(r.get("answer"))
@@ -39,10 +60,9 @@ def _sample(r: dict[str, Any], split: str, n_opts: int, strip_quotes: bool) -> S
         letter = next((k for k, v in options.items() if v == answer_text), "")
     if letter in options and answer_text and options[letter] != answer_text:
         raise RecordError(f"answer_idx {letter} is {options[letter]!r} but answer is {answer_text!r}")
-    return Sample(
-        id=stable_id("medqa", f"{n_opts}opt", split, text(r["question"])),  # the files have no id
+    return ctx.sample(
+        f"{n_opts}opt", split, text(r["question"]),  # the files have no id
         task="mcq",
-        source="medqa",
         split=split,
         question=text(r["question"]),
         answer=letter,
@@ -81,7 +101,7 @@ def load(
         found = True
         if root.is_file():  # a single file: its split comes from its name
             name = canonical_split(next((s for s in ("train", "dev", "test") if s in path.stem), "test")) or "test"
-        yield from ctx.emit(jsonl_rows(path), lambda r, n=name: _sample(r, n, options, strip_quotes), json.loads)
+        yield from ctx.emit(jsonl_rows(path), lambda r, n=name: _sample(ctx, r, n, options, strip_quotes), json.loads)
         if root.is_file():
             break
     if not found:
@@ -92,4 +112,4 @@ def load_hub(hub_id: str, split: str | None, ctx: Context, *, strip_quotes: bool
     """Yield samples from ``GBaker/MedQA-USMLE-4-options`` (keys as in the jsonl files)."""
     for name in [split] if split else ["train", "validation", "test"]:
         rows = list_rows(f"{hub_id}[{name}]", hub_split(hub_id, None, name))
-        yield from ctx.emit(rows, lambda r, n=name: _sample(r, n, len(r["options"]), strip_quotes))
+        yield from ctx.emit(rows, lambda r, n=name: _sample(ctx, r, n, len(r["options"]), strip_quotes))

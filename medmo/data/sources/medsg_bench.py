@@ -15,6 +15,10 @@ Questions lose their ``<image>`` tokens (the prompt adds images) and Qwen2-VL ``
 markers; reference boxes written in pixels inside questions are rewritten on the 0-1000 grid as
 ``<box>[[x1, y1, x2, y2]]</box>``, MedMO's box syntax. If an image file has another size than the
 declared one, boxes are scaled to it.
+
+``style="medmo-sft"`` / ``"medmo-grpo"`` words the records as MedMO's ``medsg_bbox`` / ``medsg_bbox_grpo``
+loaders did: the question as written (only ``<image>`` tokens dropped, reference boxes left in pixels), the
+label ``Difference detected`` and the target box in pixels of the image (``meta["box_convention"] = "pixel"``).
 """
 
 from __future__ import annotations
@@ -24,9 +28,22 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from medmo.boxes import sanitize_box, to_grid
-from medmo.data.sources._base import Context, LayoutError, read_json, rescale, text
-from medmo.records import Box, ImageRef, RecordError, Sample, stable_id
+from medmo.boxes import CONVENTION_KEY, sanitize_box, to_grid
+from medmo.data.sources._base import Context, LayoutError, SourceInfo, read_json, rescale, text
+from medmo.data.sources._medmo_style import check_style
+from medmo.records import Box, ImageRef, RecordError, Sample
+
+SOURCE = SourceInfo(
+    name="medsg_bench",
+    tasks=("grounding",),
+    modality="other",
+    splits=("train", "test"),
+    layout="<root>/**/*.json: benchmark arrays {task, images, question, answer[, size]} or MedSG-188K {id, task, "
+           "images, conversations}; image paths relative to <root>",
+    hub_id="MedSG-Bench/MedSG-Bench",
+    licence="CC-BY-4.0",
+    aliases=("medsg",),
+)
 
 DEFAULT_SIZE = (336, 336)
 _REF = re.compile(r"<\|object_ref_start\|>(.*?)<\|object_ref_end\|>")
@@ -35,6 +52,7 @@ _BOX = re.compile(
 )
 _ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 _WHICH = re.compile(r"in the (\w+) image", re.I)
+MEDMO_LABEL = "Difference detected"  # MedMO's answer label for every MedSG task
 
 
 def clean_question(q: str, size: tuple[int, int]) -> str:
@@ -73,26 +91,35 @@ def _label(question: str, task: str) -> str:
     return text(names[-1]) if names else task.replace("_", " ")
 
 
-def _bench(ctx: Context, root: Path, json_dir: Path, r: dict[str, Any], index: int, path: Path) -> Sample:
+def _styled(question: str, label: str, size: tuple[int, int], meta: dict[str, Any], style: str) -> tuple[str, str]:
+    """``(question, label)`` in ``style``; MedMO's styles also set the record's pixel convention in ``meta``."""
+    if style == "qwen":
+        return clean_question(question, size), label
+    meta[CONVENTION_KEY] = "pixel"
+    return re.sub(r"<image>\s*", "", question).strip(), MEDMO_LABEL
+
+
+def _bench(ctx: Context, root: Path, json_dir: Path, r: dict[str, Any], index: int, path: Path,
+           style: str = "qwen") -> Sample:  # fmt: skip
     task, size = text(r["task"]), tuple(int(v) for v in (r.get("size") or DEFAULT_SIZE))
     refs = _refs(ctx, root, json_dir, r["images"], size)
     if not refs:
         raise RecordError("item has no images")
-    label = _label(text(r["question"]), task)
-    return Sample(
-        id=stable_id("medsg_bench", task, path.name, index),
+    meta: dict[str, Any] = {"medsg_task": task, "box_image": "assumed_last", "declared_size": list(size)}
+    question, label = _styled(text(r["question"]), _label(text(r["question"]), task), size, meta, style)
+    return ctx.sample(
+        task, path.name, index,
         task="grounding",
-        source="medsg_bench",
         split="test",
-        question=clean_question(text(r["question"]), size),
+        question=question,
         answer=label,
         boxes=[Box(label, _box(r["answer"], size, refs[-1]), image=len(refs) - 1)],
         images=refs,
-        meta={"medsg_task": task, "box_image": "assumed_last", "declared_size": list(size)},
+        meta=meta,
     )
 
 
-def _turn(ctx: Context, root: Path, json_dir: Path, r: dict[str, Any], t: int) -> Sample:
+def _turn(ctx: Context, root: Path, json_dir: Path, r: dict[str, Any], t: int, style: str = "qwen") -> Sample:
     """Record of the ``t``-th human/gpt pair of a MedSG-188K conversation."""
     task, size = text(r["task"]), tuple(int(v) for v in (r.get("size") or DEFAULT_SIZE))
     refs = _refs(ctx, root, json_dir, r["images"], size)
@@ -102,20 +129,20 @@ def _turn(ctx: Context, root: Path, json_dir: Path, r: dict[str, Any], t: int) -
     image = _ORDINALS.index(which.group(1).lower()) if which and which.group(1).lower() in _ORDINALS else len(refs) - 1
     if image >= len(refs):
         raise RecordError(f"turn {t}: answer names image {image + 1}, item has {len(refs)}")
-    label = _label(human, task)
+    meta: dict[str, Any] = {"medsg_task": task, "medsg_id": text(r["id"]), "turn": t}
+    question, label = _styled(human, _label(human, task), size, meta, style)
     boxes = [Box(label, _box(m.groups(), size, refs[image]), image=image) for m in _BOX.finditer(gpt)]
     if not boxes:
         raise RecordError(f"turn {t}: no <|box_start|>(x1,y1),(x2,y2)<|box_end|> in the answer {gpt[:80]!r}")
-    return Sample(
-        id=stable_id("medsg_bench", text(r["id"]), t),
+    return ctx.sample(
+        text(r["id"]), t,
         task="grounding",
-        source="medsg_bench",
         split="train",
-        question=clean_question(human, size),
+        question=question,
         answer=label,
         boxes=boxes,
         images=refs,
-        meta={"medsg_task": task, "medsg_id": text(r["id"]), "turn": t},
+        meta=meta,
     )
 
 
@@ -130,8 +157,10 @@ def _rows(path: Path, data: list[Any]) -> Iterator[tuple[str, int, tuple[int, in
             yield str(path), i, (i, None, r)
 
 
-def load(root: Path, split: str | None, ctx: Context, *, tasks: Sequence[str] | None = None) -> Iterator[Sample]:
-    """Yield MedSG grounding records from every JSON array under ``root`` (or one JSON file)."""
+def load(root: Path, split: str | None, ctx: Context, *, tasks: Sequence[str] | None = None,
+         style: str = "qwen") -> Iterator[Sample]:  # fmt: skip
+    """Yield MedSG grounding records from every JSON array under ``root`` (or one JSON file), worded in ``style``."""
+    check_style(style)
     files = [root] if root.is_file() else sorted(root.rglob("*.json"))
     if not files:
         raise LayoutError(f"no *.json files under {root}")
@@ -149,7 +178,9 @@ def load(root: Path, split: str | None, ctx: Context, *, tasks: Sequence[str] | 
             if split not in (None, kind):
                 return None
             return (
-                _bench(ctx, base, path.parent, r, i, path) if turn is None else _turn(ctx, base, path.parent, r, turn)
+                _bench(ctx, base, path.parent, r, i, path, style)
+                if turn is None
+                else _turn(ctx, base, path.parent, r, turn, style)
             )
 
         yield from ctx.emit(_rows(path, data), convert)

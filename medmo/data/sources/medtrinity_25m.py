@@ -16,6 +16,7 @@ from typing import Any
 from medmo.data.sources._base import (
     Context,
     LayoutError,
+    SourceInfo,
     csv_rows,
     hub_split,
     jsonl_rows,
@@ -24,7 +25,19 @@ from medmo.data.sources._base import (
     parquet_rows,
     text,
 )
-from medmo.records import RecordError, Sample, stable_id
+from medmo.records import RecordError, Sample
+
+SOURCE = SourceInfo(
+    name="medtrinity_25m",
+    tasks=("caption",),
+    modality="other",
+    splits=("train",),
+    layout="<root>/**/*.parquet (HF snapshot: image, id, caption)\n"
+           "or <root>/*.{jsonl,csv} (id, caption, image|file_name) + images/",
+    hub_id="UCSC-VLAA/MedTrinity-25M",
+    licence="not seen (gated HF)",
+    aliases=("medtrinity",),
+)
 
 
 def _sample(ctx: Context, r: dict[str, Any], base: Path | None) -> Sample:
@@ -34,10 +47,9 @@ def _sample(ctx: Context, r: dict[str, Any], base: Path | None) -> Sample:
         raise RecordError("row has no image / file_name")
     ref = ctx.image(base / text(image)) if isinstance(image, str) and base is not None else ctx.embedded(image)
     rid = text(r.get("id")) or Path(ref.path).stem
-    return Sample(
-        id=stable_id("medtrinity_25m", rid),
+    return ctx.sample(
+        rid,
         task="caption",
-        source="medtrinity_25m",
         split="train",
         answer=caption,
         images=[ref],

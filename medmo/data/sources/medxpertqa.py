@@ -15,8 +15,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from medmo.data.sources._base import Context, LayoutError, hub_split, jsonl_rows, list_rows, text
-from medmo.records import RecordError, Sample, stable_id
+from medmo.data.sources._base import Context, LayoutError, SourceInfo, hub_split, jsonl_rows, list_rows, text
+from medmo.records import RecordError, Sample
+
+SOURCE = SourceInfo(
+    name="medxpertqa",
+    tasks=("mcq",),
+    modality="other",
+    splits=("test", "dev"),
+    layout="<root>/**/medxpertqa_{mm,text}_input.jsonl (GitHub eval) or <root>/{MM,Text}/*.jsonl;\n"
+           "MM images in <root>/images/",
+    hub_id="TsinghuaC3I/MedXpertQA",
+    licence="MIT",
+)
 
 CHOICES_MARK = "\nAnswer Choices:"
 
@@ -48,10 +59,9 @@ def _sample(ctx: Context, r: dict[str, Any], split: str, image_dirs: list[Path],
         path = next((d / name for d in image_dirs if (d / name).is_file()), image_dirs[0] / name)
         images.append(ctx.image(path))
     rid = text(r["id"])
-    return Sample(
-        id=stable_id("medxpertqa", rid),
+    return ctx.sample(
+        rid,
         task="mcq",
-        source="medxpertqa",
         split=split,
         question=question,
         answer=_label(r["label"]),

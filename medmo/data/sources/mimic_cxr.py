@@ -18,8 +18,29 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from medmo.data.sources._base import Context, LayoutError, canonical_split, csv_rows, list_rows, read_json, text
-from medmo.records import RecordError, Sample, stable_id
+from medmo.data.sources._base import (
+    Context,
+    LayoutError,
+    SourceInfo,
+    canonical_split,
+    csv_rows,
+    list_rows,
+    read_json,
+    text,
+)
+from medmo.records import RecordError, Sample
+
+SOURCE = SourceInfo(
+    name="mimic_cxr",
+    tasks=("report",),
+    modality="x-ray",
+    splits=("train", "validation", "test"),
+    layout="<root>/mimic-cxr-2.0.0-split.csv[.gz] + files/pXX/pSUBJECT/sSTUDY.txt\n"
+           "+ files/pXX/pSUBJECT/sSTUDY/<dicom_id>.jpg (optional mimic-cxr-2.0.0-metadata.csv[.gz] for views)\n"
+           "or R2Gen: <root>/annotation.json + images/<image_path>",
+    licence="PhysioNet Credentialed Health Data License",
+    aliases=("mimic",),
+)
 
 _HEADER = re.compile(r"^[ \t]*([A-Z][A-Z /&()-]{2,}?)[ \t]*:", re.M)
 _NAMES = {
@@ -90,10 +111,9 @@ def _official(
         sec = report_sections(report_path.read_text(encoding="utf-8", errors="replace"))
         if not sec:
             raise RecordError(f"s{study}.txt has no FINDINGS or IMPRESSION section")
-        return Sample(
-            id=stable_id("mimic_cxr", study),
+        return ctx.sample(
+            study,
             task="report",
-            source="mimic_cxr",
             split=name,
             findings=sec.get("findings"),
             impression=sec.get("impression"),
@@ -113,10 +133,9 @@ def _r2gen(ctx: Context, path: Path, split: str | None) -> Iterator[Sample]:
             continue
         yield from ctx.emit(
             list_rows(str(path), rows),
-            lambda r, n=name: Sample(
-                id=stable_id("mimic_cxr", text(r["id"])),
+            lambda r, n=name: ctx.sample(
+                text(r["id"]),
                 task="report",
-                source="mimic_cxr",
                 split=n,
                 findings=text(r["report"]),
                 images=[ctx.image(images / p) for p in r["image_path"]],

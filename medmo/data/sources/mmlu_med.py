@@ -15,8 +15,20 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from medmo.data.sources._base import Context, LayoutError, hub_split, jsonl_rows, list_rows, text
-from medmo.records import Sample, stable_id
+from medmo.data.sources._base import Context, LayoutError, SourceInfo, hub_split, jsonl_rows, list_rows, text
+from medmo.records import Sample
+
+SOURCE = SourceInfo(
+    name="mmlu_med",
+    tasks=("mcq",),
+    modality="other",
+    splits=("dev", "validation", "test"),
+    layout="<root>/{dev,val,test}/<subject>_{dev,val,test}.csv (hendrycks CSV, no header) or <root>/*.jsonl "
+           "(question, answer_a..d, correct_answer, topic)",
+    hub_id="cais/mmlu",
+    licence="MIT",
+    aliases=("mmlu_medical", "mmlu"),
+)
 
 SUBJECTS = (
     "anatomy",
@@ -30,11 +42,10 @@ CSV_SPLITS = {"dev": "dev", "validation": "val", "test": "test"}
 LETTERS = "ABCD"
 
 
-def _sample(subject: str, split: str, question: str, options: list[Any], letter: str) -> Sample:
-    return Sample(
-        id=stable_id("mmlu_med", subject, split, text(question), *[text(o) for o in options]),
+def _sample(ctx: Context, subject: str, split: str, question: str, options: list[Any], letter: str) -> Sample:
+    return ctx.sample(
+        subject, split, text(question), *[text(o) for o in options],
         task="mcq",
-        source="mmlu_med",
         split=split,
         question=text(question),
         answer=text(letter).upper(),
@@ -58,7 +69,7 @@ def load(root: Path, split: str | None, ctx: Context, *, subjects: Sequence[str]
             for subject in subjects if split in (None, name) else ():
                 path = base / d / f"{subject}_{d}.csv"
                 if path.is_file():
-                    yield from ctx.emit(_csv_rows(path), lambda r, s=subject, n=name: _sample(s, n, r[0], r[1:5], r[5]))
+                    yield from ctx.emit(_csv_rows(path), lambda r, s=subject, n=name: _sample(ctx, s, n, r[0], r[1:5], r[5]))
         return
     files = sorted(root.glob("*.jsonl")) if root.is_dir() else [root]
     if not files:
@@ -69,7 +80,7 @@ def load(root: Path, split: str | None, ctx: Context, *, subjects: Sequence[str]
         subject = text(r["topic"]).replace(" ", "_")
         if subject not in wanted or split not in (None, "test"):
             return None
-        return _sample(subject, "test", r["question"], [r[f"answer_{k}"] for k in "abcd"], r["correct_answer"])
+        return _sample(ctx, subject, "test", r["question"], [r[f"answer_{k}"] for k in "abcd"], r["correct_answer"])
 
     for path in files:  # the JSON Lines dump is the test split
         yield from ctx.emit(jsonl_rows(path), convert, json.loads)
@@ -82,7 +93,7 @@ def load_hub(hub_id: str, split: str | None, ctx: Context, *, subjects: Sequence
             rows = list_rows(f"{hub_id}/{subject}[{name}]", hub_split(hub_id, subject, name))
             yield from ctx.emit(
                 rows,
-                lambda r, s=subject, n=name: _sample(s, n, r["question"], list(r["choices"]), _letter(r["answer"])),
+                lambda r, s=subject, n=name: _sample(ctx, s, n, r["question"], list(r["choices"]), _letter(r["answer"])),
             )
 
 

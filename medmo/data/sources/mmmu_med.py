@@ -16,8 +16,28 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from medmo.data.sources._base import Context, LayoutError, hub_split, list_rows, map_modality, parquet_rows, text
-from medmo.records import LETTERS, RecordError, Sample, options_from_list, stable_id
+from medmo.data.sources._base import (
+    Context,
+    LayoutError,
+    SourceInfo,
+    hub_split,
+    list_rows,
+    map_modality,
+    parquet_rows,
+    text,
+)
+from medmo.records import LETTERS, RecordError, Sample, options_from_list
+
+SOURCE = SourceInfo(
+    name="mmmu_med",
+    tasks=("mcq", "open_vqa"),
+    modality="other",
+    splits=("dev", "validation", "test"),
+    layout="<root>/<Subject>/{dev,validation,test}-00000-of-00001.parquet (HF snapshot of MMMU/MMMU)",
+    hub_id="MMMU/MMMU",
+    licence="Apache-2.0",
+    aliases=("mmmu",),
+)
 
 SUBJECTS = (
     "Basic_Medical_Science",
@@ -53,10 +73,9 @@ def _sample(ctx: Context, r: dict[str, Any], subject: str, split: str) -> Sample
     qtype = text(r.get("question_type"))
     is_mcq = bool(options) and len(answer) == 1 and answer.upper() in LETTERS[: len(options)]
     images = [ctx.embedded(r[f"image_{i}"]) for i in range(1, 8) if r.get(f"image_{i}") is not None]
-    return Sample(
-        id=stable_id("mmmu_med", r["id"]),
+    return ctx.sample(
+        r["id"],
         task="mcq" if is_mcq else "open_vqa",
-        source="mmmu_med",
         split=split,
         question=text(r["question"]),
         answer=answer.upper() if is_mcq else answer,

@@ -12,8 +12,18 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from medmo.data.sources._base import Context, LayoutError, list_rows, map_modality, read_json, text
-from medmo.records import RecordError, Sample, stable_id
+from medmo.data.sources._base import Context, LayoutError, SourceInfo, list_rows, map_modality, read_json, text
+from medmo.records import RecordError, Sample
+
+SOURCE = SourceInfo(
+    name="omnimedvqa",
+    tasks=("mcq",),
+    modality="other",
+    splits=("test",),
+    layout="<root>/QA_information/{Open-access,Restricted-access}/<Dataset>.json + Images/<Dataset>/...",
+    hub_id="foreverbeliever/OmniMedVQA",
+    licence="per source dataset (card)",
+)
 
 ACCESS = ("Open-access", "Restricted-access")
 
@@ -37,10 +47,9 @@ def _sample(ctx: Context, root: Path, r: dict[str, Any]) -> Sample:
     letter = next((k for k, v in options.items() if _norm(v) == gold), None)
     if letter is None:
         raise RecordError(f"gt_answer {r['gt_answer']!r} matches none of the options {list(options.values())}")
-    return Sample(
-        id=stable_id("omnimedvqa", r["question_id"]),
+    return ctx.sample(
+        r["question_id"],
         task="mcq",
-        source="omnimedvqa",
         split="test",
         question=text(r["question"]),
         answer=letter,

@@ -14,8 +14,28 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from medmo.data.sources._base import Context, LayoutError, canonical_split, hub_split, list_rows, text, yes_no
-from medmo.records import RecordError, Sample, stable_id
+from medmo.data.sources._base import (
+    Context,
+    LayoutError,
+    SourceInfo,
+    canonical_split,
+    hub_split,
+    list_rows,
+    text,
+    yes_no,
+)
+from medmo.records import RecordError, Sample
+
+SOURCE = SourceInfo(
+    name="pathvqa",
+    tasks=("closed_vqa", "open_vqa"),
+    modality="pathology",
+    splits=("train", "validation", "test"),
+    layout="<root>/[pvqa/]qas/{train,val,test}/{train,val,test}_qa.pkl + images/{train,val,test}/<image>.jpg",
+    hub_id="flaviagiammarino/path-vqa",
+    licence="repo LICENSE; images (c) textbook publishers / PEIR",
+    aliases=("path_vqa",),
+)
 
 SPLIT_DIRS = {"train": "train", "validation": "val", "test": "test"}
 
@@ -33,12 +53,11 @@ def _read_pkl(path: Path) -> list[dict[str, Any]]:
     return data
 
 
-def _sample(r: dict[str, Any], split: str, images: list[Any], key: str) -> Sample:
+def _sample(ctx: Context, r: dict[str, Any], split: str, images: list[Any], key: str) -> Sample:
     answer = yes_no(r["answer"])
-    return Sample(
-        id=stable_id("pathvqa", split, key, text(r["question"]), answer),
+    return ctx.sample(
+        split, key, text(r["question"]), answer,
         task="closed_vqa" if answer in ("yes", "no") else "open_vqa",
-        source="pathvqa",
         split=split,
         question=text(r["question"]),
         answer=answer,
@@ -62,7 +81,7 @@ def load(root: Path, split: str | None, ctx: Context, *, dedupe: bool = True) ->
         def convert(r: dict[str, Any], name: str = name, d: str = d) -> Sample | None:
             stem = text(r["image"])
             img = next((p for p in (base / "images" / d / f"{stem}{e}" for e in (".jpg", ".png")) if p.is_file()), None)
-            s = _sample(r, name, [ctx.image(img or base / "images" / d / f"{stem}.jpg")], stem)
+            s = _sample(ctx, r, name, [ctx.image(img or base / "images" / d / f"{stem}.jpg")], stem)
             if dedupe and s.id in seen:
                 return None
             seen.add(s.id)
@@ -78,6 +97,6 @@ def load_hub(hub_id: str, split: str | None, ctx: Context) -> Iterator[Sample]:
 
         def convert(r: dict[str, Any], name: str = name) -> Sample:
             ref = ctx.embedded(r["image"])
-            return _sample(r, canonical_split(name) or name, [ref], Path(ref.path).stem)
+            return _sample(ctx, r, canonical_split(name) or name, [ref], Path(ref.path).stem)
 
         yield from ctx.emit(rows, convert)

@@ -13,8 +13,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from medmo.data.sources._base import Context, LayoutError, csv_rows, text
-from medmo.records import RecordError, Sample, stable_id
+from medmo.data.sources._base import Context, LayoutError, SourceInfo, csv_rows, text
+from medmo.records import RecordError, Sample
+
+SOURCE = SourceInfo(
+    name="pmc_vqa",
+    tasks=("mcq",),
+    modality="other",
+    splits=("train", "test", "test_clean"),
+    layout="<root>/{train,test,test_clean}.csv (v2: *_2.csv, version=2) + images/<Figure_path>",
+    hub_id="xmcmic/PMC-VQA",
+    licence="not stated on the card",
+    aliases=("pmcvqa",),
+)
 
 LETTERS = "ABCD"
 _PREFIX = re.compile(r"^\s*([A-D])\s*[:.)]\s*")
@@ -36,10 +47,9 @@ def _sample(ctx: Context, r: dict[str, Any], split: str, images: Path, version: 
         if not letter:
             raise RecordError(f"answer {answer_text!r} matches no choice and Answer_label is missing")
     fig = text(r["Figure_path"])
-    return Sample(
-        id=stable_id("pmc_vqa", f"v{version}", split, fig, text(r["Question"]), line),
+    return ctx.sample(
+        f"v{version}", split, fig, text(r["Question"]), line,
         task="mcq",
-        source="pmc_vqa",
         split=split,
         question=text(r["Question"]),
         answer=letter,

@@ -14,8 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from medmo.data.sources._base import Context, LayoutError, hub_split, list_rows, read_json, text
-from medmo.records import RecordError, Sample, stable_id
+from medmo.data.sources._base import Context, LayoutError, SourceInfo, hub_split, list_rows, read_json, text
+from medmo.records import RecordError, Sample
+
+SOURCE = SourceInfo(
+    name="pubmedqa",
+    tasks=("mcq",),
+    modality="other",
+    splits=("train", "test"),
+    layout="<root>/[data/]ori_pqal.json + test_ground_truth.json (the 500 test PMIDs)",
+    hub_id="qiaojin/PubMedQA",
+    licence="MIT",
+)
 
 OPTIONS = {"A": "yes", "B": "no", "C": "maybe"}
 LETTER = {v: k for k, v in OPTIONS.items()}
@@ -32,6 +42,7 @@ def _question(question: str, contexts: list[str], labels: list[str], long_answer
 
 
 def _sample(
+    ctx: Context,
     pmid: str,
     q: str,
     contexts: list,
@@ -45,10 +56,9 @@ def _sample(
     label = text(decision).lower()
     if label not in LETTER:
         raise RecordError(f"PMID {pmid}: final_decision {decision!r} is not yes/no/maybe")
-    return Sample(
-        id=stable_id("pubmedqa", pmid),
+    return ctx.sample(
+        pmid,
         task="mcq",
-        source="pubmedqa",
         split=split,
         question=_question(q, list(contexts), list(labels), long_answer if with_long_answer else None),
         answer=LETTER[label],
@@ -75,6 +85,7 @@ def load(root: Path, split: str | None, ctx: Context, *, with_long_answer: bool 
         if split not in (None, s):
             return None
         return _sample(
+            ctx,
             pmid,
             r["QUESTION"],
             r["CONTEXTS"],
@@ -111,6 +122,7 @@ def load_hub(
             return None
         c = r["context"]
         return _sample(
+            ctx,
             pmid,
             r["question"],
             c["contexts"],

@@ -22,13 +22,24 @@ from medmo.boxes import sanitize_box, xywh_to_xyxy
 from medmo.data.sources._base import (
     Context,
     LayoutError,
+    SourceInfo,
     list_rows,
     map_modality,
     read_json,
     text,
     yes_no,
 )
-from medmo.records import Box, RecordError, Sample, stable_id
+from medmo.records import Box, RecordError, Sample
+
+SOURCE = SourceInfo(
+    name="slake",
+    tasks=("closed_vqa", "open_vqa", "grounding"),
+    modality="other",
+    splits=("train", "validation", "test"),
+    layout="<root>/[Slake1.0/]{train,validate,test}.json + imgs/xmlabN/{source.jpg,detection.json}",
+    hub_id="BoKelvin/SLAKE",
+    licence="not stated in the release; commonly cited CC BY 4.0 (verify)",
+)
 
 FILES = {"train": "train.json", "validation": "validate.json", "test": "test.json"}
 
@@ -83,10 +94,9 @@ def _grounding(ctx: Context, imgs: Path, img_name: str, split: str, fmt: str) ->
             boxes.append(Box(text(name), sanitize_box(xyxy, ref.width, ref.height)))
             fmts.add(used)
     return [
-        Sample(
-            id=stable_id("slake", "detection", img_dir.name, name),
+        ctx.sample(
+            "detection", img_dir.name, name,
             task="grounding",
-            source="slake",
             split=split,
             answer=name,
             boxes=boxes,
@@ -102,10 +112,9 @@ def _qa(ctx: Context, r: dict[str, Any], split: str, imgs: Path, lang: str | Non
     if lang is not None and q_lang != lang:
         return None
     answer = yes_no(r["answer"])
-    return Sample(
-        id=stable_id("slake", r["qid"]),
+    return ctx.sample(
+        r["qid"],
         task="closed_vqa" if text(r.get("answer_type")).upper() == "CLOSED" else "open_vqa",
-        source="slake",
         split=split,
         question=text(r["question"]),
         answer=answer,

@@ -14,8 +14,18 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from medmo.data.sources._base import Context, find, hub_split, jsonl_rows, list_rows, text
-from medmo.records import RecordError, Sample, options_from_list, stable_id
+from medmo.data.sources._base import Context, SourceInfo, find, hub_split, jsonl_rows, list_rows, text
+from medmo.records import RecordError, Sample, options_from_list
+
+SOURCE = SourceInfo(
+    name="supergpqa",
+    tasks=("mcq",),
+    modality="other",
+    splits=("test",),
+    layout="<root>/[data/]SuperGPQA-all.jsonl",
+    hub_id="m-a-p/SuperGPQA",
+    licence="ODC-BY (GitHub) vs MIT (HF card)",
+)
 
 
 def _keep(r: dict[str, Any], discipline: str | None, fields: Sequence[str] | None) -> bool:
@@ -24,15 +34,14 @@ def _keep(r: dict[str, Any], discipline: str | None, fields: Sequence[str] | Non
     )
 
 
-def _sample(r: dict[str, Any]) -> Sample:
+def _sample(ctx: Context, r: dict[str, Any]) -> Sample:
     options = options_from_list([text(o) for o in r["options"]])
     letter = text(r["answer_letter"]).upper()
     if letter in options and text(r.get("answer")) and options[letter] != text(r["answer"]):
         raise RecordError(f"answer_letter {letter} is {options[letter]!r} but answer is {r['answer']!r}")
-    return Sample(
-        id=stable_id("supergpqa", r["uuid"]),
+    return ctx.sample(
+        r["uuid"],
         task="mcq",
-        source="supergpqa",
         split="test",
         question=text(r["question"]),
         answer=letter,
@@ -62,7 +71,7 @@ def load(
         if root.is_file()
         else find(root, ["SuperGPQA-all.jsonl", "data/SuperGPQA-all.jsonl", "**/*.jsonl"], "SuperGPQA-all.jsonl")
     )
-    yield from ctx.emit(jsonl_rows(path), lambda r: _sample(r) if _keep(r, discipline, fields) else None, json.loads)
+    yield from ctx.emit(jsonl_rows(path), lambda r: _sample(ctx, r) if _keep(r, discipline, fields) else None, json.loads)
 
 
 def load_hub(
@@ -75,4 +84,4 @@ def load_hub(
 ) -> Iterator[Sample]:
     """Yield rows of the hub's single ``train`` split, filtered like :func:`load`."""
     rows = list_rows(f"{hub_id}[train]", hub_split(hub_id, None, "train"))
-    yield from ctx.emit(rows, lambda r: _sample(r) if _keep(r, discipline, fields) else None)
+    yield from ctx.emit(rows, lambda r: _sample(ctx, r) if _keep(r, discipline, fields) else None)

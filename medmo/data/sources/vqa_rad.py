@@ -16,6 +16,7 @@ from typing import Any
 from medmo.data.sources._base import (
     Context,
     LayoutError,
+    SourceInfo,
     canonical_split,
     hub_split,
     list_rows,
@@ -23,7 +24,19 @@ from medmo.data.sources._base import (
     text,
     yes_no,
 )
-from medmo.records import Sample, stable_id
+from medmo.records import Sample
+
+SOURCE = SourceInfo(
+    name="vqa_rad",
+    tasks=("closed_vqa", "open_vqa"),
+    modality="other",
+    splits=("train", "test"),
+    layout="MEVF split: <root>/[data_RAD/]{trainset,testset}.json + images/synpicNNNNN.jpg\n"
+           "or OSF: <root>/VQA_RAD Dataset Public.json + 'VQA_RAD Image Folder/'",
+    hub_id="flaviagiammarino/vqa-rad",
+    licence="CC0-1.0 (HF card)",
+    aliases=("vqarad",),
+)
 
 MEVF_FILES = {"train": "trainset.json", "test": "testset.json"}
 OSF_FILE = "VQA_RAD Dataset Public.json"
@@ -39,10 +52,9 @@ def _task(answer: str, answer_type: str) -> str:
 def _sample(ctx: Context, r: dict[str, Any], split: str, image_dir: Path) -> Sample:
     answer = yes_no(r["answer"])
     qtypes = [t.strip() for t in text(r.get("question_type")).split(",") if t.strip()]
-    return Sample(
-        id=stable_id("vqa_rad", r["qid"]),
+    return ctx.sample(
+        r["qid"],
         task=_task(answer, text(r.get("answer_type"))),
-        source="vqa_rad",
         split=split,
         question=text(r["question"]),
         answer=answer,
@@ -91,10 +103,9 @@ def load_hub(hub_id: str, split: str | None, ctx: Context) -> Iterator[Sample]:
             ref = ctx.embedded(r["image"])
             answer = yes_no(r["answer"])
             key = hashlib.sha1(f"{Path(ref.path).name}\x1f{r['question']}\x1f{answer}".encode()).hexdigest()
-            return Sample(
-                id=stable_id("vqa_rad", "hub", key),
+            return ctx.sample(
+                "hub", key,
                 task=_task(answer, ""),
-                source="vqa_rad",
                 split=canonical_split(name) or name,
                 question=text(r["question"]),
                 answer=answer,

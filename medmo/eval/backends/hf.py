@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +14,6 @@ from medmo.model.generate import generate
 
 def checkpoint_fingerprint(folder: Path) -> str:
     """Names, sizes and modification times of a checkpoint's weight and config files, hashed (cheap for 8B)."""
-    import hashlib
-
     files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".json") and p.is_file())
     blob = "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
@@ -21,18 +21,12 @@ def checkpoint_fingerprint(folder: Path) -> str:
 
 def processor_facts(processor: Any) -> dict[str, Any]:
     """The processor settings that change answers: chat-template hash and pixel budget (for the run manifest)."""
-    import hashlib
-
     template = getattr(processor, "chat_template", None) or getattr(getattr(processor, "tokenizer", None),
                                                                      "chat_template", None)
-    ip = getattr(processor, "image_processor", None)
-    size = getattr(ip, "size", None)
-    pixels = {k: size.get(k) for k in ("shortest_edge", "longest_edge") if isinstance(size, dict) and k in size}
-    for k in ("min_pixels", "max_pixels"):
-        if getattr(ip, k, None) is not None:
-            pixels[k] = getattr(ip, k)
+    lo_hi = getattr(processor, "pixel_range", None)  # MedMO's processor: (min_pixels, max_pixels)
+    pixels = {"min_pixels": int(lo_hi[0]), "max_pixels": int(lo_hi[1])} if lo_hi else None
     return {"chat_template_sha1": hashlib.sha1(str(template).encode()).hexdigest()[:12] if template else None,
-            "pixel_budget": pixels or None}
+            "pixel_budget": pixels}
 
 
 class HFBackend:
@@ -53,7 +47,10 @@ class HFBackend:
         model, processor = medmo.model.load(path_or_id, **load_kw)
         p = Path(path_or_id)
         name = p.name if p.exists() else str(path_or_id)
-        return cls(model, processor, name=name, fingerprint=checkpoint_fingerprint(p) if p.is_dir() else None)
+        weights = checkpoint_fingerprint(p) if p.is_dir() else str(path_or_id)
+        # the pixel budget and chat template change answers too: a rerun with others regenerates
+        facts = json.dumps(processor_facts(processor), sort_keys=True)
+        return cls(model, processor, name=name, fingerprint=f"{weights}|{hashlib.sha1(facts.encode()).hexdigest()[:8]}")
 
     def info(self) -> dict[str, Any]:
         cfg = getattr(self.model, "config", None)

@@ -75,32 +75,53 @@ class NgramTable:
 
     @classmethod
     def build(cls, sentences: Sequence[Sequence[str]], n: int = 4) -> NgramTable:
-        """Count the 1..n-grams of already tokenized sentences."""
+        """Count the 1..n-grams of already tokenized sentences.
+
+        A k-gram is ranked by the pair (rank of its first k-1 words, its last word), so n-gram ids come out
+        ordered by order, then lexicographically by word id, and each order's pairs span only
+        ``distinct (k-1)-grams x vocabulary`` codes: repetitive text such as reports ranks every order
+        through a presence mask (linear time), anything else through one sort (:func:`_rank`).
+        """
         tokens = list(itertools.chain.from_iterable(sentences))
         vocab = {w: i for i, w in enumerate(dict.fromkeys(tokens))}  # C-speed dict passes, no Python loop
         words = np.fromiter(map(vocab.__getitem__, tokens), dtype=np.int64, count=len(tokens))
-        lengths = np.fromiter((len(t) for t in sentences), dtype=np.int64, count=len(sentences))
-        sent_of = np.repeat(np.arange(len(sentences), dtype=np.int64), lengths)
+        lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
         W = max(len(vocab), 1)
-        sents, grams, orders, offset = [], [], [], 0
+        sent_of = np.repeat(np.arange(len(sentences), dtype=np.int64), lengths)
+        ends = np.cumsum(lengths)
+        sents, grams, orders = [], [], []
+        prev, offset = np.zeros(len(words), dtype=np.int64), 0  # rank of the (k-1)-gram at each position
         for k in range(1, n + 1):
-            start = np.arange(max(len(words) - k + 1, 0))
-            start = start[sent_of[start] == sent_of[start + k - 1]] if len(start) else start
-            if W ** k < 2**62:  # one int64 code per n-gram: base-W digits
-                code = np.zeros(len(start), dtype=np.int64)
-                for j in range(k):
-                    code = code * W + words[start + j]
-                uniq, inv = np.unique(code, return_inverse=True)  # sort-based (inverse requested)
-            else:  # huge vocabularies: compare the k columns directly
-                cols = np.stack([words[start + j] for j in range(k)], axis=1)
-                uniq, inv = np.unique(cols, axis=0, return_inverse=True)
-            sents.append(sent_of[start])
-            grams.append(offset + inv.reshape(-1))
+            m = len(words) - k + 1
+            if m <= 0:
+                break
+            starts = np.flatnonzero((prev[:m] >= 0) & (ends[sent_of[:m]] >= np.arange(m) + k))
+            space = (int(prev.max()) + 1 if k > 1 and len(prev) else 1) * W
+            uniq, rank = _rank(prev[starts] * W + words[starts + k - 1], space)
+            sents.append(sent_of[starts])
+            grams.append(offset + rank)
             orders.append(np.full(len(uniq), k - 1, dtype=np.int64))
             offset += len(uniq)
+            prev = np.full(m, -1, dtype=np.int64)
+            prev[starts] = rank
         G = max(offset, 1)
-        key, count = unique_sorted(np.concatenate(sents) * G + np.concatenate(grams), counts=True)
-        return cls(key // G, key % G, count.astype(np.float64), np.concatenate(orders), lengths, offset)
+        flat = [np.zeros(0, dtype=np.int64)]
+        key, count = unique_sorted(np.concatenate(sents + flat) * G + np.concatenate(grams + flat), counts=True)
+        return cls(key // G, key % G, count.astype(np.float64), np.concatenate(orders + flat), lengths, offset)
+
+def _rank(codes: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct codes and each code's index among them (``np.unique(..., return_inverse=True)``).
+
+    A presence mask over the code space is linear time and used when the space is not much larger than the
+    input; otherwise one sort and a binary search.
+    """
+    if space <= max(8 * len(codes), 1 << 24) and len(codes) < 2**31:  # mask + int32 ranks: 5 bytes per code
+        present = np.zeros(space, dtype=bool)
+        present[codes] = True
+        rank = np.cumsum(present, dtype=np.int32)
+        return np.flatnonzero(present), rank[codes].astype(np.int64) - 1
+    uniq = unique_sorted(codes)
+    return uniq, np.searchsorted(uniq, codes)
 
 
 def unique_sorted(a: np.ndarray, counts: bool = False):
