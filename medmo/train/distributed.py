@@ -6,7 +6,8 @@ them into the run's ``Accelerator``. One gap is filled here: accelerate (1.16, `
 ``AcceleratorState.__init__``) switches to FSDP only on accelerator devices, so on CPU (``ACCELERATE_USE_CPU``,
 gloo) the FSDP config silently trains with DDP. torch's FSDP2 (``fully_shard``) runs on CPU over gloo, so on
 CPU the state is switched to FSDP as accelerate does on GPUs; the same sharded forward, checkpoint and
-gather code then runs on a laptop and in CI as on GPUs.
+gather code then runs on a laptop and in CI as on GPUs. DeepSpeed ZeRO-3 runs on CPU too, through
+DeepSpeed's CPU accelerator over gloo (:func:`make_accelerator` names the backend accelerate cannot find).
 """
 
 from __future__ import annotations

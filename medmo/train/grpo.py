@@ -45,7 +45,7 @@ from medmo.model import save
 from medmo.prompts import messages
 from medmo.records import ImageRef, Sample
 from medmo.train.collate import select_records
-from medmo.train.distributed import full_state_dict
+from medmo.train.distributed import full_state_dict, resolve_deepspeed_config
 from medmo.train.grpo_trainer import MedMOTrainerMixin, check_trainer, resume_dir
 from medmo.train.recipe import GRPOStageConfig, dump_recipe
 from medmo.train.rewards import TASK_REWARDS, normalize_weights, trl_reward_funcs
@@ -290,6 +290,7 @@ def run(recipe: GRPOStageConfig) -> Path:
     samples = load_samples(recipe)  # fail on bad data before loading the model
     check_vllm(recipe)
     check_trainer()
+    resolve_deepspeed_config()  # TRL's accelerator reads the launch config's DeepSpeed JSON from the environment
     out = Path(recipe.output_dir)
     resume = _resume_arg(recipe)
     procs = PartialState()  # the processes of this run (one unless launched by accelerate / torchrun)
