@@ -8,8 +8,10 @@ model updated, the output folder loadable by ``medmo.model.load``.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import torch
 
 from medmo.train import grpo
 from medmo.train.recipe import load_recipe
@@ -193,3 +195,142 @@ def test_grpo_from_a_bf16_checkpoint_trains_fp32_master_weights(warm_start, nano
     llm = [(n, p) for n, p in before.named_parameters() if ".language_model.layers." in n and p.ndim == 2]
     changed = sum(int((p != new[n]).sum()) for n, p in llm) / sum(p.numel() for _, p in llm)
     assert changed > 0.5, changed
+
+
+# ------------------------------------------------------------------ processes, checkpoints, resume
+
+
+def _dist_recipe(start, nano_data, out, *extra):
+    """4 prompts (an epoch of 2 steps at 2 prompts per step), 4 completions each, a learning signal."""
+    return [f"model={start}", f"output_dir={out}", f"data.train=[{nano_data['train']}]", "data.tasks=[grounding]",
+            "data.max_samples=4", "trl.num_generations=4", "trl.max_completion_length=24", "optim.lr=0.002",
+            "optim.warmup_steps=0", "optim.scheduler=constant", "rewards.box=1.0", "rewards.format=0.2",
+            "max_steps=3", "logging.every=1", "logging.progress=false", "logging.tensorboard=false", *extra]
+
+
+def _rows(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one_and_checkpoints_resume_exactly_at_an_epoch_boundary(warm_start, nano_data,
+                                                                                     tmp_path):  # fmt: skip
+    """2 gloo processes x 1 prompt = 1 process x 2 prompts: same completions (seeded per row), rewards and
+    group advantages across ranks, same update. The 1-process run's checkpoints are standard folders in
+    save_dtype, pruned to keep_checkpoints, and resuming at the epoch boundary (step 2) replays step 3."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from medmo.model import load
+
+    one = grpo.run(load_recipe(None, ["stage=grpo", *_dist_recipe(warm_start, nano_data, tmp_path / "one",
+                   "batch_size=2", "save_every=1", "keep_checkpoints=2", "save_dtype=bfloat16")]))  # fmt: skip
+    recipe = tmp_path / "grpo.yaml"
+    recipe.write_text("stage: grpo\n")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(recipes_path("accelerate/ddp")),
+           "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(_free_port()), "-m",
+           "medmo.cli", "train", str(recipe), "batch_size=1", "save_every=0", "save_dtype=float32",
+           *_dist_recipe(warm_start, nano_data, tmp_path / "two")]  # fmt: skip
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-4000:]
+    a, b = _rows(one), _rows(tmp_path / "two")
+    assert [r["step"] for r in b] == [1, 2, 3] and any(r["reward_std"] > 0 for r in a)  # a policy gradient
+    for key in ("reward", "reward_std", "completion_length"):
+        assert [r[key] for r in b] == pytest.approx([r[key] for r in a], abs=1e-6), key
+    for key in ("loss", "grad_norm", "entropy"):
+        assert [r[key] for r in b] == pytest.approx([r[key] for r in a], rel=1e-4, abs=1e-5), key
+    masters = tmp_path / "one" / "checkpoints" / "checkpoint-3" / "training_state" / "model.safetensors"
+    wa, wb = load_file(str(masters)), load_file(str(tmp_path / "two" / "model.safetensors"))  # float32 both
+    assert set(wa) == set(wb) and all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+
+    ckpts = sorted(p.name for p in (tmp_path / "one" / "checkpoints").glob("checkpoint-*"))
+    assert ckpts == ["checkpoint-2", "checkpoint-3"]  # keep_checkpoints=2 of 3 saves
+    ckpt = tmp_path / "one" / "checkpoints" / "checkpoint-2"
+    assert json.loads((ckpt / "config.json").read_text())["dtype"] == "bfloat16"
+    assert {str(v.dtype) for v in load_file(str(ckpt / "model.safetensors")).values()} == {"torch.bfloat16"}
+    state = ckpt / "training_state"
+    assert {str(v.dtype) for v in load_file(str(state / "model.safetensors")).values()} == {"torch.float32"}
+    assert {"optimizer.pt", "scheduler.pt", "trainer_state.json"} <= {p.name for p in state.iterdir()}
+    load(ckpt)  # a standard folder: evaluate or serve any checkpoint
+
+    resumed = grpo.run(load_recipe(None, ["stage=grpo", *_dist_recipe(warm_start, nano_data, tmp_path / "one",
+                       "batch_size=2", f"resume={ckpt}", "save_every=0", "save_dtype=bfloat16")]))  # fmt: skip
+    c = _rows(resumed)
+    assert [r["step"] for r in c] == [1, 2, 3]  # the curve continues the checkpoint's
+    for key in ("reward", "completion_length", "entropy", "loss", "grad_norm"):
+        assert c[2][key] == pytest.approx(a[2][key], rel=1e-5, abs=1e-7), key
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def recipes_path(name):
+    from medmo import recipes
+
+    return recipes.path(name)
+
+
+def test_each_epoch_has_its_own_seeded_prompt_order():
+    """Epoch e's order depends only on seed + e (a resumed run rebuilds it), epoch 0 is TRL's own."""
+    from trl.trainer.utils import RepeatSampler
+
+    from medmo.train.grpo_trainer import epoch_sampler
+
+    def order(epoch):
+        s = epoch_sampler(RepeatSampler(list(range(10)), mini_repeat_count=2, batch_size=5, seed=7))
+        s.set_epoch(epoch)
+        return list(s)
+
+    trl_first = list(RepeatSampler(list(range(10)), mini_repeat_count=2, batch_size=5, seed=7))
+    assert order(0) == trl_first and order(1) == order(1) and order(1) != order(0)
+    unset = epoch_sampler(RepeatSampler(list(range(10)), mini_repeat_count=2, batch_size=5, seed=7))
+    with pytest.raises(RuntimeError, match="set_epoch"):
+        list(unset)
+
+
+def test_seeded_sampling_does_not_depend_on_the_batch_split():
+    """Rows sampled together or apart draw the same tokens; the draw follows the warped distribution."""
+    from transformers import GenerationConfig
+
+    from medmo.train.grpo_trainer import GumbelSampling, row_seed
+
+    torch.manual_seed(0)
+    scores = torch.randn(4, 50)
+    config = GenerationConfig(do_sample=True, temperature=0.7, top_k=20, top_p=0.95)
+    seeds = [row_seed(3, 5, r) for r in range(4)]
+    together = [GumbelSampling(config, seeds, "cpu")(None, scores).argmax(-1) for _ in range(1)][0]
+    apart = torch.cat([GumbelSampling(config, seeds[:2], "cpu")(None, scores[:2]).argmax(-1),
+                       GumbelSampling(config, seeds[2:], "cpu")(None, scores[2:]).argmax(-1)])
+    assert torch.equal(together, apart)
+    out = GumbelSampling(config, seeds, "cpu")(None, scores)
+    assert ((out == 0).sum(-1) == 1).all() and torch.isinf(out).sum() == 4 * 49  # a one-hot per row
+    # many draws of one row match softmax(top-k/top-p(scores / T)) (Gumbel-max is exact)
+    row = scores[:1].repeat(4000, 1)
+    draws = GumbelSampling(config, [row_seed(1, 0, r) for r in range(4000)], "cpu")(None, row).argmax(-1)
+    warped = row[:1]
+    for warp in GumbelSampling(config, [0], "cpu").warpers:
+        warped = warp(None, warped)
+    expected = torch.softmax(warped[0], -1)
+    freq = torch.bincount(draws, minlength=50).float() / 4000
+    assert (freq - expected).abs().max() < 0.03
+    assert float(freq[expected == 0].sum()) == 0.0  # nothing outside top-k / top-p
+
+
+def test_a_changed_trl_method_fails_loudly(monkeypatch):
+    import trl
+
+    from medmo.train.grpo_trainer import check_trainer
+
+    check_trainer()  # the installed versions are the ones written for
+    monkeypatch.setattr(trl.GRPOTrainer, "_get_train_sampler", lambda self, data=None, extra=None: None)
+    with pytest.raises(RuntimeError, match="_get_train_sampler.*trl 1.16"):
+        check_trainer()

@@ -63,3 +63,36 @@ def test_plain_string_ground_truth_from_other_pipelines():
     weighted = compute_score("x", "yes", "yes", {"reward_weights": {"accuracy": 2.0, "format": 0.0}})
     assert weighted["score"] == pytest.approx(2.0)
     assert compute_score("x", None, "yes")["score"] == 0.0
+
+
+def test_the_readme_verl_path_scores_an_exported_row_as_verls_reward_manager_calls_it(tmp_path):
+    """`medmo data export --format verl` rows, scored the way verl's NaiveRewardManager calls a custom reward
+    function (verl/workers/reward_manager/naive.py at 10a6180: keyword arguments, ``reward_model.ground_truth``,
+    ``extra_info`` with ``num_turns`` added, a dict result whose ``score`` is the reward)."""
+    import pyarrow.parquet as pq
+
+    from medmo.cli import main
+    from medmo.data.synth import build_nano
+
+    train = build_nano(tmp_path / "nano", n_train=2, n_val=1, n_test=1, image_size=64)["train"]
+    out = tmp_path / "grpo.parquet"
+    assert main(["data", "export", str(train), "--format", "verl", "--out", str(out)]) == 0
+    rows = pq.read_table(out).to_pylist()
+    grounding = next(r for r in rows if r["ability"] == "grounding")
+    gold = json.loads(grounding["reward_model"]["ground_truth"])
+
+    def verl_call(row, response):
+        extra = dict(row.get("extra_info") or {})
+        extra["num_turns"] = None
+        return compute_score(data_source=row["data_source"], solution_str=response,
+                             ground_truth=row["reward_model"]["ground_truth"], extra_info=extra)  # fmt: skip
+
+    right, wrong = verl_call(grounding, _answer_with_boxes(gold)), verl_call(grounding, "no idea")
+    assert set(right) == set(wrong) == KEYS and isinstance(right["score"], float)
+    assert right["score"] > wrong["score"] and right["box"] > 0.9
+    assert all(set(verl_call(r, "yes")) == KEYS for r in rows)  # the same keys for every row (verl needs that)
+
+
+def _answer_with_boxes(gold: dict) -> str:
+    boxes = [b["box"] if isinstance(b, dict) else b for b in gold["boxes"]]
+    return json.dumps([{"bbox_2d": [round(v) for v in box]} for box in boxes])

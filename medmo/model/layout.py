@@ -114,7 +114,9 @@ def save(model: Any, processor: Any, path: str | Path, *, dtype: str = "bfloat16
     weights = {k: v.to(target) if v.is_floating_point() else v for k, v in weights.items()}
     kept = model.config.dtype
     try:
-        model.save_pretrained(str(path), state_dict=weights, safe_serialization=True)
+        # the names in memory are Qwen3-VL's release names; transformers' revert of load-time renamings would
+        # rename them wrongly for a model loaded under DeepSpeed ZeRO-3 (which keeps unused legacy renamings)
+        model.save_pretrained(str(path), state_dict=weights, safe_serialization=True, save_original_format=False)
     finally:
         model.config.dtype = kept
     # transformers records the in-memory dtype; config.json must say what the weights on disk are

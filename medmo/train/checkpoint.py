@@ -13,12 +13,16 @@ when complete: a run killed while saving leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from medmo.model.layout import save
+from medmo.train.distributed import full_state_dict
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
 STATE_DIR = "training_state"
@@ -33,6 +37,8 @@ class TrainState:
     offset: int = 0  # micro-batches of ``epoch`` already consumed by this rank
     tokens: int = 0  # input tokens seen (all ranks)
     total_steps: int = 0
+    world_size: int = 1  # processes that consumed the stream (``offset`` is per process)
+    step_batches: int = 0  # micro-batches per optimizer step, all processes (0: not recorded)
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
@@ -100,7 +106,7 @@ def save_checkpoint(accelerator: Any, output_dir: str | Path, state: TrainState,
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp / STATE_DIR), safe_serialization=True)
-    weights = accelerator.get_state_dict(model)
+    weights = full_state_dict(accelerator, model)
     if accelerator.is_main_process:
         save(accelerator.unwrap_model(model), processor, tmp, dtype=dtype, state_dict=weights)
         (tmp / STATE_DIR / STATE_FILE).write_text(json.dumps(asdict(state), indent=1))
@@ -113,8 +119,33 @@ def save_checkpoint(accelerator: Any, output_dir: str | Path, state: TrainState,
     return final
 
 
-def load_checkpoint(accelerator: Any, path: str | Path) -> TrainState:
-    """Restore model, optimizer, scheduler and RNG states from ``path``; return the saved progress."""
+def load_checkpoint(accelerator: Any, path: str | Path, *, step_batches: int = 0) -> TrainState:
+    """Restore model, optimizer, scheduler and RNG states from ``path``; return the saved progress.
+
+    A checkpoint saved by N processes resumes on M: sharded FSDP / DCP states are resharded on load, and
+    the data position (per process) is rescaled, so the run goes on with the micro-batch an uninterrupted
+    run would take next, provided ``step_batches`` (processes x ``grad_accum``) is unchanged.
+
+    Raises:
+        ValueError: the new process count cannot continue at the saved data position.
+    """
     path = Path(path)
     accelerator.load_state(str(path / STATE_DIR))
-    return TrainState(**json.loads((path / STATE_DIR / STATE_FILE).read_text()))
+    state = TrainState(**json.loads((path / STATE_DIR / STATE_FILE).read_text()))
+    return rescale(state, accelerator.num_processes, step_batches, where=path)
+
+
+def rescale(state: TrainState, world_size: int, step_batches: int = 0, where: Any = "checkpoint") -> TrainState:
+    """``state`` as seen by ``world_size`` processes taking ``step_batches`` micro-batches per step in all."""
+    if step_batches and state.step_batches and step_batches != state.step_batches:
+        log.warning("%s was trained with %d micro-batches per step and resumes with %d; the loss curve will not "
+                    "continue exactly (keep processes x grad_accum the same for that)", where, state.step_batches,
+                    step_batches)  # fmt: skip
+    if world_size != state.world_size:
+        consumed = state.offset * state.world_size
+        if consumed % world_size:
+            raise ValueError(f"{where} stands {consumed} micro-batches into epoch {state.epoch}, which {world_size} "
+                             f"processes cannot share evenly; resume with {state.world_size} processes")
+        state.offset, state.world_size = consumed // world_size, world_size
+    state.step_batches = step_batches or state.step_batches
+    return state

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from medmo.records import Sample
 
 IGNORE_INDEX = -100
+FILLER_ID = "<vision filler>"  # sample_id of SampleEncoder.filler()
 RopeIndex = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -139,6 +140,22 @@ class SampleEncoder:
                 width, height = self.images(sample)[i].size
             n += ip.get_number_of_image_patches(height, width, {}) // ip.merge_size**2 - 1
         return n
+
+    def filler(self) -> Encoded:
+        """The smallest image-only item, with no target token: packed beside a text-only micro-batch it runs
+        the vision tower without changing the loss or any gradient (it attends to nothing else, nothing
+        attends to it). Sharded runs (FSDP, ZeRO-3) need it: there each module's forward gathers its
+        parameter shards collectively, so every process must run the vision tower when any one does."""
+        from PIL import Image
+
+        side = self.processor.image_processor.patch_size * self.processor.image_processor.merge_size
+        text = "<|vision_start|><|image_pad|><|vision_end|>"
+        enc = self.processor(text=[text], images=[Image.new("RGB", (side, side))], return_tensors="pt")
+        ids, mm, grid = enc["input_ids"][0], enc["mm_token_type_ids"][0], enc["image_grid_thw"]
+        pos, _ = self.rope_index(ids[None], mm_token_type_ids=mm[None], image_grid_thw=grid)
+        return Encoded(input_ids=ids, labels=torch.full_like(ids, IGNORE_INDEX), mm_token_type_ids=mm,
+                       position_ids=pos[:, 0], pixel_values=enc["pixel_values"], image_grid_thw=grid,
+                       sample_id=FILLER_ID)
 
     def __call__(self, sample: Sample) -> Encoded:
         images = self.images(sample)

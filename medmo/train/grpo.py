@@ -26,7 +26,7 @@ Only the language model trains (``freeze_for_stage(model, "rl")``, plus the visi
 ``train_vision``). Generation runs through transformers (``use_vllm: false``, the only choice on CPU);
 set ``grpo.use_vllm: true`` on GPUs with vLLM installed. Reward curves go to ``output_dir/metrics.jsonl``
 (one JSON per logging step), the final model and processor to ``output_dir`` itself, loadable by
-:func:`medmo.model.load`; TRL checkpoints to ``output_dir/checkpoints``.
+:func:`medmo.model.load`; checkpoints to ``output_dir/checkpoints`` (:mod:`medmo.train.grpo_trainer`).
 """
 
 from __future__ import annotations
@@ -41,10 +41,12 @@ from typing import Any
 from medmo.boxes import convention_of
 from medmo.data.images import load_shown
 from medmo.gold import gold_json
-from medmo.model import save, save_processor
+from medmo.model import save
 from medmo.prompts import messages
 from medmo.records import ImageRef, Sample
 from medmo.train.collate import select_records
+from medmo.train.distributed import full_state_dict, resolve_deepspeed_config
+from medmo.train.grpo_trainer import MedMOTrainerMixin, check_trainer, resume_dir
 from medmo.train.recipe import GRPOStageConfig, dump_recipe
 from medmo.train.rewards import TASK_REWARDS, normalize_weights, trl_reward_funcs
 from medmo.train.shared_prefix import SharedPrefixMixin
@@ -223,24 +225,6 @@ def _number(value: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def checkpoint_callback(processor: Any) -> Any:
-    """A ``TrainerCallback`` that completes each TRL checkpoint into a standard Qwen3-VL folder.
-
-    TRL writes the config and the float32 master weights (kept as they are, so a resume is exact) and
-    the optimizer state; the processor and tokenizer files of a release are added beside them, so any
-    checkpoint can be evaluated, served or loaded by other tools.
-    """
-    from transformers import TrainerCallback
-
-    class _Layout(TrainerCallback):
-        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if state.is_world_process_zero and folder.is_dir():
-                save_processor(processor, folder)
-
-    return _Layout()
-
-
 def metrics_callback(path: Path) -> Any:
     """A ``TrainerCallback`` appending one JSON line per logging step: ``step``, ``reward`` (weighted
     total), each reward's mean as ``reward/<name>`` (``null`` when no row of the step had it), ``loss``,
@@ -300,33 +284,43 @@ def run(recipe: GRPOStageConfig) -> Path:
     Raises:
         ValueError: no usable records, all reward weights zero, or vLLM asked for but not available.
     """
+    from accelerate import PartialState
     from trl import GRPOTrainer
 
     samples = load_samples(recipe)  # fail on bad data before loading the model
     check_vllm(recipe)
+    check_trainer()
+    resolve_deepspeed_config()  # TRL's accelerator reads the launch config's DeepSpeed JSON from the environment
     out = Path(recipe.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dump_recipe(recipe, out / "recipe.yaml")
+    resume = _resume_arg(recipe)
+    procs = PartialState()  # the processes of this run (one unless launched by accelerate / torchrun)
+    if procs.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        dump_recipe(recipe, out / "recipe.yaml")
+        _trim_metrics(out / "metrics.jsonl", resume)
+    procs.wait_for_everyone()
     model, processor = starting_model(recipe, samples)
     # TRL left-pads prompt ids itself but takes mm_token_type_ids from the processor as returned:
     # the processor must pad on the same side or image tokens get the wrong rope positions.
     side, processor.tokenizer.padding_side = processor.tokenizer.padding_side, "left"
     dataset = build_dataset(samples, think=recipe.data.think)
     funcs, weights = reward_setup(recipe.rewards, {s.task for s in samples})
-    resume = _resume_arg(recipe)
-    _trim_metrics(out / "metrics.jsonl", resume)
-    trainer_cls = GRPOTrainer
-    if recipe.shared_prefix:
-        trainer_cls = type("SharedPrefixGRPOTrainer", (SharedPrefixMixin, GRPOTrainer), {})
+    mixins = (MedMOTrainerMixin, SharedPrefixMixin) if recipe.shared_prefix else (MedMOTrainerMixin,)
+    trainer_cls = type("MedMOGRPOTrainer", (*mixins, GRPOTrainer), {})
     trainer = trainer_cls(
         model=model,
         processing_class=processor,
         reward_funcs=funcs,
         args=grpo_config(recipe, weights),
         train_dataset=dataset,
-        callbacks=[metrics_callback(out / "metrics.jsonl"), checkpoint_callback(processor)],
+        callbacks=[metrics_callback(out / "metrics.jsonl")],
     )
-    trainer.train(resume_from_checkpoint=resume)
-    model = trainer.accelerator.unwrap_model(trainer.model).eval()
+    trainer.medmo_processor, trainer.medmo_save_dtype = processor, recipe.save_dtype
+    trainer.train(resume_from_checkpoint=resume_dir(resume) if resume else None)
     processor.tokenizer.padding_side = side
-    return save(model, processor, out, dtype=recipe.save_dtype)
+    weights = full_state_dict(trainer.accelerator, trainer.model_wrapped)  # gathered from shards, all processes
+    if procs.is_main_process:
+        save(trainer.accelerator.unwrap_model(trainer.model).eval(), processor, out, dtype=recipe.save_dtype,
+             state_dict=weights)  # fmt: skip
+    procs.wait_for_everyone()
+    return out

@@ -26,14 +26,15 @@ import torch.nn.functional as F
 
 from medmo.model import param_groups, save
 from medmo.train.checkpoint import TrainState, load_checkpoint, resolve_resume, save_checkpoint, set_aside_stale
-from medmo.train.collate import IGNORE_INDEX, PaddingCollator, SampleEncoder, rope_index_of, select_records
+from medmo.train.collate import IGNORE_INDEX, Encoded, PaddingCollator, SampleEncoder, rope_index_of, select_records
+from medmo.train.distributed import full_state_dict, is_sharded, make_accelerator
 from medmo.train.logging import RunLogger
 from medmo.train.packing import PackingCollator, plan_batches
 from medmo.train.recipe import SUPERVISED_STAGES, SupervisedConfig, dump_recipe
 from medmo.train.start import starting_model, warmup_steps
 
 log = logging.getLogger(__name__)
-NON_MODEL_KEYS = ("labels", "seq_ids")
+NON_MODEL_KEYS = ("labels", "seq_ids", "filler_tokens")
 
 
 # ------------------------------------------------------------------------------------------- loss
@@ -86,10 +87,16 @@ def make_optimizer(model: Any, recipe: SupervisedConfig, total_steps: int) -> tu
 
 
 class PlannedBatches(torch.utils.data.Dataset):
-    """Micro-batch ``i`` of a plan: encode its samples (images, tokens, rope) and collate them."""
+    """Micro-batch ``i`` of a plan: encode its samples (images, tokens, rope) and collate them.
 
-    def __init__(self, plan: list, samples: Sequence[Any], encoder: SampleEncoder, collate: Callable, packing: bool):
+    ``filler`` (sharded runs): added to a micro-batch that has no image, so the vision tower runs on every
+    process (:meth:`~medmo.train.collate.SampleEncoder.filler`); its tokens are reported as ``filler_tokens``.
+    """
+
+    def __init__(self, plan: list, samples: Sequence[Any], encoder: SampleEncoder, collate: Callable, packing: bool,
+                 filler: Encoded | None = None):  # fmt: skip
         self.plan, self.samples, self.encoder, self.collate, self.packing = plan, samples, encoder, collate, packing
+        self.filler = filler
 
     def __len__(self) -> int:
         return len(self.plan)
@@ -99,7 +106,13 @@ class PlannedBatches(torch.utils.data.Dataset):
         rows = [row for row in rows if row]
         if not rows:
             raise ValueError(f"every sample of micro-batch {i} failed to load; see the warnings above")
-        return self.collate(rows) if self.packing else self.collate([it for row in rows for it in row])
+        extra = 0
+        if self.filler is not None and not any(it.pixel_values is not None for row in rows for it in row):
+            min(rows, key=lambda row: sum(len(it) for it in row)).append(self.filler)
+            extra = len(self.filler)
+        batch = self.collate(rows) if self.packing else self.collate([it for row in rows for it in row])
+        batch["filler_tokens"] = torch.tensor(extra)
+        return batch
 
     def _encode(self, j: int) -> Any:
         """One sample's tensors, or ``None`` (with a warning) if its image cannot be read: a bad file
@@ -112,9 +125,13 @@ class PlannedBatches(torch.utils.data.Dataset):
 
 
 class Batches:
-    """Micro-batches for one process: the epoch plans, sharded by rank, resumable at (epoch, offset)."""
+    """Micro-batches for one process: the epoch plans, sharded by rank, resumable at (epoch, offset).
 
-    def __init__(self, samples: Sequence[Any], encoder: SampleEncoder, recipe: SupervisedConfig, model: Any, accelerator: Any):
+    ``accum``: micro-batches per process per optimizer step; each epoch keeps whole steps only.
+    """
+
+    def __init__(self, samples: Sequence[Any], encoder: SampleEncoder, recipe: SupervisedConfig, model: Any,
+                 accelerator: Any, accum: int = 1):  # fmt: skip
         self.encoder, self.recipe = encoder, recipe
         self.samples, self.lengths, empty = [], [], 0
         for s in samples:
@@ -133,7 +150,8 @@ class Batches:
         if not self.samples:
             raise ValueError(f"no sample of {len(samples)} can be trained on: {empty} have no answer token "
                              f"within max_tokens={recipe.max_tokens} (raise it) and the others failed to load")
-        self.rank, self.world = accelerator.process_index, accelerator.num_processes
+        self.rank, self.world, self.accum = accelerator.process_index, accelerator.num_processes, accum
+        self.filler = encoder.filler() if is_sharded(accelerator) else None
         pad = encoder.processor.tokenizer.pad_token_id
         if recipe.packing:
             attn = getattr(model.config, "_attn_implementation", "sdpa")
@@ -145,14 +163,18 @@ class Batches:
         r = self.recipe
         plan = plan_batches(self.lengths, batch_size=r.batch_size, max_tokens=r.max_tokens, packing=r.packing,
                             seed=r.seed, epoch=epoch)
-        mine = plan[: len(plan) // self.world * self.world][self.rank :: self.world]
+        # whole optimizer steps only: every step sees one global batch of one epoch, so N processes
+        # accumulating k micro-batches each replay exactly one process accumulating N*k (resumes too)
+        window = self.world * self.accum
+        mine = plan[: len(plan) // window * window][self.rank :: self.world]
         if not mine:
-            raise ValueError(f"{len(self.samples)} samples make {len(plan)} micro-batches, fewer than the "
-                             f"{self.world} processes; lower batch_size / max_tokens or add data")
+            raise ValueError(f"{len(self.samples)} samples make {len(plan)} micro-batches, fewer than one step's "
+                             f"{window} ({self.world} processes x grad_accum {self.accum}); lower batch_size / "
+                             "max_tokens or add data")
         return mine
 
     def loader(self, plan: list) -> torch.utils.data.DataLoader:
-        ds = PlannedBatches(plan, self.samples, self.encoder, self.collate, self.recipe.packing)
+        ds = PlannedBatches(plan, self.samples, self.encoder, self.collate, self.recipe.packing, self.filler)
         return torch.utils.data.DataLoader(ds, batch_size=None, shuffle=False,
                                            num_workers=self.recipe.data.num_workers)
 
@@ -181,6 +203,11 @@ def evaluate(model: Any, batches: Batches, accelerator: Any) -> dict[str, float]
     return {"eval_loss": float(total[0] / total[1].clamp(min=1))}
 
 
+def _real_tokens(batch: dict[str, torch.Tensor]) -> int:
+    """Tokens of the batch's samples (padding and the vision filler left out)."""
+    return int((batch["seq_ids"] >= 0).sum()) - int(batch.get("filler_tokens", 0))
+
+
 def _to(batch: dict[str, torch.Tensor], device: Any) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
 
@@ -197,7 +224,7 @@ def train_step(model: Any, window: list[dict], accelerator: Any, optimizer: Any,
         NonFiniteLoss: the window's loss is not finite; raised before the optimizer steps, so the model
             keeps the weights of the last good step (a checkpoint then resumes from sane weights).
     """
-    counts = torch.tensor([[(b["labels"][:, 1:] != IGNORE_INDEX).sum(), (b["seq_ids"] >= 0).sum()] for b in window],
+    counts = torch.tensor([[(b["labels"][:, 1:] != IGNORE_INDEX).sum(), _real_tokens(b)] for b in window],
                           dtype=torch.float32, device=accelerator.device).sum(0)
     targets, tokens = accelerator.reduce(counts, reduction="sum").tolist()
     # accelerate divides by grad_accum; DDP averages over processes: undo both so the gradient is sum / targets
@@ -233,15 +260,14 @@ def run(recipe: SupervisedConfig, *, on_step: Callable[[TrainState, dict], None]
         on_step: called after every optimizer step (after logging and checkpointing) with the
             progress and that step's metrics; raising from it stops the run like a kill would.
     """
-    from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
     if recipe.stage not in SUPERVISED_STAGES:
         raise ValueError(f"medmo.train.sft runs stages {', '.join(SUPERVISED_STAGES)}, not {recipe.stage!r}")
     # text-only micro-batches leave the vision tower and mergers unused on that process
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    accelerator = Accelerator(mixed_precision=recipe.mixed_precision, gradient_accumulation_steps=recipe.grad_accum,
-                              kwargs_handlers=[ddp])
+    accelerator = make_accelerator(mixed_precision=recipe.mixed_precision, grad_accum=recipe.grad_accum,
+                                   max_grad_norm=recipe.optim.max_grad_norm, kwargs_handlers=[ddp])
     set_seed(recipe.seed)
     out = Path(recipe.output_dir)
     d = recipe.data
@@ -249,7 +275,7 @@ def run(recipe: SupervisedConfig, *, on_step: Callable[[TrainState, dict], None]
     model, processor = starting_model(recipe, samples, is_main=accelerator.is_main_process,
                                       wait=accelerator.wait_for_everyone)
     encoder = SampleEncoder(processor, rope_index_of(model), max_length=recipe.max_tokens, think=d.think)
-    batches = Batches(samples, encoder, recipe, model, accelerator)
+    batches = Batches(samples, encoder, recipe, model, accelerator, accum=recipe.grad_accum)
     per_epoch = len(batches.plan(0)) // recipe.grad_accum
     total = recipe.max_steps or max(1, math.ceil(recipe.epochs * per_epoch))
     optimizer, scheduler = make_optimizer(model, recipe, total)
@@ -274,10 +300,11 @@ def run(recipe: SupervisedConfig, *, on_step: Callable[[TrainState, dict], None]
 def _start_state(recipe: SupervisedConfig, accelerator: Any, total: int) -> TrainState:
     """Fresh progress, or the resumed checkpoint's (model, optimizer, scheduler and RNG restored)."""
     out = Path(recipe.output_dir)
-    state = TrainState(total_steps=total)
+    step_batches = accelerator.num_processes * recipe.grad_accum
+    state = TrainState(total_steps=total, world_size=accelerator.num_processes, step_batches=step_batches)
     ckpt = resolve_resume(recipe.resume, out)
     if ckpt is not None:
-        state = load_checkpoint(accelerator, ckpt)
+        state = load_checkpoint(accelerator, ckpt, step_batches=step_batches)
         state.total_steps = total
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -332,7 +359,7 @@ def _lm_lr(optimizer: Any) -> float:
 def _save_final(model: Any, processor: Any, accelerator: Any, out: Path, dtype: str) -> None:
     """Write the trained model (gathered from ZeRO-3 / FSDP shards) as a standard Qwen3-VL folder."""
     accelerator.wait_for_everyone()
-    state_dict = accelerator.get_state_dict(model)
+    state_dict = full_state_dict(accelerator, model)
     if accelerator.is_main_process:
         save(accelerator.unwrap_model(model), processor, out, dtype=dtype, state_dict=state_dict)
     accelerator.wait_for_everyone()

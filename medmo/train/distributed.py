@@ -1,0 +1,131 @@
+"""The accelerator of a training process, and what sharded (FSDP2 / ZeRO-3) runs need from our loop.
+
+``accelerate launch --config_file $(medmo recipes path accelerate/fsdp2) ...`` starts the processes and
+passes the config to each through ``ACCELERATE_*`` / ``FSDP_*`` variables; :func:`make_accelerator` turns
+them into the run's ``Accelerator``. One gap is filled here: accelerate (1.16, ``state.py``
+``AcceleratorState.__init__``) switches to FSDP only on accelerator devices, so on CPU (``ACCELERATE_USE_CPU``,
+gloo) the FSDP config silently trains with DDP. torch's FSDP2 (``fully_shard``) runs on CPU over gloo, so on
+CPU the state is switched to FSDP as accelerate does on GPUs; the same sharded forward, checkpoint and
+gather code then runs on a laptop and in CI as on GPUs. DeepSpeed ZeRO-3 runs on CPU too, through
+DeepSpeed's CPU accelerator over gloo (:func:`make_accelerator` names the backend accelerate cannot find).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from medmo import recipes
+
+log = logging.getLogger(__name__)
+DEEPSPEED_CONFIG_ENV = "ACCELERATE_DEEPSPEED_CONFIG_FILE"  # set by `accelerate launch` from deepspeed_config_file
+
+
+def make_accelerator(*, mixed_precision: str, grad_accum: int, max_grad_norm: float = 0.0,
+                     kwargs_handlers: list | None = None) -> Any:  # fmt: skip
+    """The run's ``Accelerator``, with FSDP on CPU when the launch config asks for it (see module doc).
+
+    Under DeepSpeed the recipe's ``grad_accum`` and ``max_grad_norm`` fill the JSON's ``"auto"`` values (the
+    engine accumulates and clips itself; without this accelerate would reset ``grad_accum`` to 1).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
+
+    handlers = list(kwargs_handlers or [])
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and resolve_deepspeed_config():
+        os.environ["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"] = str(grad_accum)
+        os.environ["ACCELERATE_GRADIENT_CLIPPING"] = str(float(max_grad_norm))
+        if not _has_accelerator():  # DeepSpeed's CPU accelerator talks gloo; accelerate finds no backend on CPU
+            handlers.append(InitProcessGroupKwargs(backend="gloo"))
+    accelerator = Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum,
+                              kwargs_handlers=handlers)
+    if _fsdp_requested() and accelerator.device.type == "cpu":
+        _switch_to_fsdp(accelerator)
+    return accelerator
+
+
+def resolve_deepspeed_config() -> Path | None:
+    """Point accelerate at the DeepSpeed JSON the launch config names, from any working directory.
+
+    The shipped ``accelerate/zero3`` config names its DeepSpeed settings by recipe name
+    (``deepspeed_config_file: deepspeed/zero3``): the one copy of them, ``medmo/recipes/deepspeed/zero3.json``,
+    wherever the package is installed. accelerate hands the name to each process as is
+    (``ACCELERATE_DEEPSPEED_CONFIG_FILE``) and opens it relative to the working directory, so each process
+    resolves it here first. A path to an existing file is kept as it is.
+
+    Raises:
+        FileNotFoundError: the name is neither a file nor a shipped recipe (the message lists close names).
+    """
+    given = os.environ.get(DEEPSPEED_CONFIG_ENV, "")
+    if not given or given.lower() == "none" or Path(given).is_file():
+        return Path(given) if given and given.lower() != "none" else None
+    path = recipes.path(given).resolve()
+    os.environ[DEEPSPEED_CONFIG_ENV] = str(path)
+    return path
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.accelerator.current_accelerator() is not None
+
+
+def _fsdp_requested() -> bool:
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
+def _switch_to_fsdp(accelerator: Any) -> None:
+    """Do what accelerate's ``AcceleratorState.__init__`` does for FSDP on GPUs: mark both shared states FSDP
+    and attach the plugin built from the launch config.
+
+    Raises:
+        RuntimeError: the installed accelerate keeps its state differently; the message says what to do.
+    """
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    shared = getattr(PartialState, "_shared_state", None)
+    if not hasattr(shared, "__setitem__") or "distributed_type" not in shared or not hasattr(accelerator, "is_fsdp2"):
+        raise RuntimeError("this accelerate version keeps its distributed state differently from accelerate 1.16, "
+                           "so FSDP cannot be switched on for CPU processes; run FSDP on GPUs, or use the DDP config "
+                           "(accelerate/ddp) on CPU")
+    if accelerator.distributed_type != DistributedType.MULTI_CPU:
+        return
+    state = AcceleratorState()
+    state.fsdp_plugin = FullyShardedDataParallelPlugin()
+    state.distributed_type = DistributedType.FSDP
+    shared["distributed_type"] = DistributedType.FSDP  # AcceleratorState() re-reads it from PartialState
+    if accelerator.distributed_type != DistributedType.FSDP:
+        raise RuntimeError("switching accelerate to FSDP on CPU did not take; this accelerate version is not "
+                           "supported for FSDP on CPU (use accelerate/ddp there)")
+    log.info("FSDP%s on CPU over gloo, %d processes", state.fsdp_plugin.fsdp_version, accelerator.num_processes)
+
+
+def is_sharded(accelerator: Any) -> bool:
+    """Whether parameters are sharded over processes (FSDP, or DeepSpeed ZeRO stage 3): every process must
+    then run every module in the same order, since each module's forward gathers its shards collectively."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.FSDP:
+        return True
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        plugin = accelerator.state.deepspeed_plugin
+        return int(plugin.zero_stage) == 3
+    return False
+
+
+def full_state_dict(accelerator: Any, model: Any) -> dict[str, Any] | None:
+    """The whole model's weights gathered from FSDP / ZeRO-3 shards (every process must call this), under the
+    model's own names, each tied weight once (as ``save_pretrained`` writes a single model); ``None`` on the
+    processes that receive nothing (ZeRO-3 gathers to the main process only)."""
+    weights = accelerator.get_state_dict(model)
+    if weights is None:
+        return None
+    seen: dict[int, str] = {}
+    for name, param in accelerator.unwrap_model(model).named_parameters(remove_duplicate=False):
+        if id(param) in seen and name in weights and seen[id(param)] in weights:
+            weights.pop(name)  # a tie (lm_head = embed_tokens): gathered as two tensors, saved as one
+        seen.setdefault(id(param), name)
+    return weights
