@@ -74,6 +74,9 @@ def _figures(steps: int, tokens: int, stamps: list[tuple[float, float]]) -> dict
 
     On a shared machine wall time swings with other people's load; CPU time measures the work done.
     """
+    if len(stamps) < 2:
+        raise SystemExit(f"only {len(stamps)} optimizer step(s) ran: figures need two or more; "
+                         "raise --samples or lower --rows / --trl-batch")
     wall, cpu = stamps[-1][0] - stamps[0][0], stamps[-1][1] - stamps[0][1]
     return {"steps": steps, "tokens": tokens, "seconds": round(wall, 2), "cpu_seconds": round(cpu, 2),
             "tokens_per_s": round(tokens / wall, 1), "tokens_per_cpu_s": round(tokens / cpu, 1)}
@@ -121,7 +124,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="a seconds-long smoke run of the same code (CI); figures mean nothing")
     args = p.parse_args()
     if args.quick:
-        args.samples, args.trl_batch, args.max_tokens = 24, 4, 512
+        args.samples, args.trl_batch, args.max_tokens, args.rows = 24, 4, 512, 1
 
     import torch
 
