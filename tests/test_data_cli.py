@@ -138,3 +138,49 @@ def test_check_images_reports_a_truncated_image(tmp_path, capsys):
     assert main(["data", "validate", str(good), "--check-images"]) == 1
     out = capsys.readouterr().out
     assert "0 records read, 4 skipped (unreadable_image: 4)" in out and "i.png (OSError: image file is truncated)" in out
+
+
+def _with_faults(tmp_path):
+    """r.jsonl's four good records, then a record of the wrong type (line 5) and a repeated id (line 6)."""
+    good = _records(tmp_path)
+    lines = good.read_text().splitlines()
+    repeat = json.dumps({**json.loads(lines[1]), "question": "another question?"})
+    f = tmp_path / "faults.jsonl"
+    f.write_text("\n".join(lines + [json.dumps(_bad_type_record("answer", 5)), repeat]) + "\n")
+    return f
+
+
+def test_validate_names_each_repeated_id_with_where_it_was_first_used(tmp_path, capsys):
+    f = _with_faults(tmp_path)
+    assert main(["data", "validate", str(f)]) == 1
+    out = capsys.readouterr().out
+    assert "4 records read, 2 skipped (invalid_record: 1, duplicate_id: 1)" in out
+    assert f"{f} line 6: duplicate_id: id 's1' is already used by an earlier record (line 2)" in out
+    lines = f.read_text().splitlines()
+    f.write_text("\n".join([lines[0], lines[5], lines[1]]) + "\n")  # the repeat comes first now
+    assert main(["data", "validate", str(f), "--strict"]) == 1
+    assert f"invalid record: {f}:3: duplicate_id: id 's1' is already used by an earlier record (line 2)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_build_strict_stops_at_the_first_bad_record_and_keeps_the_previous_build(tmp_path, capsys, workers):
+    f = _with_faults(tmp_path)
+    (tmp_path / "mix.yaml").write_text("sources:\n  - records: faults.jsonl\n")
+    build = ["data", "build", str(tmp_path / "mix.yaml"), "--out", str(tmp_path / "mix"), "--workers", workers]
+    assert main(build) == 0  # by default: each bad record reported with file and line, the good ones built
+    out = capsys.readouterr().out
+    assert "faults.jsonl: read 4, skipped 2" in out
+    assert f"    {f} line 5: invalid_record: field 'answer' must be a string" in out
+    assert f"    {f} line 6: duplicate_id: id 's1' is already used by an earlier record (line 2)" in out
+    report = json.loads((tmp_path / "mix" / "mixture_report.json").read_text())
+    assert [p.split(": ")[0] for p in report["sources"][0]["problems"]] == [f"{f} line 5", f"{f} line 6"]
+    before = sorted(s.id for s in read_records(tmp_path / "mix"))
+    assert main([*build, "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert f"invalid record: {f}:5: invalid_record: field 'answer' must be a string, got an integer 5" in err
+    assert f"{tmp_path / 'mix'} is left as it was" in err and "Traceback" not in err
+    assert sorted(s.id for s in read_records(tmp_path / "mix")) == before
+    assert json.loads((tmp_path / "mix" / "mixture_report.json").read_text()) == report
+    assert not list(tmp_path.glob(".mix.building-*"))  # the unfinished build is gone
+    assert main([*build[:4], str(tmp_path / "new"), "--strict", "--workers", workers]) == 1
+    assert not (tmp_path / "new").exists() and not list(tmp_path.glob(".new.*"))  # no half-written new folder either

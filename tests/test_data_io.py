@@ -210,16 +210,48 @@ def test_duplicate_ids_are_reported_and_the_first_is_kept(tmp_path):
     got = list(read_records(f, stats=stats))
     assert [(s.id, s.answer) for s in got] == [("a", "a"), ("b", "a")]
     assert stats.counts == {"duplicate_id": 1} and stats.problems[0].line == 3
-    assert "id 'a' is already used by an earlier record" in stats.problems[0].message
-    with pytest.raises(RecordFileError, match=r"r.jsonl:3: duplicate_id"):
+    assert "id 'a' is already used by an earlier record (line 1)" in stats.problems[0].message
+    with pytest.raises(RecordFileError, match=r"r.jsonl:3: duplicate_id: id 'a' is already used by an earlier "
+                       r"record \(line 1\)"):  # fmt: skip
         list(read_records(f, strict=True))
     assert len(list(read_records(f, unique_ids=False))) == 3
-    # Across the files of a folder as well.
+    # Across the files of a folder as well: the first use is named by its file.
     (tmp_path / "d").mkdir()
     write_jsonl(got, tmp_path / "d" / "1.jsonl")
     write_jsonl(got[:1], tmp_path / "d" / "2.jsonl")
     stats = ReadStats()
     assert len(list(read_records(tmp_path / "d", stats=stats))) == 2 and stats.counts == {"duplicate_id": 1}
+    assert str(stats.problems[0]) == (f"{tmp_path / 'd' / '2.jsonl'} line 1: duplicate_id: id 'a' is already used by "
+                                      f"an earlier record ({tmp_path / 'd' / '1.jsonl'} line 1); ids must be unique: "
+                                      "rename or drop one of them")  # fmt: skip
+    write_parquet(got + got[:1], tmp_path / "p")  # a shard names rows (0-based)
+    stats = ReadStats()
+    list(read_records(tmp_path / "p", stats=stats))
+    assert "part-00000.parquet row 2: duplicate_id: id 'a' is already used by an earlier record (row 0)" in str(stats.problems[0])
+
+
+def test_report_mode_keeps_records_with_a_repeated_id_and_lists_them(tmp_path):
+    """``unique_ids="report"`` (how evaluation sets are read for decontamination): kept, counted, never raised."""
+    f = tmp_path / "r.jsonl"
+    f.write_text("\n".join([_line(id="a"), _line(id="b"), _line(id="a", answer="other"), _line(id="b")]) + "\n")
+    stats = ReadStats()
+    got = list(read_records(f, stats=stats, strict=True, unique_ids="report"))
+    assert [(s.id, s.answer) for s in got] == [("a", "a"), ("b", "a"), ("a", "other"), ("b", "a")]
+    assert (stats.read, stats.skipped, stats.duplicates) == (4, 0, 2) and not stats.counts
+    assert [(p.line, p.reason) for p in stats.duplicate_problems] == [(3, "duplicate_id"), (4, "duplicate_id")]
+    assert "id 'b' is already used by an earlier record (line 2)" in stats.duplicate_problems[1].message
+    assert "2 kept with a repeated id" in stats.summary() and f"{f} line 3: duplicate_id" in stats.summary()
+    with pytest.raises(ValueError, match="unique_ids must be True, False or 'report'"):
+        list(read_records(f, unique_ids="skip"))
+
+
+def test_a_record_file_error_survives_pickling():
+    """Worker processes of a mixture build hand their errors to the parent by pickling them."""
+    import pickle
+
+    e = pickle.loads(pickle.dumps(RecordFileError("r.jsonl:3", "duplicate_id", "id 'a' is already used")))
+    assert (e.where, e.reason, e.message, str(e)) == ("r.jsonl:3", "duplicate_id", "id 'a' is already used",
+                                                      "r.jsonl:3: duplicate_id: id 'a' is already used")  # fmt: skip
 
 
 def test_text_that_is_not_utf8_is_a_problem_not_replaced(tmp_path):

@@ -16,7 +16,7 @@ from medmo.cli import main
 from medmo.data.io import read_records, write_jsonl
 from medmo.data.mixture import build_mixture, merge_scans, scan_jobs
 from medmo.data.mixture_config import load_config, stage_names
-from medmo.records import ImageRef, Sample
+from medmo.records import ImageRef, RecordError, Sample
 
 QUESTIONS = [
     "A 23-year-old pregnant woman at 22 weeks gestation presents with burning upon urination that started one day ago",
@@ -138,6 +138,7 @@ def _mix(d: Path, text: str) -> Path:
         ("sources:\n  - {records: vqa.jsonl, max_samples: 1.5}\n", "max_samples must be a whole number"),
         ("sources: {records: vqa.jsonl}\n", "lists no sources"),
         ("- a\n- b\n", "a mixture is a mapping"),
+        ("strict: 1\nsources:\n  - {records: vqa.jsonl}\n", "strict must be true or false, got 1"),
     ],
 )
 def test_bad_mixture_yaml_is_a_clear_error_not_a_traceback(data, capsys, body, message):
@@ -248,3 +249,52 @@ def test_a_records_evaluation_set_can_be_limited_to_one_split(data):
     assert report["contamination"]["eval_sets"][0]["eval"] == "eval_img.jsonl:validation"
     c["decontaminate_against"][0]["split"] = "test"
     assert build_mixture(c, data / "out")["contamination"]["count"] == 5
+
+
+def test_evaluation_records_with_a_repeated_id_are_decontaminated_against_and_reported(data, capsys):
+    """Each record of an evaluation file counts, whatever its id: a repeated id is listed, never left out."""
+    e3 = Sample("e3", "open_vqa", "vqa", "test", question="what is shown?", answer="x", images=[ImageRef("img/5.png", 16, 16)])
+    again = Sample("e3", "open_vqa", "vqa", "test", question="and here?", answer="y", images=[ImageRef("img/7.png", 16, 16)])
+    path = write_jsonl([e3, again], data / "eval_dup.jsonl")
+    path.write_text(path.read_text() + '{"id": "e4", "task"\n')
+    c = cfg(data, decontaminate_against=[str(path)])
+    report = build_mixture(c, data / "out")
+    assert report["sources"][0]["contaminated_by"] == {"eval_dup.jsonl": {"image": 10, "text": 0}}  # 5 + 5 images
+    (e,) = report["contamination"]["eval_sets"]
+    assert (e["records"], e["images"], e["duplicate_ids"], e["skipped"], e["skip_reasons"]) == (2, 2, 1, 1, {"malformed_json": 1})
+    assert e["duplicate_id_examples"] == [f"{path} line 2: duplicate_id: id 'e3' is already used by an earlier record "
+                                          "(line 1); ids must be unique: rename or drop one of them"]  # fmt: skip
+    assert len(e["problems"]) == 1 and e["problems"][0].startswith(f"{path} line 3: malformed_json: Expecting")
+    assert main(["data", "build", str(_mix(data, json.dumps(c))), "--out", str(data / "cli")]) == 0
+    out = capsys.readouterr().out
+    assert "evaluation set eval_dup.jsonl: 1 records repeat an earlier record's id (still decontaminated against" in out
+    assert f"    {path} line 2: duplicate_id: id 'e3'" in out
+    assert "evaluation set eval_dup.jsonl: 1 records skipped (malformed_json: 1), not decontaminated against" in out
+    with pytest.raises(RecordError, match=r"eval_dup.jsonl:3: malformed_json"):  # strict: a bad evaluation record stops
+        build_mixture(c, data / "out", strict=True)
+    path.write_text("\n".join(path.read_text().splitlines()[:2]) + "\n")
+    assert build_mixture(c, data / "out", strict=True)["contamination"]["eval_sets"][0]["duplicate_ids"] == 1
+
+
+def test_strict_comes_from_the_mixture_or_the_call_and_reaches_every_reader(data, monkeypatch):
+    from medmo.data import mixture
+
+    seen = {}
+
+    def fake(name, root, split=None, **kw):
+        seen[name] = kw.get("strict")
+        return iter(list(read_records(data / "eval_text.jsonl")))
+
+    monkeypatch.setattr(mixture, "load_source", fake)
+    (data / "img" / "3.png").unlink()
+    c = cfg(data, strict=True, decontaminate_against=[{"name": "medqa", "root": str(data)}])
+    missing = rf"{data / 'vqa.jsonl'}: record 'v3': image {data / 'img' / '3.png'} cannot be read \(No such file"
+    with pytest.raises(RecordError, match=missing):
+        build_mixture(c, data / "out", workers=2)
+    assert seen == {"medqa": True} and not (data / "out").exists() and not list(data.glob(".out.*"))
+    with pytest.raises(RecordError, match=missing):
+        scan_jobs(c, data / "scans", (0, 1))
+    report = build_mixture(c, data / "out", strict=False)  # the call wins over the file
+    v = report["sources"][0]
+    assert seen == {"medqa": False} and v["skip_reasons"] == {"missing_image": 5} and len(v["problems"]) == 5
+    assert report["config"]["strict"] is False and v["problems"][0].startswith(f"{data / 'vqa.jsonl'}: record 'v3'")

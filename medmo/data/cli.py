@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import argparse
 
+LISTED = 200  # problems ``validate`` lists one by one (all are counted)
+SHOWN = 3  # problems of each source and evaluation set ``build`` prints (the report lists more)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="datasets: sources, validation, the Cell set, mixtures, exports")
@@ -57,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="replaces the file's data_dir in {data_dir} paths")
     p.add_argument("--report-only-contamination", action="store_true",
                    help="keep training records that overlap an evaluation set; only count and list them")  # fmt: skip
+    p.add_argument("--strict", action="store_true", help="stop at the first bad record (exit code 1; --out is left "
+                   "as it was) instead of skipping and reporting it")  # fmt: skip
     p.set_defaults(func=_build)
 
     p = cmds.add_parser("scan", help="run mixture scan jobs (one shard of one or all sources) for a build across "
@@ -118,14 +123,14 @@ def _sources(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from medmo.data.io import ReadStats, RecordFileError, read_records
 
-    stats = ReadStats()
+    stats = ReadStats(max_problems=LISTED)
     try:
         for _ in read_records(args.file, strict=args.strict, stats=stats, check_images=args.check_images):
             pass
     except RecordFileError as e:
         print(f"invalid record: {e}")
         return 1
-    print(stats.summary())
+    print(stats.summary(listed=LISTED))
     return 1 if stats.skipped else 0
 
 
@@ -164,16 +169,25 @@ def _cells(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     from medmo.data.mixture import build_mixture
     from medmo.data.mixture_config import stage_names
+    from medmo.records import RecordError
 
     stages = [args.stage] if args.stage else stage_names(args.mixture) or [None]
     for stage in stages:
         out = Path(args.out) / stage if stage and not args.stage else Path(args.out)
-        report = build_mixture(args.mixture, out, report_only_contamination=args.report_only_contamination or None,
-                               workers=args.workers, stage=stage, data_dir=args.data_dir)  # fmt: skip
+        try:
+            report = build_mixture(args.mixture, out, report_only_contamination=args.report_only_contamination or None,
+                                   workers=args.workers, stage=stage, data_dir=args.data_dir,
+                                   strict=args.strict or None)  # fmt: skip
+        except RecordError as e:  # strict: the first bad record stops the build
+            print(f"medmo data build: invalid record: {e}\n{out} is left as it was: fix or drop the record, or build "
+                  "without --strict (and without strict: true in the mixture) to skip and report bad records",
+                  file=sys.stderr)  # fmt: skip
+            return 1
         _print_report(report, out)
     return 0
 
@@ -189,9 +203,8 @@ def _print_report(report: dict, out: object) -> None:
             continue
         print(f"  {s['source']}: read {s['read']}, skipped {s['skipped']}, duplicates {s['duplicates']}, "
               f"contaminated {s['contaminated']}, selected {s['selected']}")  # fmt: skip
-    unchecked = [e["eval"] for e in c["eval_sets"] if e.get("missing")]
-    if unchecked:
-        print(f"  not decontaminated against (missing): {', '.join(unchecked)}")
+        _print_lines(s.get("problems"))
+    _print_eval_sets(c["eval_sets"])
     for pair in c["pairs"]:
         kept = "kept" if pair["kept"] else "dropped"
         print(f"    overlap {pair['train']} x {pair['eval']}: {pair['image']} by image, {pair['text']} by text ({kept})")
@@ -203,6 +216,29 @@ def _print_report(report: dict, out: object) -> None:
     if lost:  # a mixture silently missing a whole source would train on something else than asked
         raise ValueError("; ".join(f"source {s['source']} lost all {s['read']} records ({s['skip_reasons']})"
                                    for s in lost) + ". Check that its image paths resolve from its folder")
+
+
+def _print_eval_sets(eval_sets: list[dict]) -> None:
+    unchecked = [e["eval"] for e in eval_sets if e.get("missing")]
+    if unchecked:
+        print(f"  not decontaminated against (missing): {', '.join(unchecked)}")
+    for e in eval_sets:
+        if e.get("skipped"):
+            reasons = ", ".join(f"{k}: {v}" for k, v in e["skip_reasons"].items())
+            print(f"  evaluation set {e['eval']}: {e['skipped']} records skipped ({reasons}), "
+                  "not decontaminated against")  # fmt: skip
+            _print_lines(e["problems"])
+        if e.get("duplicate_ids"):
+            print(f"  evaluation set {e['eval']}: {e['duplicate_ids']} records repeat an earlier record's id "
+                  "(still decontaminated against; fix the ids before evaluating)")  # fmt: skip
+            _print_lines(e["duplicate_id_examples"])
+
+
+def _print_lines(lines: list[str] | None) -> None:
+    for line in (lines or [])[:SHOWN]:
+        print(f"    {line}")
+    if len(lines or []) > SHOWN:
+        print("    ... (more in mixture_report.json)")
 
 
 def _scan(args: argparse.Namespace) -> int:

@@ -42,7 +42,10 @@ class RecordFileError(RecordError):
 
     def __init__(self, where: str, reason: str, message: str):
         super().__init__(f"{where}: {reason}: {message}")
-        self.where, self.reason = where, reason
+        self.where, self.reason, self.message = where, reason, message
+
+    def __reduce__(self) -> tuple:  # crosses process boundaries intact (a worker's error reaches the parent)
+        return type(self), (self.where, self.reason, self.message)
 
 
 @dataclass
@@ -55,8 +58,13 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        unit = "row" if self.file.endswith(PARQUET_SUFFIX) else "line"
-        return f"{self.file} {unit} {self.line}: {self.reason}: {self.message}"
+        return f"{place(self.file, self.line)}: {self.reason}: {self.message}"
+
+
+def place(file: str | Path, line: int) -> str:
+    """``FILE line N`` for JSONL (1-based), ``FILE row N`` for a Parquet shard (0-based)."""
+    unit = "row" if str(file).endswith(PARQUET_SUFFIX) else "line"
+    return f"{file} {unit} {line}"
 
 
 @dataclass
@@ -70,6 +78,8 @@ class ReadStats:
             ``malformed_record``, ``invalid_record``, ``duplicate_id``, ``missing_image``, ``unreadable_image``,
             ``unreadable_file``, ``unreadable_shard``).
         problems: the first ``max_problems`` problems with file and line.
+        duplicates: records read *and kept* although an earlier record has their id (``unique_ids="report"``).
+        duplicate_problems: the first ``max_problems`` of those, each naming where the id was first used.
     """
 
     read: int = 0
@@ -77,6 +87,8 @@ class ReadStats:
     counts: Counter = field(default_factory=Counter)
     problems: list[Problem] = field(default_factory=list)
     max_problems: int = 20
+    duplicates: int = 0
+    duplicate_problems: list[Problem] = field(default_factory=list)
 
     def add(self, problem: Problem) -> None:
         self.skipped += 1
@@ -84,12 +96,20 @@ class ReadStats:
         if len(self.problems) < self.max_problems:
             self.problems.append(problem)
 
-    def summary(self) -> str:
-        if not self.skipped:
+    def add_duplicate(self, problem: Problem) -> None:
+        """Count a kept record whose id repeats an earlier one."""
+        self.duplicates += 1
+        if len(self.duplicate_problems) < self.max_problems:
+            self.duplicate_problems.append(problem)
+
+    def summary(self, listed: int = 5) -> str:
+        """One line of counts, then the first ``listed`` problems (skipped records, then kept duplicates)."""
+        kept = f"; {self.duplicates} kept with a repeated id" if self.duplicates else ""
+        if not self.skipped and not self.duplicates:
             return f"{self.read} records read, none skipped"
-        reasons = ", ".join(f"{k}: {v}" for k, v in self.counts.most_common())
-        first = "\n  ".join(str(p) for p in self.problems[:5])
-        return f"{self.read} records read, {self.skipped} skipped ({reasons}); first problems:\n  {first}"
+        reasons = f" ({', '.join(f'{k}: {v}' for k, v in self.counts.most_common())})" if self.skipped else ""
+        first = "\n  ".join(str(p) for p in [*self.problems, *self.duplicate_problems][:listed])
+        return f"{self.read} records read, {self.skipped} skipped{reasons}{kept}; first problems:\n  {first}"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -103,7 +123,7 @@ def read_records(
     stats: ReadStats | None = None,
     image_root: str | Path | None = None,
     check_images: bool = False,
-    unique_ids: bool = True,
+    unique_ids: bool | str = True,
 ) -> Iterator[Sample]:
     """Stream validated :class:`Sample` records from a ``.jsonl`` file, a ``.parquet`` file or a folder of shards.
 
@@ -114,8 +134,10 @@ def read_records(
         image_root: folder that relative image paths resolve against (default: the record file's folder).
         check_images: also require every image to exist and decode (:func:`medmo.data.images.check_image`);
             fills in missing width/height from the file and re-checks boxes against it.
-        unique_ids: skip (report as ``duplicate_id``) a record whose id an earlier record of this read has;
-            costs about 60 bytes of memory per record read.
+        unique_ids: ``True``: skip a record whose id an earlier record of this read has (a ``duplicate_id``
+            problem naming the file and line of both); ``"report"``: keep it, counted and listed in
+            ``stats.duplicates`` (never raised, even when ``strict``); ``False``: do not compare ids.
+            Comparing costs about 110 bytes of memory per record read.
 
     Raises:
         FileNotFoundError: ``path`` does not exist or holds no record files.
@@ -124,7 +146,9 @@ def read_records(
     stats = stats if stats is not None else ReadStats()
     skipped_before = stats.skipped
     sizes: dict[str, tuple[int, int] | tuple[str, str]] = {}
-    ids: set[int] | None = set() if unique_ids else None
+    if unique_ids not in (True, False, "report"):
+        raise ValueError(f"unique_ids must be True, False or 'report', got {unique_ids!r}")
+    ids = SeenIds() if unique_ids else None
     for file in record_files(path):
         root = Path(image_root) if image_root is not None else file.parent
         rows = _iter_parquet(file) if file.name.endswith(PARQUET_SUFFIX) else _iter_jsonl(file)
@@ -133,8 +157,11 @@ def read_records(
                 if bad is not None:
                     raise bad
                 sample = _to_sample(raw, root, check_images, sizes)
-                if ids is not None:
-                    _check_unique(sample.id, ids)
+                repeated = ids.check(sample.id, file, line) if ids is not None else None
+                if repeated is not None and unique_ids == "report":
+                    stats.add_duplicate(Problem(str(file), line, repeated.reason, repeated.message))
+                elif repeated is not None:
+                    raise repeated
             except _Bad as bad:
                 problem = Problem(str(file), line, bad.reason, bad.message)
                 if strict:
@@ -235,12 +262,29 @@ def _to_sample(raw: Any, root: Path, check_images: bool, sizes: dict) -> Sample:
     return sample
 
 
-def _check_unique(sample_id: str, seen: set[int]) -> None:
-    key = int.from_bytes(hashlib.blake2b(sample_id.encode("utf-8"), digest_size=8).digest(), "little")
-    if key in seen:
-        raise _Bad("duplicate_id", f"id {sample_id!r} is already used by an earlier record of this read; ids must "
-                   "be unique: rename or drop one of them")  # fmt: skip
-    seen.add(key)
+class SeenIds:
+    """The record ids of one read, each with the file and line where it first appeared.
+
+    Ids are kept as 64-bit hashes with a packed (file number, line) position: about 110 bytes per id.
+    """
+
+    def __init__(self) -> None:
+        self.first: dict[int, int] = {}
+        self.files: list[Path] = []
+
+    def check(self, sample_id: str, file: Path, line: int) -> _Bad | None:
+        """None for a new id (remembered at ``file``/``line``); a ``duplicate_id`` problem for a repeated one."""
+        if not self.files or self.files[-1] != file:
+            self.files.append(file)
+        key = int.from_bytes(hashlib.blake2b(sample_id.encode("utf-8"), digest_size=8).digest(), "little")
+        here = (len(self.files) - 1) << 40 | line
+        first = self.first.setdefault(key, here)
+        if first == here:
+            return None
+        first_file, first_line = self.files[first >> 40], first & ((1 << 40) - 1)
+        where = place(first_file, first_line).removeprefix(f"{file} " if first_file == file else "")
+        return _Bad("duplicate_id", f"id {sample_id!r} is already used by an earlier record ({where}); ids must be "
+                    "unique: rename or drop one of them")  # fmt: skip
 
 
 def _check_image(ref: ImageRef, sizes: dict) -> None:

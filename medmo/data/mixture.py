@@ -39,6 +39,14 @@ Semantics (decided here):
   merged in record order, so any number of workers or machines gives the very same shards.
 - A build writes into a temporary folder beside ``out_dir`` and swaps it in when complete, so a killed
   (re)build leaves the previous build whole, never a half-written one.
+- Bad records (malformed, wrong field types, a repeated id, a missing image) are skipped; each source's report
+  counts them by reason and lists the first ones with file and line. ``strict: true`` (``strict=True``,
+  ``medmo data build --strict``) stops the build at the first one instead, with a
+  :class:`~medmo.records.RecordError` naming file, line and reason (a bad evaluation record stops it too);
+  ``out_dir`` stays as it was.
+- An evaluation record whose id an earlier record of its set has is still indexed (its images and question
+  are what decontamination needs) and reported: the set's ``duplicate_ids`` and ``duplicate_id_examples``
+  (file, line and where the id was first used), beside its ``skipped`` records and their ``problems``.
 
 The report (``out_dir/mixture_report.json``) lists per source what was read, skipped (and why), dropped as
 duplicate or contaminated (by evaluation set), and selected, plus the contaminated records themselves.
@@ -55,7 +63,7 @@ import random
 import re
 import shutil
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -63,7 +71,7 @@ from typing import Any
 from medmo.data.decontam import EvalIndex, build_index
 from medmo.data.io import ReadStats, read_records, write_parquet
 from medmo.data.mixture_config import EvalSpec, MixtureConfig, SourceSpec, load_config, looks_like_hub_id
-from medmo.data.mixture_scan import STATS_SUFFIX, ContentKeys, ImageHasher, merge, scan
+from medmo.data.mixture_scan import MAX_PROBLEMS, STATS_SUFFIX, ContentKeys, ImageHasher, merge, note_skips, scan
 from medmo.data.sources import SourceStats, load_source
 from medmo.records import Sample
 
@@ -83,31 +91,36 @@ _EVALS: EvalIndex = EvalIndex()  # the evaluation index forked worker processes 
 # reading sources and evaluation sets
 
 
-def _iter_source(spec: SourceSpec, shard: tuple[int, int], stats: dict[str, Any]) -> Iterator[tuple[tuple[int, int], Sample]]:
-    """``(position, record)`` of one shard of a mixture entry (the loaders convert only their own rows)."""
+def _iter_source(spec: SourceSpec, shard: tuple[int, int], stats: dict[str, Any],
+                 strict: bool = False) -> Iterator[tuple[tuple[int, int], Sample]]:  # fmt: skip
+    """``(position, record)`` of one shard of a mixture entry (the loaders convert only their own rows).
+
+    Skipped records are added to ``stats``; with ``strict`` the first one raises instead.
+    """
     k, n = shard
     if spec.optional and not _present(spec):
         stats["missing"] = f"{spec.records or spec.root} does not exist"
         return
     if spec.records:
-        rs = ReadStats()
-        for i, s in enumerate(read_records(spec.records, stats=rs)):
+        rs = ReadStats(max_problems=MAX_PROBLEMS)
+        for i, s in enumerate(read_records(spec.records, stats=rs, strict=strict)):
             if i % n == k and (not spec.tasks or s.task in spec.tasks):
                 yield (i, 0), s
-        for reason, count in rs.counts.items():  # every shard reads the file: shard 0 reports its problems
-            if k == 0:
-                stats["skipped"] += count
-                stats["skip_reasons"][reason] = stats["skip_reasons"].get(reason, 0) + count
+        if k == 0:  # every shard reads the file: shard 0 reports its problems
+            note_skips(stats, rs.counts, rs.problems)
         return
     ss = SourceStats()
+    records = _load(spec, strict=strict, stats=ss, shard=shard, with_positions=True)
+    yield from ((pos, s) for pos, s in records if not spec.tasks or s.task in spec.tasks)
+    note_skips(stats, {"source_problem": ss.skipped} if ss.skipped else {}, ss.problems)
+
+
+def _load(spec: SourceSpec | EvalSpec, **kw: Any) -> Iterator[Any]:
+    """The records of a registered source (``load_source`` with the entry's options)."""
     try:
-        records = load_source(spec.name, spec.root, spec.split, stats=ss, shard=shard, with_positions=True, **spec.options)
+        return load_source(spec.name, spec.root, spec.split, **kw, **spec.options)
     except KeyError as e:  # unknown source name: a configuration error, reported like one
         raise ValueError(str(e.args[0])) from None
-    yield from ((pos, s) for pos, s in records if not spec.tasks or s.task in spec.tasks)
-    stats["skipped"] += ss.skipped
-    if ss.skipped:
-        stats["skip_reasons"]["source_problem"] = stats["skip_reasons"].get("source_problem", 0) + ss.skipped
 
 
 def _present(spec: SourceSpec | EvalSpec) -> bool:
@@ -116,31 +129,49 @@ def _present(spec: SourceSpec | EvalSpec) -> bool:
     return Path(where).expanduser().exists() or (not spec.records and looks_like_hub_id(where))
 
 
-def _eval_records(spec: EvalSpec, missing: dict[str, str]) -> Iterator[Sample]:
+def _eval_records(spec: EvalSpec, missing: dict[str, str], read: dict[str, Any], strict: bool) -> Iterator[Sample]:
+    """The records of one evaluation set; what was skipped or repeated is put in ``read`` once they are all read.
+
+    A record whose id repeats an earlier one is kept: decontamination needs its images and question.
+    """
     if spec.optional and not _present(spec):
         missing[spec.label] = f"{spec.records or spec.root} does not exist"
         return
     if spec.records:
-        yield from (s for s in read_records(spec.records) if spec.split is None or s.split == spec.split)
+        rs = ReadStats(max_problems=MAX_PROBLEMS)
+        records = read_records(spec.records, stats=rs, strict=strict, unique_ids="report")
+        yield from (s for s in records if spec.split is None or s.split == spec.split)
+        read.update(duplicate_ids=rs.duplicates, duplicate_id_examples=[str(p) for p in rs.duplicate_problems])
+        note_skips(read, rs.counts, rs.problems)
         return
-    try:
-        yield from load_source(spec.name, spec.root, spec.split, check_images=False, **spec.options)
-    except KeyError as e:
-        raise ValueError(str(e.args[0])) from None
+    ss = SourceStats()
+    yield from _load(spec, strict=strict, stats=ss, check_images=False)
+    note_skips(read, {"source_problem": ss.skipped} if ss.skipped else {}, ss.problems)
 
 
 def eval_index(cfg: MixtureConfig, hasher: ImageHasher) -> EvalIndex:
     """The decontamination index of the mixture's evaluation sets (image hashes and question n-grams).
 
-    An optional set whose folder does not exist is left out, with ``missing`` set in its counts.
+    An optional set whose folder does not exist is left out, with ``missing`` set in its counts. Each set's
+    counts say how many of its records were skipped (``skipped``, ``skip_reasons``, ``problems``) and how many
+    repeat an earlier record's id (``duplicate_ids``, ``duplicate_id_examples``); both are logged too.
     """
     missing: dict[str, str] = {}
-    sets = ((e.label, _eval_records(e, missing)) for e in cfg.decontaminate_against)
+    reads = [{"skipped": 0, "skip_reasons": {}, "problems": [], "duplicate_ids": 0, "duplicate_id_examples": []}
+             for _ in cfg.decontaminate_against]  # fmt: skip
+    sets = ((e.label, _eval_records(e, missing, r, cfg.strict)) for e, r in zip(cfg.decontaminate_against, reads))
     index = build_index(sets, hasher, cfg.ngram, warn=log.warning)
-    for label, n in zip(index.labels, index.counts):
+    for label, n, read in zip(index.labels, index.counts, reads):
+        n.update(read)
         if label in missing:
             n["missing"] = missing[label]
             log.warning("decontamination: %s is not checked: %s", label, missing[label])
+        if read["skipped"]:
+            log.warning("decontamination: %d records of %s are skipped and not checked against, e.g. %s",
+                        read["skipped"], label, read["problems"][0])  # fmt: skip
+        if read["duplicate_ids"]:
+            log.warning("decontamination: %d records of %s repeat an earlier record's id (still checked against), "
+                        "e.g. %s", read["duplicate_ids"], label, read["duplicate_id_examples"][0])  # fmt: skip
     return index
 
 
@@ -151,7 +182,7 @@ def eval_index(cfg: MixtureConfig, hasher: ImageHasher) -> EvalIndex:
 def _scan_job(cfg: MixtureConfig, index: int, shard: tuple[int, int], scans: Path, cache: Path) -> dict[str, Any]:
     hasher = ImageHasher(cache)
     try:
-        return scan(cfg.sources[index], index, shard, scans, hasher, _EVALS, _iter_source)
+        return scan(cfg.sources[index], index, shard, scans, hasher, _EVALS, _iter_source, cfg.strict)
     finally:
         hasher.close()
 
@@ -166,8 +197,13 @@ def _run_scans(cfg: MixtureConfig, scans: Path, cache: Path, workers: int, evals
             _scan_job(cfg, i, shard, scans, cache)
         return
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        for f in [pool.submit(_scan_job, cfg, i, shard, scans, cache) for i, shard in jobs]:
-            f.result()  # re-raises a job's error here
+        futures = [pool.submit(_scan_job, cfg, i, shard, scans, cache) for i, shard in jobs]
+        try:
+            for f in as_completed(futures):
+                f.result()  # re-raises a job's error here, as soon as one fails
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # the jobs not yet started never start
+            raise
 
 
 def _scan_files(cfg: MixtureConfig, scans: Path) -> list[list[Path]]:
@@ -191,7 +227,7 @@ def _scan_files(cfg: MixtureConfig, scans: Path) -> list[list[Path]]:
 
 def build_mixture(
     config: str | Path | dict[str, Any], out_dir: str | Path, *, report_only_contamination: bool | None = None,
-    workers: int = 1, stage: str | None = None, data_dir: str | None = None,
+    workers: int = 1, stage: str | None = None, data_dir: str | None = None, strict: bool | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Build a mixture into ``out_dir`` (``part-*.parquet`` shards + ``mixture_report.json``).
 
@@ -202,13 +238,19 @@ def build_mixture(
         workers: processes for pass 1 (reading, image hashing, decontamination); the output does not depend on it.
         stage: for a file with ``stages:``, which mixture.
         data_dir: replaces the file's ``data_dir``.
+        strict: overrides the config's ``strict`` (stop at the first bad record instead of skipping it).
 
     Returns:
         the report (also written to ``out_dir/mixture_report.json``).
+
+    Raises:
+        RecordError: a bad record, when strict; it names the file, the line and the reason, and ``out_dir``
+            is left as it was.
     """
     cfg = load_config(config, stage, data_dir)
-    if report_only_contamination is not None:
-        cfg.report_only_contamination = report_only_contamination
+    for key, value in (("report_only_contamination", report_only_contamination), ("strict", strict)):
+        if value is not None:
+            setattr(cfg, key, value)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     return _build(cfg, Path(out_dir), lambda scans, cache, evals: _run_scans(cfg, scans, cache, workers, evals))
@@ -242,7 +284,7 @@ def scan_jobs(config: str | Path | dict[str, Any], scans_dir: str | Path, shard:
     try:
         evals = eval_index(cfg, hasher)
         indices = range(len(cfg.sources)) if source is None else [source]
-        return [scan(cfg.sources[i], i, shard, scans, hasher, evals, _iter_source) for i in indices]
+        return [scan(cfg.sources[i], i, shard, scans, hasher, evals, _iter_source, cfg.strict) for i in indices]
     finally:
         hasher.close()
 

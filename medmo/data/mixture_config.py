@@ -97,6 +97,7 @@ class MixtureConfig:
     dedup: bool | str = True
     decontaminate_against: list[EvalSpec] = field(default_factory=list)
     report_only_contamination: bool = False
+    strict: bool = False  # stop at the first bad record (file, line, reason) instead of skipping and reporting it
     ngram: int = 13
     expected_records: int | None = None
     missing: str = "error"
@@ -193,6 +194,7 @@ def _parse(raw: dict[str, Any], base: Path, where: str, data_dir: str | None) ->
     if out.dedup not in (True, False, "record", "image"):
         raise ValueError(f"{where}: dedup must be true, false or 'image', got {out.dedup!r}")
     out.report_only_contamination = _bool(raw, "report_only_contamination", where)
+    out.strict = _bool(raw, "strict", where)
     out.missing = str(raw.get("missing", "error"))
     if out.missing not in ("error", "skip"):
         raise ValueError(f"{where}: missing must be 'error' or 'skip' (leave out, and report, a source or evaluation "

@@ -20,16 +20,17 @@ import json
 import os
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from medmo.data.decontam import EvalIndex
 from medmo.data.io import sample_dict
 from medmo.data.mixture_config import MixtureConfig, SourceSpec
-from medmo.records import Sample
+from medmo.records import RecordError, Sample
 
 MAX_LISTED = 10000  # contaminated records listed by id in the report (all are counted)
+MAX_PROBLEMS = 20  # skipped records listed, with file and line, per source in the report (all are counted)
 STATS_SUFFIX = ".stats.json"
 
 
@@ -132,25 +133,43 @@ def scan_name(index: int, k: int, n: int) -> str:
     return f"source-{index:03d}.shard-{k:04d}-of-{n:04d}.jsonl"
 
 
-SourceReader = Callable[[SourceSpec, tuple[int, int], dict[str, Any]], Iterator[tuple[tuple[int, int], Sample]]]
+SourceReader = Callable[[SourceSpec, tuple[int, int], dict[str, Any], bool], Iterator[tuple[tuple[int, int], Sample]]]
+
+
+def note_skips(stats: dict[str, Any], reasons: Mapping[str, int], problems: Iterable[str]) -> None:
+    """Add skipped records to a source's counts: ``reasons`` counts them, ``problems`` says where and why."""
+    for reason, n in reasons.items():
+        stats["skipped"] += n
+        stats["skip_reasons"][reason] = stats["skip_reasons"].get(reason, 0) + n
+    for problem in problems:
+        if len(stats["problems"]) >= MAX_PROBLEMS:
+            break
+        stats["problems"].append(str(problem))
 
 
 def scan(spec: SourceSpec, index: int, shard: tuple[int, int], out_dir: Path, hasher: ImageHasher,
-         evals: EvalIndex, read: SourceReader) -> dict[str, Any]:  # fmt: skip
-    """Scan shard ``(k, n)`` of source ``index`` into ``out_dir``; return (and write) its counts."""
+         evals: EvalIndex, read: SourceReader, strict: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Scan shard ``(k, n)`` of source ``index`` into ``out_dir``; return (and write) its counts.
+
+    A bad record is skipped and counted (with where it is, in ``problems``); with ``strict`` it raises
+    :class:`~medmo.records.RecordError` instead.
+    """
     path = out_dir / scan_name(index, *shard)
     stats: dict[str, Any] = {"source": spec.label, "index": index, "shard": list(shard), "read": 0, "skipped": 0,
-                             "skip_reasons": {}}  # fmt: skip
+                             "skip_reasons": {}, "problems": []}  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        for position, s in read(spec, shard, stats):
+        for position, s in read(spec, shard, stats, strict):
             stats["read"] += 1
             try:
                 hashes = [hasher(ref.path) for ref in s.images]
-            except OSError:
-                stats["skipped"] += 1
-                stats["skip_reasons"]["missing_image"] = stats["skip_reasons"].get("missing_image", 0) + 1
+            except OSError as e:
+                problem = (f"{spec.label}: record {s.id!r}: image {e.filename} cannot be read ({e.strerror or e}); "
+                           "check the path")  # fmt: skip
+                if strict:
+                    raise RecordError(problem) from None
+                note_skips(stats, {"missing_image": 1}, [problem])
                 continue
             image_sets, text_sets = evals.overlap(s, hashes) if evals else (set(), set())
             line = {"p": list(position), "k": content_key(s, hashes).hex(), "h": hashes, "ie": sorted(image_sets),
@@ -175,13 +194,12 @@ def merge(spec: SourceSpec, index: int, scans: list[Path], spill: Path, keys: Co
     parts = [json.loads(p.with_suffix(STATS_SUFFIX).read_text(encoding="utf-8")) for p in scans]
     stats: dict[str, Any] = {
         "source": spec.label, "weight": spec.weight, "max_samples": spec.max_samples,
-        "read": sum(p["read"] for p in parts), "skipped": sum(p["skipped"] for p in parts), "skip_reasons": {},
+        "read": sum(p["read"] for p in parts), "skipped": 0, "skip_reasons": {}, "problems": [],
         "duplicates": 0, "contaminated": 0, "kept_contaminated": 0, "contaminated_by": {}, "available": 0,
         "allow_contamination": spec.allow_contamination, "note": spec.note, "spill": str(spill),
     }  # fmt: skip
     for p in parts:
-        for reason, n in p["skip_reasons"].items():
-            stats["skip_reasons"][reason] = stats["skip_reasons"].get(reason, 0) + n
+        note_skips(stats, p["skip_reasons"], p.get("problems", []))
     stats["missing"] = next((p["missing"] for p in parts if p.get("missing")), None)
     keep_contaminated = cfg.report_only_contamination or spec.allow_contamination
     with open(spill, "w", encoding="utf-8") as out:
