@@ -107,3 +107,12 @@ def test_tables_yaml_lists_registered_benchmarks_in_medmo_order():
                        ("slake", "closed_acc"), ("slake", "overall_acc")] and len(vqa) == 9
     assert [b.name for b in registry.benchmarks("text_qa")][4:6] == ["medbullets_op4", "medbullets_op5"]
     assert all("order" not in open(b.path).read() for b in registry.benchmarks())
+
+
+def test_medevalkit_preset_reads_the_data_medevalkit_reads():
+    changed = {b.name: b.for_preset("medevalkit").dataset for b in registry.benchmarks()
+               if b.for_preset("medevalkit").dataset != b.dataset}
+    # only PMC-VQA: MedEvalKit evaluates test_2.csv (loader version 2); the rest of the block is kept
+    assert changed == {"pmc_vqa": {"source": "pmc_vqa", "split": "test", "kwargs": {"version": 2}}}
+    pmc = registry.get("pmc_vqa")
+    assert pmc.for_preset("standard") is pmc and pmc.for_preset("medevalkit").medevalkit == pmc.medevalkit

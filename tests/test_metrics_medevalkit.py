@@ -1,11 +1,17 @@
 """``--preset medevalkit`` reproduces MedEvalKit's own verdicts, stored as golden fixtures.
 
-``tests/fixtures/medevalkit/`` holds 1,100+ model outputs we wrote (letters in every form, think tags,
+``tests/fixtures/medevalkit/`` holds 1,300+ model outputs we wrote (letters in every form, think tags,
 ``\\boxed{}``, markdown, fullwidth and Chinese prefixes, empty and truncated answers, yes/no phrasings, open
 answers, reports) for items in each benchmark's released field shapes, with the verdicts and metrics that
 MedEvalKit's own code (commit 9b12e3b, run unedited) gave them: ``qa.jsonl`` (+ ``qa_meta.json``: items,
 aggregates, prompts), ``mmmu.jsonl`` and ``reports.jsonl``. Each test below turns the items into MedMO records
 the way our loaders do and checks the preset against every stored verdict.
+
+A second set (``make_extra.py`` rebuilds it) runs the released file layouts through our loaders: OmniMedVQA
+records whose ``gt_answer`` is not (exactly) among the options (``omnimedvqa/`` + ``omnimedvqa.jsonl``),
+PMC-VQA's ``test_2.csv`` (``pmc_vqa_2/`` + ``pmc_vqa_2.jsonl``), MMMU items with unstripped options, an
+"open" item with options and a multiple-choice item MedEvalKit crashes on (``mmmu_extra*``), and cidereval's
+``df="corpus"`` CIDEr (``reports_cider_corpus.json``).
 """
 
 from __future__ import annotations
@@ -176,7 +182,8 @@ def test_report_metrics_match_medevalkit(bench, coco_df):
 
     rows = [r for r in REPORTS if r["bench"] == bench]
     res = report_medevalkit([r["prediction"] for r in rows], [_reference(r) for r in rows], df_path=coco_df)
-    exact_ptb = res["version"].endswith("tokens=ptb")
+    exact_ptb = "tokens=ptb " in res["version"]
+    assert res["version"].endswith("df=file") and "deviations" not in res  # the table given: no deviation
     for r, got in zip(rows, res["per_sample"]):
         want = r["mek"]
         if want.get("skipped"):
@@ -248,3 +255,168 @@ def test_category_breakdowns_match_medevalkit_omnimedvqa():
         got = res.breakdown[field_name]
         assert {k: v["n"] for k, v in got.items()} == {k: v["total"] for k, v in want[key].items()}
         assert {k: v["acc"] for k, v in got.items()} == pytest.approx({k: v["acc"] for k, v in want[key].items()})
+
+
+# ---------------------------------------------------------------------- OmniMedVQA: gold not among options
+def _fixture_rows(name: str) -> list[dict]:
+    return [json.loads(x) for x in (FIX / name).read_text(encoding="utf-8").splitlines()]
+
+
+def test_omnimedvqa_gold_outside_options_kept_and_judged_as_medevalkit():
+    from medmo.data.sources import load_source
+    from medmo.eval import scoring
+    from medmo.eval.prompts_medevalkit import prompt_text
+
+    meta = json.loads((FIX / "omnimedvqa_meta.json").read_text(encoding="utf-8"))
+    got = {s.meta["question_id"]: s for s in load_source("omnimedvqa", FIX / "omnimedvqa", strict=True,
+                                                         check_images=False, read_sizes=False)}
+    assert set(got) == set(meta["gold_passed_to_judge"])  # every record kept, none dropped
+    bench = registry.get("omnimedvqa")
+    for qid, want in meta["gold_passed_to_judge"].items():  # MedEvalKit's gold: a letter, or the released text
+        s = got[qid]
+        assert meb.mcq_gold(s, bench.medevalkit) == want
+        assert (s.task == "closed_vqa") == bool(s.meta.get("gold_not_in_options"))
+        for r in ("False", "True"):
+            assert prompt_text(s, bench, reasoning=r == "True") == meta["prompts"][qid][r]
+    assert got["RadImageNet_0101"].answer == "Gallbladder" and got["RadImageNet_0101"].options["A"] == "Liver"
+    assert got["RadImageNet_0102"].answer == "A"  # x_ray. ~ X-ray for our own scoring; text for MedEvalKit's
+    rows = _fixture_rows("omnimedvqa.jsonl")
+    samples, preds = [got[r["item"]] for r in rows], [r["prediction"] for r in rows]
+    res = scoring.score(bench, samples, preds, preset="medevalkit")
+    bad = [(r["item"], r["style"], r["mek"]) for r, g in zip(rows, res.rows)
+           if g["correct"] != float(r["mek"]["correct"])]
+    assert not bad, f"{len(bad)} of {len(rows)} differ: {bad[:5]}"
+    want = meta["aggregate"]
+    assert res.metrics["overall_acc"] == pytest.approx(want["total metrics"]["acc"])
+    for field_name, key in (("meta.question_type", "question type metrics"), ("meta.modality_type",
+                                                                               "modality type metrics")):
+        assert {k: (v["n"], pytest.approx(v["acc"])) for k, v in res.breakdown[field_name].items()} == {
+            k: (v["total"], v["acc"]) for k, v in want[key].items()}
+    std = scoring.score(bench, samples, preds)  # our own rules: the odd records are closed questions
+    assert std.metrics["closed_n"] == sum(s.task == "closed_vqa" for s in samples)
+    assert std.metrics["overall_acc"] != res.metrics["overall_acc"]
+
+
+# ------------------------------------------------------------------------------ PMC-VQA: test_2.csv
+def test_pmc_vqa_medevalkit_reads_test_2_with_its_cells(tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    from medmo.eval import scoring
+    from medmo.eval.data import load_samples
+    from medmo.eval.prompts_medevalkit import prompt_text
+
+    meta = json.loads((FIX / "pmc_vqa_2_meta.json").read_text(encoding="utf-8"))
+    shutil.copy(FIX / "pmc_vqa_2" / "test_2.csv", tmp_path / "test_2.csv")
+    (tmp_path / "images").mkdir()
+    for fig in meta["prompts"]:
+        Image.new("RGB", (8, 8)).save(tmp_path / "images" / fig)
+    plain = registry.get("pmc_vqa")
+    bench = plain.for_preset("medevalkit")
+    assert plain.for_preset("standard") is plain and plain.dataset.get("kwargs") is None
+    assert bench.dataset["kwargs"] == {"version": 2} and bench.to_dict()["dataset"]["kwargs"] == {"version": 2}
+    got = {s.meta["figure"]: s for s in load_samples(bench, {"pmc_vqa": tmp_path})}
+    assert list(got) == list(meta["prompts"])  # every row of test_2.csv, in file order
+    for fig, s in got.items():
+        assert meb.choice_strings(s, bench.medevalkit) == meta["choices_passed_to_judge"][fig]
+        assert s.answer in s.options and meb.mcq_gold(s, bench.medevalkit) == s.meta["answer_raw"]
+        for r in ("False", "True"):
+            assert prompt_text(s, bench, reasoning=r == "True") == meta["prompts"][fig][r]
+    assert got["PMC6234567_F2.jpg"].options["C"] == "FLAIR" and got["PMC5555501_F4.jpg"].options["A"] == "1:2"
+    rows = _fixture_rows("pmc_vqa_2.jsonl")
+    res = scoring.score(bench, [got[r["item"]] for r in rows], [r["prediction"] for r in rows], preset="medevalkit")
+    bad = [(r["item"], r["style"], r["mek"]) for r, g in zip(rows, res.rows)
+           if g["correct"] != float(r["mek"]["correct"])]
+    assert not bad, f"{len(bad)} of {len(rows)} differ: {bad[:5]}"
+    assert res.metrics["overall_acc"] == pytest.approx(meta["aggregate"]["total metrics"]["acc"])
+
+
+# ------------------------------------------------------------------- MMMU: raw options, question type
+def _mmmu_parquet(root: Path, items: list[dict]) -> None:
+    import io
+
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buf, format="PNG")
+    by_subject: dict[str, list[dict]] = {}
+    for it in items:  # the HF snapshot's columns, as MedEvalKit's harness rows had them
+        row = {k: v for k, v in it.items() if k != "subject"}
+        row.update({"image_1": {"bytes": buf.getvalue(), "path": "x.png"}, "img_type": "[]",
+                    "topic_difficulty": "Medium", "subfield": ""})
+        by_subject.setdefault(it["subject"], []).append(row)
+    for subject, rows in by_subject.items():
+        (root / subject).mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(rows), root / subject / "validation-00000-of-00001.parquet")
+
+
+def test_mmmu_release_values_and_question_type_match_medevalkit(tmp_path):
+    from medmo.data.sources import load_source
+    from medmo.eval.prompts_medevalkit import prompt_text
+
+    meta = json.loads((FIX / "mmmu_extra_meta.json").read_text(encoding="utf-8"))
+    _mmmu_parquet(tmp_path / "mmmu", meta["items"])
+    got = {s.meta["mmmu_id"]: s for s in load_source("mmmu_med", tmp_path / "mmmu", split="validation",
+                                                     image_dir=tmp_path / "img", strict=True)}
+    assert set(got) == {it["id"] for it in meta["items"]}
+    pharm = got["validation_Pharmacy_21"]  # options in list order, letters A.., as released beside the stripped
+    assert pharm.options == {"A": "5 mg", "B": "10 mg", "C": "15 mg", "D": "20 mg"}
+    assert pharm.meta["options_raw"] == {"A": " 5 mg", "B": "10 mg ", "C": "15 mg", "D": "20 mg"}
+    assert got["validation_Clinical_Medicine_10"].task == "mcq"  # MedEvalKit: an open question (question_type)
+    bench = registry.get("mmmu_med")
+    for qid, want in meta["prompts"].items():
+        for r in ("False", "True"):
+            if isinstance(want[r], str):
+                assert prompt_text(got[qid], bench, reasoning=r == "True") == want[r]
+            else:  # MedEvalKit raises building this prompt; we keep its multiple-choice layout
+                assert "(B) Type II" in prompt_text(got[qid], bench, reasoning=r == "True")
+    rows, bad = _fixture_rows("mmmu_extra.jsonl"), []
+    for r in rows:  # each alone after eval.py's seed 42, as the fixture was made
+        g = meb.score([got[r["item"]]], [r["prediction"]], bench.medevalkit)["per_sample"][0]
+        w = r["mek"]
+        if "crash" in w:
+            ok = g.get("mek_crash") == w["crash"] and g["correct"] == 0.0
+        else:
+            ok = (g["correct"] == float(w["correct"]) and bool(g.get("random_guess")) == w["random"]
+                  and (w["random"] or g["parsed"] == w["parsed"]))
+        if not ok:
+            bad.append((r["item"], r["style"], w, g))
+    assert not bad, f"{len(bad)} of {len(rows)} differ: {bad[:3]}"
+    assert sum("crash" in r["mek"] for r in rows) == 9 and "mmmu_crash" in meb.DEVIATIONS
+
+
+# -------------------------------------------------------------- CIDEr without COCO's document frequencies
+CORPUS = json.loads((FIX / "reports_cider_corpus.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("bench", ["iu_xray", "mimic_cxr", "chexpert_plus"])
+def test_cider_without_coco_table_is_cidereval_corpus_mode_and_named(bench, monkeypatch, tmp_path):
+    from medmo.eval import scoring
+    from medmo.eval.metrics.medevalkit_report import report_medevalkit
+    from medmo.records import ImageRef
+
+    want = CORPUS["benchmarks"][bench]
+    rows = [r for r in REPORTS if r["bench"] == bench]
+    keep = [rows[i] for i in want["rows"]]
+    res = report_medevalkit([r["prediction"] for r in keep], [_reference(r) for r in keep], df_path="corpus")
+    assert "df=corpus" in res["version"] and "cider_df" in res["deviations"]
+    if "tokens=ptb " in res["version"]:  # cidereval tokenizes with Stanford's PTBTokenizer (Java)
+        assert [row["cider"] for row in res["per_sample"]] == pytest.approx(want["scores"], rel=1e-9, abs=1e-12)
+        assert res["aggregate"]["cider"] == pytest.approx(want["avg_score"], rel=1e-9)
+    # no table anywhere: the same numbers, and the results say what was computed instead and how to get
+    # MedEvalKit's
+    monkeypatch.setenv("MEDMO_COCO_DF", str(tmp_path / "absent.p"))
+    items = [REP_META["items"][r["item"]] for r in keep]
+    samples = [Sample(f"r{i}", "report", bench, "test", findings=it["findings"], impression=it["impression"],
+                      images=[ImageRef("x.png")]) for i, it in enumerate(items)]
+    scored = scoring.score(registry.get(bench), samples, [r["prediction"] for r in keep], preset="medevalkit")
+    assert scored.metrics["cider"] == pytest.approx(res["aggregate"]["cider"], rel=1e-12)
+    msg = scored.deviations["cider_df"]
+    assert f"own {len(keep)} reference report(s)" in msg and "df='corpus'" in msg
+    assert "not MedEvalKit's number" in msg and "MEDMO_COCO_DF" in msg and "coco-val.p" in msg
+    assert scored.versions["report_medevalkit"].endswith("df=corpus")
+    std = scoring.score(registry.get(bench), samples, [r["prediction"] for r in keep])
+    assert "cider_df" not in std.deviations

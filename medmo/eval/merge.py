@@ -53,7 +53,7 @@ def merge(paths: Sequence[str | Path], out_dir: str | Path | None = None) -> dic
         rows = interleave([_rows(e["predictions_file"]) for e in entries])
         samples = [Sample.from_dict(r["sample"]) for r in rows]
         failed = {r["id"]: r["failed"] for r in rows if r.get("failed")}
-        entry = score_entry(get(name), samples, [r.get("prediction") or "" for r in rows],
+        entry = score_entry(get(name).for_preset(merged["preset"]), samples, [r.get("prediction") or "" for r in rows],
                             preset=merged["preset"], failed=failed, seed=int(merged["manifest"].get("seed") or 0))
         pred_file = Path(entries[0]["predictions_file"]).with_name(f"{name}.jsonl")
         _write_predictions(pred_file, entry.pop("rows"))

@@ -11,10 +11,15 @@ PathVQA: the yes/no instruction for a yes/no gold, else the open one), ``closed_
 single-word instruction for closed questions, Chinese wording for Chinese ones), ``mmmu``, ``report`` and
 ``report_mimic`` (MIMIC-CXR's indented copy of the report instruction).
 
+Choices and question are the cells the class reads when the loader kept them (``meta.options_raw``,
+``meta.question_raw``; :func:`medmo.eval.metrics.medevalkit_bench.choice_strings`); MMMU's layout follows
+the item's ``question_type`` (:func:`~medmo.eval.metrics.medevalkit_bench.mmmu_case`).
+
 Deviations: MMLU's class crashes building its prompt (an undefined ``context``); we use the layout it
 builds before the crash (``A.text`` lines, no context line). IU-Xray's class calls a misspelled function;
-we use the report prompt it means. PubMedQA contexts come from ``meta.contexts`` when the record has them,
-else from the record's question with our loader's section labels removed.
+we use the report prompt it means. MMMU's class crashes on a multiple-choice item whose answer is not one
+letter of its options; we use its multiple-choice layout. PubMedQA contexts come from ``meta.contexts``
+when the record has them, else from the record's question with our loader's section labels removed.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from medmo.eval.metrics.medevalkit_bench import choice_strings, mmmu_case
 from medmo.eval.registry import Benchmark
 from medmo.records import Sample
 
-PROMPTS_VERSION = "prompts-medevalkit-1 (MedEvalKit@9b12e3b)"
+PROMPTS_VERSION = "prompts-medevalkit-2 (MedEvalKit@9b12e3b)"
 PRESETS = ("ours", "medevalkit", "medevalkit_reasoning")
 INSTRUCTIONS = {  # (plain, reasoning) per builder and language
     ("mcq", "en"): ("Answer with the option's letter from the given choices directly.",
@@ -68,10 +74,11 @@ def prompt_text(sample: Sample, bench: Benchmark, reasoning: bool = False) -> st
     """The text MedEvalKit puts after the image(s) for this sample."""
     mek = bench.medevalkit
     kind, lang = mek.get("prompt", "mcq"), (sample.language or "en")
-    fmt = mek.get("prompt_choices") or mek.get("choices", "{letter}. {text}")
-    choices = [fmt.format(letter=k, text=v) for k, v in sample.options.items()]
+    choices = choice_strings(sample, mek, prompt=True)
+    meta = sample.meta if isinstance(sample.meta, dict) else {}
+    question = str(meta.get("question_raw") or sample.question)
     if kind == "mcq":
-        return mcq_prompt(sample.question, choices, reasoning)
+        return mcq_prompt(question, choices, reasoning)
     if kind == "mcq_with_context":
         ctx, q = _pubmedqa_context(sample)
         return f"Context: {ctx}\n" + mcq_prompt(q, choices, reasoning)
@@ -84,10 +91,11 @@ def prompt_text(sample: Sample, bench: Benchmark, reasoning: bool = False) -> st
             else sample.task == "closed_vqa"
         return sample.question + "\n" + _instr("close" if closed else "open", lang, reasoning)
     if kind == "mmmu":
-        if sample.options:
-            example = "".join(f"({k}) {v}\n" for k, v in sample.options.items())
-            return f"\n{sample.question}\n\n{example}\n\n        " + _instr("mcq", "en", reasoning)
-        return f"\n{sample.question}\n\n        " + _instr("close", "en", reasoning)
+        _, index2ans, _ = mmmu_case(sample)
+        if index2ans is not None:
+            example = "".join(f"({k}) {v}\n" for k, v in index2ans.items())
+            return f"\n{question}\n\n{example}\n\n        " + _instr("mcq", "en", reasoning)
+        return f"\n{question}\n\n        " + _instr("close", "en", reasoning)
     if kind == "report":
         return REPORT
     if kind == "report_mimic":

@@ -22,7 +22,7 @@ declared once, in ``tables.yaml`` (:func:`table_layout`).
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,15 @@ class Benchmark:
     @property
     def max_new_tokens(self) -> int:
         return int(self.generation.get("max_new_tokens", 64))
+
+    def for_preset(self, preset: str) -> Benchmark:
+        """The benchmark as ``preset`` evaluates it: under ``medevalkit``, a ``dataset:`` entry of the
+        ``medevalkit:`` block is merged over ``dataset:`` (PMC-VQA: ``kwargs: {version: 2}``, the
+        ``test_2.csv`` MedEvalKit reads). Other presets, and benchmarks without such an entry, are unchanged."""
+        override = self.medevalkit.get("dataset") if preset == "medevalkit" else None
+        if not override:
+            return self
+        return replace(self, dataset=_merge(self.dataset, dict(override)))
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting of the benchmark, for results files."""

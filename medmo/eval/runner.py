@@ -158,6 +158,7 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Evaluate one benchmark; returns its entry of the results file."""
     started, t0 = _now(), time.perf_counter()
+    bench = bench.for_preset(preset)  # the data a preset reads (MedEvalKit: PMC-VQA's test_2.csv)
     samples = load_samples(bench, data, limit)
     if not samples:
         raise ValueError(f"{bench.name}: no samples after filters {bench.dataset.get('filters')}; check the data folder")

@@ -118,6 +118,7 @@ def score(
     answers = _inputs(bench, samples, preds, preset)
     rows: list[dict[str, Any]] = [{"id": s.id, "task": s.task} for s in samples]
     out = Scored({}, rows)
+    found: dict[str, str] = {}  # deviations a metric reports for this run (e.g. CIDEr without COCO's table)
     for name in metric_names(bench, preset):
         try:
             res = _run(name, bench, samples, answers, seed=42 if preset == "medevalkit" else seed)
@@ -129,10 +130,12 @@ def score(
         out.versions[name] = str(res.get("version", ""))
         if res.get("note"):
             out.notes[name] = res["note"]
+        found.update(res.get("deviations") or {})
         for row, per in zip(rows, res["per_sample"]):
             row.update(per)
     if preset == "medevalkit" and bench.medevalkit:
         out.deviations = dict(DEVIATIONS)
+    out.deviations.update(found)
     for row, s, raw in zip(rows, samples, predictions):
         row["prediction"] = raw
         row["sample"] = s.to_dict()

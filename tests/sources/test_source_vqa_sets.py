@@ -73,11 +73,17 @@ def test_omnimedvqa_maps_text_answers_to_letters(dataset_root):
     )
     stats = SourceStats()
     got = {s.meta["question_id"]: s for s in load_source("omnimedvqa", root, stats=stats)}
-    assert set(got) == {"ACRIMA_0088", "ACRIMA_0089", "Chest CT Scan_0001"}  # restricted access not read
+    assert set(got) == {"ACRIMA_0088", "ACRIMA_0089", "ACRIMA_0090", "Chest CT Scan_0001"}  # restricted not read
     assert got["ACRIMA_0088"].answer == "A" and list(got["ACRIMA_0088"].options) == ["A", "B", "C"]
+    # the released cells MedEvalKit reads (its empty option_D included) are kept beside the cleaned options
+    assert got["ACRIMA_0088"].meta["options_raw"] == {"A": "glaucoma", "B": "normal", "C": "cataract", "D": ""}
     assert got["ACRIMA_0089"].answer == "A" and got["ACRIMA_0088"].modality == "fundus"
     assert got["Chest CT Scan_0001"].modality == "ct" and got["Chest CT Scan_0001"].split == "test"
-    assert stats.skipped == 1 and "matches none" in stats.problems[0].reason
+    # a gold that is none of the options is kept as a closed question against the released text
+    odd = got["ACRIMA_0090"]
+    assert (odd.task, odd.answer, odd.options) == ("closed_vqa", "c", {"A": "a", "B": "b"})
+    assert odd.meta["gold_not_in_options"] is True and odd.meta["gt_answer"] == "c"
+    assert stats.skipped == 0
 
 
 # --------------------------------------------------------------------------------------------- MMMU

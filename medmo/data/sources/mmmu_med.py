@@ -7,6 +7,12 @@ Reads the HF parquet files (``<Subject>/<split>-00000-of-00001.parquet``) or the
 the few "short-answer" items that have letter answers; other open items become ``open_vqa``.
 Test answers are hidden, so test items are skipped with a reason. Images ``image_1..7`` are written to
 ``image_dir``; ``<image n>`` markers stay in the question.
+
+Option order is the list order, A, B, C ... (MedEvalKit's ``utils/MMMU/data_utils.py`` at 9b12e3b builds
+its choices the same way: ``eval`` of the string, letters in order, no shuffling). Options, answer and
+question are stored stripped; where the release differs, ``meta`` keeps what MedEvalKit reads as is:
+``options_raw`` (letter -> option as released), ``answer_raw`` and ``question_raw``. ``meta.question_type``
+is kept too: MedEvalKit decides multiple choice vs open by it, not by the options.
 """
 
 from __future__ import annotations
@@ -49,10 +55,11 @@ SUBJECTS = (
 SPLITS = ("dev", "validation", "test")
 
 
-def parse_options(raw: Any) -> list[str]:
-    """``"['a', 'b']"`` -> ``['a', 'b']`` (a real list is returned as is)."""
+def parse_options(raw: Any, *, strip: bool = True) -> list[str]:
+    """``"['a', 'b']"`` -> ``['a', 'b']`` (a real list is returned as is); ``strip=False`` keeps the
+    options' surrounding spaces."""
     if isinstance(raw, (list, tuple)):
-        return [text(o) for o in raw]
+        return [text(o) if strip else str(o) for o in raw]
     s = text(raw)
     if not s:
         return []
@@ -62,34 +69,43 @@ def parse_options(raw: Any) -> list[str]:
         raise RecordError(f"options is not a Python list literal: {e}") from None
     if not isinstance(value, (list, tuple)):
         raise RecordError(f"options literal is a {type(value).__name__}, expected a list")
-    return [text(o) for o in value]
+    return [text(o) if strip else str(o) for o in value]
 
 
 def _sample(ctx: Context, r: dict[str, Any], subject: str, split: str) -> Sample:
     answer = text(r.get("answer"))
     if not answer or answer == "?":
         raise RecordError(f"{r['id']}: answer hidden (MMMU test answers are not public)")
-    options = options_from_list(parse_options(r.get("options")))
+    raw_options = parse_options(r.get("options"), strip=False)
+    options = options_from_list([text(o) for o in raw_options])
     qtype = text(r.get("question_type"))
     is_mcq = bool(options) and len(answer) == 1 and answer.upper() in LETTERS[: len(options)]
     images = [ctx.embedded(r[f"image_{i}"]) for i in range(1, 8) if r.get(f"image_{i}") is not None]
+    meta: dict[str, Any] = {
+        "mmmu_id": r["id"],
+        "subject": subject,
+        "question_type": qtype,
+        "subfield": text(r.get("subfield")),
+        "difficulty": text(r.get("topic_difficulty")),
+        "open_options": [] if is_mcq else list(options.values()),
+    }
+    if raw_options != list(options.values()):
+        meta["options_raw"] = dict(zip(options, raw_options))
+    stored = answer.upper() if is_mcq else answer
+    if str(r.get("answer")) != stored:
+        meta["answer_raw"] = str(r.get("answer"))
+    if str(r["question"]) != text(r["question"]):
+        meta["question_raw"] = str(r["question"])
     return ctx.sample(
         r["id"],
         task="mcq" if is_mcq else "open_vqa",
         split=split,
         question=text(r["question"]),
-        answer=answer.upper() if is_mcq else answer,
+        answer=stored,
         options=options if is_mcq else {},
         images=images,
         modality=map_modality(r.get("img_type")),
-        meta={
-            "mmmu_id": r["id"],
-            "subject": subject,
-            "question_type": qtype,
-            "subfield": text(r.get("subfield")),
-            "difficulty": text(r.get("topic_difficulty")),
-            "open_options": [] if is_mcq else list(options.values()),
-        },
+        meta=meta,
     )
 
 

@@ -3,7 +3,14 @@
 Reads ``train.csv`` / ``test.csv`` / ``test_clean.csv`` (``version=2``: ``train_2.csv`` / ``test_2.csv``).
 The answer column is spelled ``Answer`` or ``Anwser`` depending on the release; choices carry their
 letter (``"A:Diffuse uptake"``, sometimes ``" A:..."``), which is stripped. The gold letter is
-``Answer_label``, or the choice whose text equals the answer when that column is absent.
+``Answer_label``; else the ``Answer`` column when it is a letter (version 2); else the choice whose text
+(or whole cell) equals the answer.
+
+Version 2 (``test_2.csv``) is the file MedEvalKit evaluates (``utils/PMC_VQA/PMC_VQA.py`` at 9b12e3b reads
+``test_2.csv`` and nothing else; the ``pmc_vqa`` benchmark switches to it under ``--preset medevalkit``).
+Its records keep the cells MedEvalKit reads, unstripped: ``meta.options_raw`` (the four choice cells, which
+are MedEvalKit's choice strings), ``meta.answer_raw`` (the ``Answer`` cell, its gold) and, when it differs
+from the stripped question, ``meta.question_raw``.
 """
 
 from __future__ import annotations
@@ -38,15 +45,30 @@ def choice_text(raw: Any, letter: str) -> str:
     return s[m.end() :].strip() if m and m.group(1) == letter else s
 
 
+def _letter(r: dict[str, Any], options: dict[str, str], answer_text: str) -> str:
+    letter = text(r.get("Answer_label")).upper()
+    if letter:
+        return letter
+    if answer_text.upper() in options:  # version 2: the Answer column is the letter
+        return answer_text.upper()
+    for k, v in options.items():
+        if answer_text.lower() in (v.lower(), text(r.get(f"Choice {k}")).lower()):
+            return k
+    raise RecordError(f"answer {answer_text!r} matches no choice and Answer_label is missing")
+
+
 def _sample(ctx: Context, r: dict[str, Any], split: str, images: Path, version: int, line: int) -> Sample:
     options = {k: choice_text(r.get(f"Choice {k}"), k) for k in LETTERS if text(r.get(f"Choice {k}"))}
-    answer_text = text(r.get("Answer", r.get("Anwser")))
-    letter = text(r.get("Answer_label")).upper()
-    if not letter:
-        letter = next((k for k, v in options.items() if v.lower() == answer_text.lower()), "")
-        if not letter:
-            raise RecordError(f"answer {answer_text!r} matches no choice and Answer_label is missing")
+    raw_answer = r.get("Answer", r.get("Anwser"))
+    answer_text = text(raw_answer)
+    letter = _letter(r, options, answer_text)
     fig = text(r["Figure_path"])
+    meta: dict[str, Any] = {"figure": fig, "answer_text": answer_text, "version": version}
+    if version == 2:  # the cells MedEvalKit reads, as released
+        meta["options_raw"] = {k: str(r.get(f"Choice {k}") or "") for k in LETTERS}
+        meta["answer_raw"] = str(raw_answer or "")
+        if str(r["Question"]) != text(r["Question"]):
+            meta["question_raw"] = str(r["Question"])
     return ctx.sample(
         f"v{version}", split, fig, text(r["Question"]), line,
         task="mcq",
@@ -55,7 +77,7 @@ def _sample(ctx: Context, r: dict[str, Any], split: str, images: Path, version: 
         answer=letter,
         options=options,
         images=[ctx.image(images / fig)],
-        meta={"figure": fig, "answer_text": answer_text, "version": version},
+        meta=meta,
     )
 
 

@@ -6,7 +6,7 @@ Source: alibaba-damo-academy/MedEvalKit at commit 9b12e3b ("update mmmu eval"), 
 What each benchmark passes to these functions (choice strings, raw or lower-cased golds, stripping) is
 declared per benchmark in its YAML ``medevalkit:`` block and applied by
 :mod:`medmo.eval.metrics.medevalkit_bench`. The golden fixtures under ``tests/fixtures/medevalkit/`` hold
-MedEvalKit's own verdicts on 1,100+ outputs; ``tests/test_metrics_medevalkit.py`` reproduces every one.
+MedEvalKit's own verdicts on 1,300+ outputs; ``tests/test_metrics_medevalkit.py`` reproduces every one.
 
 Rules, per sample:
 
@@ -34,7 +34,7 @@ import difflib
 
 from medmo.eval.metrics.medevalkit_text import answer_bleu, answer_rouge
 
-MEDEVALKIT_VERSION = "vqa-medevalkit-2 (MedEvalKit@9b12e3b)"
+MEDEVALKIT_VERSION = "vqa-medevalkit-3 (MedEvalKit@9b12e3b)"
 HYPOTHESIS_EMPTY = "ValueError: Hypothesis is empty."
 UNPACK_ERROR = "TypeError: cannot unpack non-iterable int object"
 

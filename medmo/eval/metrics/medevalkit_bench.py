@@ -10,14 +10,26 @@ A benchmark YAML's ``medevalkit:`` block names its rule and the class's quirks (
   (SLAKE passes ``Yes``/``No`` as released, ``meta.answer_raw`` when the loader normalised it, so its yes/no
   rule only runs for lower-case golds and capitalised ones go to exact match).
 ``rule: mcq``: ``choices``: a format of each choice string (``"{letter}. {text}"``, ``"{letter}.{text}"``,
-  ``"{letter}:{text}"``, ``"{text}"``); the response is the ``<answer>`` text; the gold is the letter, or
-  for OmniMedVQA the released ``gt_answer`` text when it equals no option exactly (``meta.gt_answer``).
-``rule: mmmu``: :mod:`medmo.eval.metrics.mmmu`.
+  ``"{letter}:{text}"``, ``"{text}"``) over the options; when the loader kept the cells the class reads
+  (``meta.options_raw``, as released: unstripped, empty ones included) they are used instead, formatted with
+  ``raw_choices`` (default: ``choices``; PMC-VQA's cells already carry their letter: ``"{text}"``). The
+  response is the ``<answer>`` text. The gold is the letter, except ``gold: omnimedvqa`` (the last option
+  whose released text equals ``meta.gt_answer`` exactly, else that text itself: MedEvalKit then judges
+  against text no letter can match) and ``gold: answer_raw`` (``meta.answer_raw``, the released answer
+  cell, when the record has it).
+``rule: mmmu``: :mod:`medmo.eval.metrics.mmmu`, over what the class reads: multiple choice iff
+  ``meta.question_type`` is ``multiple-choice`` (records without it: the record's task), options from
+  ``meta.options_raw`` when kept, the gold from ``meta.answer_raw`` when kept.
+
+A block may also carry ``dataset:``, merged over the benchmark's ``dataset:`` under ``--preset medevalkit``
+(:meth:`medmo.eval.registry.Benchmark.for_preset`): PMC-VQA switches to ``test_2.csv`` there.
 
 Deviations (only where MedEvalKit crashes or guesses): an open answer on which MedEvalKit raises is
-scored wrong with zero scores and flagged ``mek_crash`` (MedEvalKit aborts the whole benchmark); MMMU's
-random guess is replayed from a seeded RNG and flagged ``random_guess``. ``open_acc`` is the share of exact
-matches (MedEvalKit prints that share divided once more by the number of open questions).
+scored wrong with zero scores and flagged ``mek_crash`` (MedEvalKit aborts the whole benchmark); so is an
+MMMU multiple-choice item whose answer is not one letter of its options (MedEvalKit's ``construct_prompt``
+raises on it); MMMU's random guess is replayed from a seeded RNG and flagged ``random_guess``.
+``open_acc`` is the share of exact matches (MedEvalKit prints that share divided once more by the number
+of open questions).
 """
 
 from __future__ import annotations
@@ -44,6 +56,8 @@ DEVIATIONS = {
                   "flagged mek_crash; MedEvalKit aborts the benchmark there",
     "mmmu_random": "MMMU's random letter for unparsed answers is drawn from random.Random(seed) in sample order "
                    "(MedEvalKit: Python's global RNG seeded by eval.py) and flagged random_guess",
+    "mmmu_crash": "MMMU multiple-choice items whose answer is not one letter of their options (MedEvalKit's "
+                  "construct_prompt raises and the run aborts) score 0 and are flagged mek_crash",
     "open_acc": "open_acc is exact matches / open questions (MedEvalKit prints it divided by the count twice)",
 }
 
@@ -54,18 +68,52 @@ def raw_gold(sample: Sample) -> str:
     return str(raw) if raw else str(sample.answer)
 
 
-def choice_strings(sample: Sample, fmt: str) -> list[str]:
-    """The choice strings the MedEvalKit class builds, in option order."""
-    return [fmt.format(letter=k, text=v) for k, v in sample.options.items()]
+def _meta(sample: Sample) -> dict[str, Any]:
+    return sample.meta if isinstance(sample.meta, dict) else {}
+
+
+def option_values(sample: Sample) -> dict[str, str]:
+    """Letter -> option as the MedEvalKit class reads it: ``meta.options_raw`` when kept, else the options."""
+    raw = _meta(sample).get("options_raw")
+    return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) and raw else dict(sample.options)
+
+
+def choice_strings(sample: Sample, profile: dict[str, Any], *, prompt: bool = False) -> list[str]:
+    """The choice strings the MedEvalKit class builds, in option order (``prompt``: for its prompt text)."""
+    fmt = (profile.get("prompt_choices") if prompt else None) or profile.get("choices", "{letter}. {text}")
+    raw = _meta(sample).get("options_raw")
+    if isinstance(raw, dict) and raw:
+        fmt = profile.get("raw_choices") or fmt
+    return [fmt.format(letter=k, text=v) for k, v in option_values(sample).items()]
 
 
 def mcq_gold(sample: Sample, profile: dict[str, Any]) -> str:
-    if profile.get("gold") == "omnimedvqa":
-        gt = sample.meta.get("gt_answer") if isinstance(sample.meta, dict) else None
-        if gt is not None:
-            match = [k for k, v in sample.options.items() if v == gt]
-            return match[-1] if match else str(gt)
+    """The gold MedEvalKit's class passes to ``judge_multi_choice`` (see the module docstring)."""
+    meta = _meta(sample)
+    if profile.get("gold") == "omnimedvqa" and meta.get("gt_answer") is not None:
+        gt = str(meta["gt_answer"])
+        match = [k for k, v in option_values(sample).items() if v == gt]
+        return match[-1] if match else gt
+    if profile.get("gold") == "answer_raw" and meta.get("answer_raw") is not None:
+        return str(meta["answer_raw"])
     return str(sample.answer)
+
+
+def mmmu_case(sample: Sample) -> tuple[str, dict[str, str] | None, str | None]:
+    """What MedEvalKit's MMMU path reads from a record: the gold, ``index2ans`` (None for an open question)
+    and the exception its ``construct_prompt`` raises on the item, if any."""
+    meta = _meta(sample)
+    gold = str(meta["answer_raw"]) if meta.get("answer_raw") is not None else str(sample.answer)
+    qtype = str(meta.get("question_type") or "")
+    if not (qtype == "multiple-choice" if qtype else sample.task == "mcq"):
+        return gold, None, None
+    values = list(option_values(sample).values()) or [str(o) for o in meta.get("open_options") or []]
+    index2ans = {chr(ord("A") + i): v for i, v in enumerate(values)}
+    if len(gold) != 1:  # options[ord(answer.upper()) - ord("A")]
+        return gold, index2ans, f"TypeError: ord() expected a character, but string of length {len(gold)} found"
+    if not -len(values) <= ord(gold.upper()) - ord("A") < len(values):
+        return gold, index2ans, "IndexError: list index out of range"
+    return gold, index2ans, None
 
 
 def is_closed(sample: Sample, profile: dict[str, Any]) -> bool:
@@ -91,7 +139,7 @@ def vqa_row(sample: Sample, prediction: str, profile: dict[str, Any]) -> dict[st
 
 
 def mcq_row(sample: Sample, prediction: str, profile: dict[str, Any]) -> dict[str, Any]:
-    choices = choice_strings(sample, profile.get("choices", "{letter}. {text}"))
+    choices = choice_strings(sample, profile)
     ok = judge_mcq(choices, mcq_gold(sample, profile), tag_text(prediction or ""))
     return {"kind": "mcq", "correct": float(ok)}
 
@@ -120,8 +168,9 @@ def score(samples: Sequence[Sample], predictions: Sequence[str], profile: dict[s
     """Per-sample rows and aggregates of one benchmark under its MedEvalKit profile."""
     rule = profile.get("rule")
     if rule == "mmmu":
-        rows = score_mmmu(predictions, [str(s.answer) for s in samples], [s.options or None for s in samples],
-                          seed=seed)
+        cases = [mmmu_case(s) for s in samples]
+        rows = score_mmmu(predictions, [c[0] for c in cases], [c[1] for c in cases], seed=seed,
+                          crashes=[c[2] for c in cases])
         version = MMMU_VERSION
     elif rule == "vqa":
         rows, version = [vqa_row(s, p, profile) for s, p in zip(samples, predictions)], MEDEVALKIT_VERSION

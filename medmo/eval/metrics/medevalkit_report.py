@@ -14,7 +14,11 @@ Where this differs from running MedEvalKit, on purpose:
   and is named in ``per_sample`` (``mek_crash``) and in the aggregate ``mek_crashes``.
 * The COCO document frequencies are not redistributed with MedMO: give the file with ``MEDMO_COCO_DF``
   (cidereval's ``coco-val.p`` pickle, or a JSON ``{"ref_len": float, "df": {"w1 w2": count}}``) or install
-  ``cidereval``; without it ``cider`` is ``None`` and the results say why.
+  ``cidereval``, and ``cider`` is MedEvalKit's number. Without it, ``cider`` is what cidereval computes with
+  ``df="corpus"``: document frequencies of the benchmark's own references (each sample's reference set
+  counted once per n-gram) and ``log(number of samples)`` as reference length. The results name this
+  deviation (``deviations["cider_df"]``, the note, and ``df=corpus`` in the version), as it is not
+  MedEvalKit's number. ``df_path="corpus"`` asks for it explicitly.
 * Tokens come from Stanford's PTBTokenizer when Java and the CoreNLP 3.4.1 jar are found (``MEDMO_PTB_JAR``,
   else the jar inside ``pycocoevalcap``); otherwise from :func:`~medmo.eval.metrics._ngrams.ptb_lite`, and
   the version string says so.
@@ -38,7 +42,7 @@ from pathlib import Path
 from medmo.eval.metrics._ngrams import ptb_lite
 from medmo.eval.metrics.medevalkit_text import RougeError, report_bleu, rouge_scores
 
-REPORT_VERSION = "report-medevalkit-1 (MedEvalKit@9b12e3b)"
+REPORT_VERSION = "report-medevalkit-2 (MedEvalKit@9b12e3b)"
 PTB_PUNCT = frozenset(["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--",
                        "...", ";"])
 KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge1", "rouge2", "rougeL")
@@ -129,8 +133,22 @@ def cider_plain(hyps: list[list[str]], refs: list[list[list[str]]], ref_len: flo
     return out
 
 
+def corpus_document_frequencies(refs: list[list[list[str]]], n: int = 4) -> tuple[float, dict[tuple, float]]:
+    """cidereval's ``df="corpus"`` table: per n-gram, the number of samples whose references contain it;
+    ``log(number of samples)`` as reference length."""
+    df: Counter = Counter()
+    for rs in refs:
+        df.update({tuple(r[i : i + k]) for r in rs for k in range(1, n + 1) for i in range(len(r) - k + 1)})
+    return (math.log(float(len(refs))) if refs else 0.0), {g: float(c) for g, c in df.items()}
+
+
 def report_medevalkit(predictions: Sequence[str], references: Sequence[str], *, df_path: str | None = None) -> dict:
-    """Score reports as MedEvalKit does (module docstring); ``references`` as :func:`reference_text` builds them."""
+    """Score reports as MedEvalKit does (module docstring); ``references`` as :func:`reference_text` builds them.
+
+    ``df_path``: the document-frequency file (default ``MEDMO_COCO_DF``, then the installed cidereval's), or
+    ``"corpus"`` for cidereval's ``df="corpus"`` (also the fallback when no file is found, named in
+    ``deviations``).
+    """
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
     n, rows, sums, crashes = len(predictions), [], dict.fromkeys(KEYS, 0.0), 0
@@ -152,23 +170,35 @@ def report_medevalkit(predictions: Sequence[str], references: Sequence[str], *, 
         rows.append(row)
     agg: dict[str, float | None] = {k: (sums[k] / n if n else 0.0) for k in KEYS}
     agg["mek_crashes"] = float(crashes)
-    version, note = _cider_into(rows, predictions, references, agg, df_path)
-    out = {"aggregate": agg, "per_sample": rows, "version": version}
-    if note:
-        out["note"] = note
+    version, deviation = _cider_into(rows, predictions, references, agg, df_path)
+    out: dict = {"aggregate": agg, "per_sample": rows, "version": version}
+    if deviation:
+        out["note"] = deviation
+        out["deviations"] = {"cider_df": deviation}
     return out
 
 
 def _cider_into(rows, predictions, references, agg, df_path) -> tuple[str, str]:
+    """Per-sample and mean CIDEr into ``rows`` / ``agg``; returns the version and the deviation (if any)."""
     keep = [i for i, p in enumerate(predictions) if (p or "") != ""]
-    try:
-        ref_len, df = load_document_frequencies(df_path)
-    except FileNotFoundError as e:
+    if not keep:
         agg["cider"] = None
-        return REPORT_VERSION, f"cider not computed: {e}"
+        return REPORT_VERSION, ""
     toks, how = ptb_tokenize([predictions[i].lower() for i in keep] + [references[i].lower() for i in keep])
-    scores = cider_plain(toks[: len(keep)], [[t] for t in toks[len(keep) :]], ref_len, df)
+    hyps, refs = toks[: len(keep)], [[t] for t in toks[len(keep) :]]
+    deviation, missing = "", ""
+    if df_path != "corpus":
+        try:
+            ref_len, df = load_document_frequencies(df_path)
+        except FileNotFoundError as e:
+            missing = f"{e}. "
+    if df_path == "corpus" or missing:
+        ref_len, df = corpus_document_frequencies(refs)
+        deviation = (f"cider uses document frequencies of this benchmark's own {len(refs)} reference report(s) "
+                     "(cidereval df='corpus'), not the COCO-val table of MedEvalKit's cidereval default, so it "
+                     f"is not MedEvalKit's number. {missing}").strip()
+    scores = cider_plain(hyps, refs, ref_len, df)
     for i, s in zip(keep, scores):
         rows[i]["cider"] = s
     agg["cider"] = sum(scores) / len(scores) if scores else None
-    return f"{REPORT_VERSION} tokens={how}", ""
+    return f"{REPORT_VERSION} tokens={how} df={'corpus' if deviation else 'file'}", deviation

@@ -10,6 +10,10 @@
   samples in the given order, which equals MedEvalKit's draws when the samples come in its order (subjects
   Basic_Medical_Science, Clinical_Medicine, Diagnostics_and_Laboratory_Medicine, Pharmacy, Public_Health;
   rows as released) and nothing else drew from that RNG meanwhile. Guessed samples are flagged.
+* Multiple choice vs open follows the item's ``question_type`` (an "open" item keeps its options but is
+  scored as open), with options and answer as released (:func:`medmo.eval.metrics.medevalkit_bench.mmmu_case`).
+  A multiple-choice item whose answer is not one letter of its options makes MedEvalKit's
+  ``construct_prompt`` raise (``ord()`` of a longer string, or an index past the options).
 * Open questions (validation path): the answer string is passed where a list of parsed answers is expected,
   so ``eval_open`` compares the normalised gold with each *character*: a gold of two or more characters, or
   any number, is never matched. This is reproduced as is.
@@ -22,7 +26,7 @@ from collections.abc import Sequence
 
 from medmo.eval.metrics.medevalkit import boxed_content, tag_text
 
-MMMU_VERSION = "mmmu-medevalkit-1 (MedEvalKit@9b12e3b, MMMU eval_utils)"
+MMMU_VERSION = "mmmu-medevalkit-2 (MedEvalKit@9b12e3b, MMMU eval_utils)"
 SUBJECT_ORDER = ("Basic_Medical_Science", "Clinical_Medicine", "Diagnostics_and_Laboratory_Medicine", "Pharmacy",
                  "Public_Health")
 
@@ -87,13 +91,22 @@ def score_mmmu(
     options: Sequence[dict[str, str] | None],
     *,
     seed: int = 42,
+    crashes: Sequence[str | None] | None = None,
 ) -> list[dict]:
-    """Per-sample ``{"kind", "correct", "parsed", "random_guess"}`` in the given (MedEvalKit) order."""
+    """Per-sample ``{"kind", "correct", "parsed", "random_guess"}`` in the given (MedEvalKit) order.
+
+    ``options`` is ``index2ans`` for a multiple-choice item and None for an open one; ``crashes`` names, per
+    item, the exception MedEvalKit raises building its prompt (the item is scored wrong, flagged
+    ``mek_crash``, and draws nothing from the RNG).
+    """
     rng = random.Random(seed)
-    rows = []
-    for pred, gold, opts in zip(predictions, golds, options):
+    rows: list[dict] = []
+    crashes = list(crashes) if crashes is not None else [None] * len(predictions)
+    for pred, gold, opts, crash in zip(predictions, golds, options, crashes):
         r = preprocess(pred)
-        if opts:
+        if crash:
+            rows.append({"kind": "mcq", "correct": 0.0, "parsed": None, "random_guess": False, "mek_crash": crash})
+        elif opts:
             letter, guessed = parse_mc(r, dict(opts), rng)
             rows.append({"kind": "mcq", "correct": float(letter == gold), "parsed": letter, "random_guess": guessed})
         else:
