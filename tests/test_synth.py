@@ -54,7 +54,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path, nano):
     img = "images/train/train-000000.png"
     assert (tmp_path / "a" / img).read_bytes() == (tmp_path / "b" / img).read_bytes()
     assert (tmp_path / "a" / img).read_bytes() != (tmp_path / "c" / img).read_bytes()
-    # the first images of a bigger build are the same as a smaller build's (streams are per split)
+    # the first images of a bigger build are the same as a smaller build's (each image has its own stream)
     out, _, recs = nano
     assert (tmp_path / "a" / img).read_bytes() == (out / img).read_bytes()
 
@@ -140,3 +140,33 @@ def test_small_images_hold_findings_drawn_to_scale(tmp_path, size):
 def test_too_small_images_are_refused_with_the_smallest_size():
     with pytest.raises(ValueError, match="image_size must be at least 32 px .*got 31"):
         synth.build_nano("/nonexistent", n_train=1, n_val=1, n_test=1, image_size=31)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_worker_count_does_not_change_a_byte(tmp_path):
+    """Images and JSONL from 2 worker processes (through the CLI) and from every CPU equal one process's."""
+    from medmo.cli import main
+
+    sizes = dict(n_train=9, n_val=2, n_test=3, image_size=32, seed=5)
+    synth.build_nano(tmp_path / "one", workers=1, **sizes)
+    assert main(["data", "synth", "--out", str(tmp_path / "two"), "--n-train", "9", "--n-val", "2", "--n-test", "3",
+                 "--image-size", "32", "--seed", "5", "--workers", "2"]) == 0  # fmt: skip
+    synth.build_nano(tmp_path / "all", workers=None, **sizes)
+    one = _files(tmp_path / "one")
+    assert len([k for k in one if k.endswith(".png")]) == 14
+    for other in ("two", "all"):
+        files = _files(tmp_path / other)
+        assert files.keys() == one.keys()
+        assert [k for k in one if one[k] != files[k]] == [], other
+    train = _read(tmp_path / "two" / "train.jsonl")
+    assert [r.images[0].path for r in train if r.task == "caption"] == [
+        f"images/train/train-{i:06d}.png" for i in range(9)
+    ]  # records in image order
+
+
+def test_workers_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        synth.build_nano(tmp_path, n_train=1, n_val=1, n_test=1, workers=0)

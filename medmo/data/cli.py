@@ -97,6 +97,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-test", type=int, default=200, help="test images (default 200)")
     p.add_argument("--image-size", type=int, default=128, help="image side in pixels, at least 32 (default 128)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--workers", type=int, help="processes rendering images (default: one per available CPU; "
+                   "the files do not depend on it)")  # fmt: skip
     p.set_defaults(func=_synth)
 
 
@@ -272,7 +274,7 @@ def _synth(args: argparse.Namespace) -> int:
     from medmo.data.synth import build_nano
 
     paths = build_nano(args.out, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
-                       image_size=args.image_size, seed=args.seed)  # fmt: skip
+                       image_size=args.image_size, seed=args.seed, workers=args.workers)  # fmt: skip
     for split, path in paths.items():
         print(f"{split}: {path}")
     return 0
