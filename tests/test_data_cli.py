@@ -45,6 +45,21 @@ def test_build_and_export(tmp_path, capsys):
     assert len(rows) == 5 and rows[0]["messages"][1]["content"] == "a"
 
 
+def test_a_source_left_empty_by_deduplication_is_a_note_not_an_error(tmp_path, capsys):
+    _records(tmp_path, n=3)
+    (tmp_path / "mix.yaml").write_text("seed: 0\nsources:\n  - records: r.jsonl\n  - records: r.jsonl\n")
+    assert main(["data", "build", str(tmp_path / "mix.yaml"), "--out", str(tmp_path / "mix")]) == 0
+    out = capsys.readouterr().out
+    assert "duplicate of an earlier source or contaminated (3 duplicates" in out and "image paths" not in out
+    assert len(list(read_records(tmp_path / "mix"))) == 3
+    # a source whose every record points at a missing image is still an error naming the likely cause
+    (tmp_path / "i.png").unlink()
+    (tmp_path / "mix2.yaml").write_text("seed: 0\nsources:\n  - records: r.jsonl\n")
+    assert main(["data", "build", str(tmp_path / "mix2.yaml"), "--out", str(tmp_path / "mix2")]) == 2
+    err = capsys.readouterr().err
+    assert "lost all 3 records ({'missing_image': 3})" in err and "image paths resolve" in err
+
+
 def test_cells_from_folders(tmp_path, capsys):
     (tmp_path / "im").mkdir(), (tmp_path / "mk").mkdir()
     lab = np.zeros((64, 64), np.uint8)

@@ -214,7 +214,12 @@ def _print_report(report: dict, out: object) -> None:
         print(f"  note: {t['source']} (split {t['split']}) is trained on although it overlaps "
               f"{', '.join(t['overlaps'])}: {t['note'] or 'allow_contamination is set'}")  # fmt: skip
     print(f"contaminated records ({c['mode']}): {c['count']}; report: {out}/mixture_report.json")
-    lost = [s for s in report["sources"] if s.get("read") and not s.get("available")]
+    empty = [s for s in report["sources"] if s.get("read") and not s.get("available")]
+    for s in empty:
+        if s.get("skipped", 0) < s["read"]:  # removed as duplicates or contaminated: the build did as asked
+            print(f"  note: every record of {s['source']} is a duplicate of an earlier source or contaminated "
+                  f"({s.get('duplicates', 0)} duplicates, {s.get('contaminated', 0)} contaminated); it adds nothing")
+    lost = [s for s in empty if s.get("skipped", 0) >= s["read"]]
     if lost:  # a mixture silently missing a whole source would train on something else than asked
         raise ValueError("; ".join(f"source {s['source']} lost all {s['read']} records ({s['skip_reasons']})"
                                    for s in lost) + ". Check that its image paths resolve from its folder")
