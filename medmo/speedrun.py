@@ -26,8 +26,11 @@ from pathlib import Path
 CHAIN = "nano/speedrun"
 
 
-def load_chain(recipe: str = CHAIN, *, quick: bool = False) -> list[tuple[str, list[str]]]:
+def load_chain(recipe: str = CHAIN, *, quick: bool = False, seed: int = 0) -> list[tuple[str, list[str]]]:
     """``(step, argv)`` pairs of a chain recipe, with its ``quick`` additions appended when asked.
+
+    ``{seed}`` in a command is replaced by ``seed``: one number seeds the data, the model's initialisation
+    and every stage, so a run is repeated on another draw by changing it alone.
 
     Raises:
         ValueError: a chain that is not a ``steps`` mapping of ``medmo ...`` commands.
@@ -42,7 +45,7 @@ def load_chain(recipe: str = CHAIN, *, quick: bool = False) -> list[tuple[str, l
         raise ValueError(f"{recipe}: a chain is a mapping with `steps` (name: command) and optional `quick`")
     chain = []
     for name, command in steps.items():
-        argv = shlex.split(str(command))
+        argv = shlex.split(str(command).replace("{seed}", str(int(seed))))
         if argv[:1] != ["medmo"]:
             raise ValueError(f"{recipe}: step {name!r} must be a `medmo ...` command, got {command!r}")
         if quick:
@@ -76,14 +79,14 @@ def run_step(run: Path, name: str, argv: list[str]) -> dict:
     return result
 
 
-def speedrun(run: str | Path, *, recipe: str = CHAIN, quick: bool = False, fresh: bool = False) -> Path:
+def speedrun(run: str | Path, *, recipe: str = CHAIN, quick: bool = False, fresh: bool = False, seed: int = 0) -> Path:
     """Run every step of the chain not finished yet in folder ``run``; return the report path."""
     run = Path(run)
     if fresh and run.exists():
         shutil.rmtree(run)
     (run / "stages").mkdir(parents=True, exist_ok=True)
-    chain = load_chain(recipe, quick=quick)
-    (run / "stages" / "chain.json").write_text(json.dumps({"recipe": recipe, "quick": quick,
+    chain = load_chain(recipe, quick=quick, seed=seed)
+    (run / "stages" / "chain.json").write_text(json.dumps({"recipe": recipe, "quick": quick, "seed": seed,
                                                            "steps": [shlex.join(a) for _, a in chain]}, indent=2))
     for name, argv in chain:
         marker = run / "stages" / f"{name}.json"
@@ -97,10 +100,11 @@ def speedrun(run: str | Path, *, recipe: str = CHAIN, quick: bool = False, fresh
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("speedrun", help="train a nano MedMO end to end on CPU and write a report",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("--name", default="nano", help="run folder under --out (default nano)")
+    p.add_argument("--name", help="run folder under --out (default nano; nano-seedS with --seed S)")
     p.add_argument("--out", default="runs", help="parent folder of runs (default runs)")
     p.add_argument("--quick", action="store_true", help="the CI variant: same steps, far fewer images and steps")
     p.add_argument("--fresh", action="store_true", help="delete the run folder and start over")
+    p.add_argument("--seed", type=int, default=0, help="seeds the data, the model and every stage (default 0)")
     p.add_argument("--recipe", default=CHAIN, help=f"the chain of commands (default {CHAIN}; "
                    "`medmo recipes cp nano/speedrun my.yaml` to edit one)")
     p.set_defaults(func=_speedrun)
@@ -117,7 +121,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _speedrun(args: argparse.Namespace) -> int:
-    report = speedrun(Path(args.out) / args.name, recipe=args.recipe, quick=args.quick, fresh=args.fresh)
+    name = args.name or ("nano" if args.seed == 0 else f"nano-seed{args.seed}")
+    report = speedrun(Path(args.out) / name, recipe=args.recipe, quick=args.quick, fresh=args.fresh, seed=args.seed)
     print(f"[speedrun] report: {report} and {report.with_suffix('.html')}")
     return 0
 

@@ -8,12 +8,15 @@ models, so its row in the tables is scored by exactly the same rules.
 from __future__ import annotations
 
 import json
+import os
+import platform
 from pathlib import Path
 
 from medmo.data.io import read_records
 from medmo.eval.report_html import grounding_page
 from medmo.eval.tables import build_tables, to_grid, write_tables
 from medmo.pages import Block, Code, Grid, Heading, Image, Links, Text, to_html, to_markdown
+from medmo.train.distributed import resolve_precision
 from medmo.train.logging import read_metrics
 from medmo.train.recipe import load_recipe
 
@@ -213,6 +216,20 @@ def _stage_times(run: Path) -> list[tuple[str, float, float]]:
     return rows
 
 
+def machine() -> str:
+    """The CPU, its core count and the training precision ``mixed_precision: auto`` gives on it."""
+    model = platform.processor() or platform.machine()
+    try:
+        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                 if ln.startswith("model name")]  # fmt: skip
+        model = names[0] if names else model
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    precision = {"bf16": "bf16 autocast", "no": "fp32"}.get(resolve_precision("auto"), "fp32")
+    return f"{model}, {cores} cores, training in {precision} where recipes say mixed_precision: auto"
+
+
 def _relabel(results: dict[str, dict]) -> list[dict]:
     labels = dict(STAGE_ROWS)
     return [{**res, "model": labels.get(stage, stage)} for stage, res in results.items()]
@@ -249,11 +266,12 @@ def write_report(run: str | Path) -> dict[str, Path]:
     if any(pages):
         blocks += [Heading("Grounding predictions"), Links([(p.stem, str(p)) for p in pages if p])]
     times = _stage_times(run)
-    chain = run / "stages" / "chain.json"
+    chain_file = run / "stages" / "chain.json"
+    chain = json.loads(chain_file.read_text()) if chain_file.exists() else {}
     blocks += [Heading("Time and peak memory per step"),
                Grid("", ["step", "seconds", "peak RSS (MB)"], [[s, f"{sec:.1f}", f"{mem:.0f}"] for s, sec, mem in times]),
-               Text(f"Total: {sum(t[1] for t in times):.1f} s"), Heading("Commands"),
-               Code(json.loads(chain.read_text())["steps"] if chain.exists() else [])]  # fmt: skip
+               Text(f"Total: {sum(t[1] for t in times):.1f} s. Seed {chain.get('seed', 0)}; {machine()}."),
+               Heading("Commands"), Code(chain.get("steps", []))]  # fmt: skip
     report_md, report_html = run / "report.md", run / "report.html"
     report_md.write_text(to_markdown(blocks, run), encoding="utf-8")
     report_html.write_text(to_html(blocks, run, "nano MedMO speedrun"), encoding="utf-8")

@@ -69,6 +69,7 @@ def test_the_wheel_runs_the_quick_speedrun_from_an_empty_folder(wheel_venv, tmp_
     for row in ("trivial baseline", "after alignment", "after grounding", "after instruction tuning", "after GRPO"):
         assert row in report
     assert "nano grounding" in report and "peak RSS" in report and "medmo train nano/sft" in report
+    assert "Seed 0;" in report and " cores, training in " in report  # which machine made these figures
     assert "By question type and findings count" in report and "mcq: modality" in report
     headroom = json.loads((run / "eval" / "headroom-sft.json").read_text())
     assert headroom["tasks"]["grounding"]["prompts"] == 4 and headroom["tasks"]["grounding"]["k"] == 4
@@ -91,8 +92,17 @@ def test_the_chain_is_public_commands_and_quick_only_appends():
     names = [n for n, _ in full]
     assert names.index("align") < names.index("grounding") < names.index("sft") < names.index("grpo")
     steps = dict(full)
-    assert steps["sft"] == ["medmo", "train", "nano/sft"]  # step counts live in the recipe, not the chain
+    assert steps["sft"] == ["medmo", "train", "nano/sft", "seed=0"]  # step counts live in the recipe, not the chain
     assert all("max_steps" not in " ".join(argv) for argv in steps.values())
+
+
+def test_one_seed_seeds_the_data_the_model_and_every_stage():
+    steps = dict(load_chain(seed=3))
+    assert steps["data"][steps["data"].index("--seed") + 1] == "3"
+    assert steps["model"][steps["model"].index("--seed") + 1] == "3"
+    for stage in ("align", "grounding", "sft", "grpo", "headroom-sft", "headroom-grpo"):
+        assert "seed=3" in steps[stage], stage
+    assert not any("{seed}" in " ".join(argv) for argv in steps.values())
 
 
 def test_a_chain_with_other_than_medmo_commands_is_refused(tmp_path):
@@ -132,10 +142,14 @@ def test_nano_mixture_repeats_tasks_from_the_run_folder(tmp_path, monkeypatch):
     run = tmp_path / "runs" / "nano"
     build_nano(run / "data", n_train=12, n_val=2, n_test=2)
     monkeypatch.chdir(run)
-    report = build_mixture("nano/mixture", "data/sft")
+    report = build_mixture("nano/mixture", "data/mixtures/sft", stage="sft")
     assert [src["skipped"] for src in report["sources"]] == [0, 0, 0]
     base, grounding, caption = (src["selected"] for src in report["sources"])
     assert caption == 2 * 12 and grounding == 7 * (grounding // 7) > 0 and report["written"] == base + grounding + caption
+    # the grounding stage is grounding-heavy but keeps every other task
+    heavy = build_mixture("nano/mixture", "data/mixtures/grounding", stage="grounding")
+    every, repeated = (src["selected"] for src in heavy["sources"])
+    assert repeated == 14 * (repeated // 14) > every / 2 and heavy["written"] == every + repeated
 
 
 def test_breakdown_splits_accuracy_by_question_type_and_iou_by_findings(tmp_path):
@@ -173,6 +187,6 @@ def test_repeated_entries_of_one_file_keep_every_id_unique(tmp_path, monkeypatch
 
     build_nano(tmp_path / "data", n_train=6, n_val=1, n_test=1)
     monkeypatch.chdir(tmp_path)
-    report = build_mixture("nano/mixture", "data/sft")
+    report = build_mixture("nano/mixture", "data/sft", stage="sft")
     ids = [s.id for s in read_records(tmp_path / "data" / "sft")]
     assert len(ids) == len(set(ids)) == report["written"]  # none dropped as a duplicate id when read back

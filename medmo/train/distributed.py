@@ -23,6 +23,24 @@ log = logging.getLogger(__name__)
 DEEPSPEED_CONFIG_ENV = "ACCELERATE_DEEPSPEED_CONFIG_FILE"  # set by `accelerate launch` from deepspeed_config_file
 
 
+def resolve_precision(mixed_precision: str) -> str:
+    """The precision a recipe's ``mixed_precision`` means on this machine (``auto`` resolved).
+
+    ``auto`` is bf16 autocast where bf16 matrix products run natively: a CUDA GPU that supports bf16, or a
+    CPU with AVX512-BF16 or AMX tiles, where oneDNN's bf16 kernels make a nano step ~1.13x faster than fp32
+    (``bench/step_profile.py``: 289 vs 328 ms on a 2-core AMD EPYC with AVX512-BF16). On other CPUs bf16 is
+    emulated and slower than fp32, so ``auto`` keeps fp32 there.
+    """
+    if mixed_precision != "auto":
+        return mixed_precision
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    native = [getattr(torch.cpu, name, lambda: False) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return "bf16" if any(check() for check in native) else "no"
+
+
 def make_accelerator(*, mixed_precision: str, grad_accum: int, max_grad_norm: float = 0.0,
                      kwargs_handlers: list | None = None) -> Any:  # fmt: skip
     """The run's ``Accelerator``, with FSDP on CPU when the launch config asks for it (see module doc).
@@ -39,7 +57,7 @@ def make_accelerator(*, mixed_precision: str, grad_accum: int, max_grad_norm: fl
         os.environ["ACCELERATE_GRADIENT_CLIPPING"] = str(float(max_grad_norm))
         if not _has_accelerator():  # DeepSpeed's CPU accelerator talks gloo; accelerate finds no backend on CPU
             handlers.append(InitProcessGroupKwargs(backend="gloo"))
-    accelerator = Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum,
+    accelerator = Accelerator(mixed_precision=resolve_precision(mixed_precision), gradient_accumulation_steps=grad_accum,
                               kwargs_handlers=handlers)
     if _fsdp_requested() and accelerator.device.type == "cpu":
         _switch_to_fsdp(accelerator)

@@ -45,7 +45,7 @@ from medmo.model import save
 from medmo.prompts import messages
 from medmo.records import ImageRef, Sample
 from medmo.train.collate import select_records
-from medmo.train.distributed import full_state_dict, resolve_deepspeed_config
+from medmo.train.distributed import full_state_dict, resolve_deepspeed_config, resolve_precision
 from medmo.train.grpo_trainer import MedMOTrainerMixin, check_trainer, resume_dir
 from medmo.train.recipe import GRPOStageConfig, dump_recipe
 from medmo.train.rewards import TASK_REWARDS, normalize_weights, trl_reward_funcs
@@ -157,7 +157,7 @@ def grpo_config(recipe: GRPOStageConfig, reward_weights: list[float]) -> Any:
         save_steps=max(1, recipe.save_every),
         save_total_limit=recipe.keep_checkpoints,
         seed=recipe.seed,
-        bf16=recipe.mixed_precision == "bf16",
+        bf16=resolve_precision(recipe.mixed_precision) == "bf16",
         fp16=recipe.mixed_precision == "fp16",
         use_cpu=not torch.cuda.is_available(),
         gradient_checkpointing=recipe.gradient_checkpointing,

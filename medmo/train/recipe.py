@@ -163,7 +163,9 @@ class StageConfig:
             checkpoint's own, so a policy is trained and sampled at the resolution it was tuned at).
         train_vision: also train the vision tower.
         lora: train LoRA adapters on the language model instead of its full weights (``null``: off).
-        mixed_precision: ``no``, ``bf16`` or ``fp16`` (accelerate); master weights stay fp32.
+        mixed_precision: ``no``, ``bf16`` or ``fp16`` (accelerate); master weights stay fp32. ``auto``: bf16
+            where the device computes it natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX),
+            fp32 elsewhere (:func:`medmo.train.distributed.resolve_precision`).
         attn_implementation: ``sdpa``, ``eager``, ``flash_attention_2`` or ``null`` (model default).
         gradient_checkpointing: recompute activations to save memory.
         save_every: checkpoint every N optimizer steps (0: only the final model).
@@ -186,7 +188,7 @@ class StageConfig:
     max_pixels: int | None = None
     train_vision: bool = False
     lora: LoraConfig | None = None
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "no"
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3"] | None = "sdpa"
     gradient_checkpointing: bool = False
     save_every: int = 0
