@@ -8,11 +8,11 @@ models, so its row in the tables is scored by exactly the same rules.
 from __future__ import annotations
 
 import json
-import os
 import platform
 from pathlib import Path
 
 from medmo.data.io import read_records
+from medmo.data.synth import available_cpus
 from medmo.eval.report_html import grounding_page
 from medmo.eval.tables import build_tables, to_grid, write_tables
 from medmo.pages import Block, Code, Grid, Heading, Image, Links, Text, to_html, to_markdown
@@ -225,7 +225,7 @@ def machine() -> str:
         model = names[0] if names else model
     except OSError:
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = available_cpus()
     precision = {"bf16": "bf16 autocast", "no": "fp32"}.get(resolve_precision("auto"), "fp32")
     return f"{model}, {cores} cores, training in {precision} where recipes say mixed_precision: auto"
 
