@@ -31,11 +31,20 @@ SCRIPT = Path(__file__).resolve()
 
 
 def prepare_run(folder: Path) -> Path:
-    """A small speedrun-like folder: nano data, the grounding recipe's inputs, a random nano model."""
+    """A small speedrun-like folder: nano data, the nano mixtures every nano recipe reads, a random nano model."""
+    from medmo.data.mixture import build_mixture
+    from medmo.data.mixture_config import stage_names
     from medmo.data.synth import build_nano
     from medmo.model.build import build_small
 
     paths = build_nano(folder / "data", n_train=40, n_val=4, n_test=4, image_size=128)
+    here = os.getcwd()
+    os.chdir(folder)  # the shipped mixture's paths are relative to the run folder
+    try:
+        for stage in stage_names("nano/mixture"):
+            build_mixture("nano/mixture", f"data/mixtures/{stage}", stage=stage)
+    finally:
+        os.chdir(here)
     build_small(folder / "init", size="nano", corpus=paths["train"], vocab_size=1024, seed=0)
     return folder
 
