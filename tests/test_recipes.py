@@ -165,3 +165,19 @@ def test_cli_parses_train():
 
     args = build_parser().parse_args(["train", "nano/sft", "optim.lr=1e-4", "--resume"])
     assert args.recipe == "nano/sft" and args.overrides == ["optim.lr=1e-4"] and args.resume
+
+
+def test_mixed_precision_auto_is_bf16_only_where_the_device_computes_it_natively(monkeypatch):
+    import torch
+
+    from medmo.train.distributed import resolve_precision
+
+    assert [resolve_precision(p) for p in ("no", "bf16", "fp16")] == ["no", "bf16", "fp16"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for avx, amx, expected in ((True, False, "bf16"), (False, True, "bf16"), (False, False, "no")):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        assert resolve_precision("auto") == expected
+    # the nano supervised stages ask for it; GRPO keeps fp32 (bf16 autocast does not speed its sampling)
+    assert {load_recipe(f"nano/{s}").mixed_precision for s in ("align", "grounding", "sft")} == {"auto"}
+    assert load_recipe("nano/grpo").mixed_precision == "no"
