@@ -52,7 +52,7 @@ def setup(tiny_model_dir, tmp_path_factory):
     common = [f"model={tiny_model_dir}", f"data.train=[{train}]", "data.validation=[]", "data.max_samples=12",
               "min_pixels=1024", "max_pixels=4096", "max_tokens=128", "batch_size=1", "max_steps=4",
               "optim.lr=2e-3", "packing=true", "logging.every=1", "logging.progress=false",
-              "logging.tensorboard=false", "save_dtype=float32"]  # fmt: skip
+              "logging.tensorboard=false", "save_dtype=float32", "mixed_precision=no"]  # fmt: skip
     one = run(load_recipe("nano/sft", [f"output_dir={root / 'one'}", "grad_accum=2", *common]))
     return {"root": root, "common": common, "one": one}
 

@@ -245,7 +245,9 @@ def test_two_processes_equal_one_and_checkpoints_resume_exactly_at_an_epoch_boun
         assert [r[key] for r in b] == pytest.approx([r[key] for r in a], rel=1e-4, abs=1e-5), key
     masters = tmp_path / "one" / "checkpoints" / "checkpoint-3" / "training_state" / "model.safetensors"
     wa, wb = load_file(str(masters)), load_file(str(tmp_path / "two" / "model.safetensors"))  # float32 both
-    assert set(wa) == set(wb) and all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+    # Adam moves an element by up to lr per step whatever its gradient's size, so where a gradient is near
+    # zero the reduction order of 2 processes shows in the weights: equal to 1 % of one step (lr 0.002)
+    assert set(wa) == set(wb) and all(torch.allclose(wa[k], wb[k], atol=0.01 * 0.002) for k in wa)
 
     ckpts = sorted(p.name for p in (tmp_path / "one" / "checkpoints").glob("checkpoint-*"))
     assert ckpts == ["checkpoint-2", "checkpoint-3"]  # keep_checkpoints=2 of 3 saves
