@@ -204,3 +204,23 @@ def test_image_level_dedup_across_sources(data):
     assert b["duplicates"] == 13 and b["selected"] == 0
     with pytest.raises(ValueError, match="dedup must be"):
         load_config({"sources": [{"records": "a.jsonl"}], "dedup": "pixels"})
+
+
+def test_where_keeps_records_whose_fields_match(tmp_path):
+    (tmp_path / "img").mkdir()
+    recs = []
+    for i in range(12):
+        Image.fromarray(np.full((8, 8), i * 20, np.uint8)).save(tmp_path / "img" / f"{i}.png")
+        recs.append(Sample(f"r{i}", "grounding" if i % 2 else "caption", "S", "train", answer="c",
+                           boxes=[Box("c", [1, 1, 5, 5])] if i % 2 else [], modality=["ct", "mri", "x-ray"][i % 3],
+                           images=[ImageRef(f"img/{i}.png", 8, 8)], meta={"background": "flat" if i < 6 else "textured"}))  # fmt: skip
+    write_jsonl(recs, tmp_path / "r.jsonl")
+    src = {"records": str(tmp_path / "r.jsonl"), "tasks": ["grounding"],
+           "where": {"meta.background": "flat", "modality": ["ct", "x-ray"]}}  # fmt: skip
+    build_mixture({"seed": 0, "sources": [src]}, tmp_path / "out")
+    got = {s.id for s in read_records(tmp_path / "out")}
+    assert got == {"r3", "r5"}  # odd (grounding), below 6 (flat), not MRI (i % 3 == 1 is r1)
+    for bad, message in [({"where": "flat"}, "where must map"), ({"where": {"meta.": 1}}, "cannot filter"),
+                         ({"where": {"boxes": 1}}, "cannot filter"), ({"where": {"modality": [{}]}}, "value or a list")]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            build_mixture({"seed": 0, "sources": [{**src, **bad}]}, tmp_path / "bad")

@@ -136,20 +136,24 @@ def test_recipes_command_lists_prints_and_copies(tmp_path, capsys):
 
 def test_nano_mixture_repeats_tasks_from_the_run_folder(tmp_path, monkeypatch):
     # paths of shipped recipes mean the working directory: `make demo` builds under the relative runs/nano
+    from medmo.data.io import read_records
     from medmo.data.mixture import build_mixture
     from medmo.data.synth import build_nano
 
     run = tmp_path / "runs" / "nano"
-    build_nano(run / "data", n_train=12, n_val=2, n_test=2)
+    build_nano(run / "data", n_train=24, n_val=2, n_test=2)
     monkeypatch.chdir(run)
     report = build_mixture("nano/mixture", "data/mixtures/sft", stage="sft")
-    assert [src["skipped"] for src in report["sources"]] == [0, 0, 0]
-    base, grounding, caption = (src["selected"] for src in report["sources"])
-    assert caption == 2 * 12 and grounding == 7 * (grounding // 7) > 0 and report["written"] == base + grounding + caption
-    # the grounding stage is grounding-heavy but keeps every other task
+    assert [src["skipped"] for src in report["sources"]] == [0, 0, 0, 0]
+    base, grounding, caption, mcq = (src["selected"] for src in report["sources"])
+    assert caption == mcq == 2 * 24 and grounding == 7 * (grounding // 7) > 0
+    assert report["written"] == base + grounding + caption + mcq
+    # the grounding stage is grounding-heavy, on its easy images, and keeps every other task
     heavy = build_mixture("nano/mixture", "data/mixtures/grounding", stage="grounding")
     every, repeated = (src["selected"] for src in heavy["sources"])
-    assert repeated == 14 * (repeated // 14) > every / 2 and heavy["written"] == every + repeated
+    assert repeated == 20 * (repeated // 20) > every / 2 and heavy["written"] == every + repeated
+    easy = [s for s in read_records("data/mixtures/grounding") if s.id.endswith("-r1")]
+    assert easy and all(s.task == "grounding" and s.meta["background"] == "flat" and len(s.boxes) == 1 for s in easy)
 
 
 def test_breakdown_splits_accuracy_by_question_type_and_iou_by_findings(tmp_path):

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from medmo.data import synth
+from medmo.data.io import read_records
 from medmo.records import TASKS, Sample
 
 
@@ -71,11 +72,27 @@ def test_splits_share_no_image_or_id(nano):
     assert len(ids) == len(set(ids))
 
 
+def test_flat_backgrounds_are_flagged_and_recorded(tmp_path):
+    rng = np.random.default_rng(1)
+    spread = {True: [], False: []}
+    for _ in range(40):
+        _, bg, _, _, flat = synth.render(rng, 128)
+        spread[flat].append(float(bg.std(axis=(0, 1)).max()))
+    assert spread[True] and spread[False]
+    assert max(spread[True]) < 0.02  # flat: +-0.02 around one colour plus 0.01 noise
+    assert np.median(spread[False]) > 2 * np.median(spread[True])  # textured: the source image's range
+    recs = synth.build_nano(tmp_path, n_train=30, n_val=2, n_test=2)
+    rows = [r for r in read_records(recs["train"]) if r.images]
+    assert {r.meta["background"] for r in rows} == {"flat", "textured"}
+    assert all(r.meta["n_findings"] == len(r.meta["findings"]) for r in rows)
+    assert all(len(r.boxes) == r.meta["n_findings"] for r in rows if r.task == "grounding" and r.meta["n_findings"] == 1)
+
+
 def test_boxes_cover_the_drawn_finding():
     rng = np.random.default_rng(0)
     seen = 0
     for _ in range(30):
-        img, bg, _, findings = synth.render(rng, 128)
+        img, bg, _, findings, _ = synth.render(rng, 128)
         diff = np.abs(img.astype(np.float32) / 255 - bg).max(axis=2)
         outside = np.ones_like(diff, dtype=bool)
         for f in findings:

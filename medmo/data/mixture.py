@@ -16,7 +16,8 @@ A mixture is a YAML file (or the same dict; :mod:`medmo.data.mixture_config` par
 A file may instead hold one mixture per training stage under ``stages:`` (build one with ``stage=``).
 Relative paths are relative to the YAML file's folder, except in the mixtures shipped in ``medmo/recipes``
 (``medmo data build nano/mixture``), where they are relative to the working directory, the run folder.
-A source's ``tasks: [grounding]`` keeps only records of those tasks (e.g. to repeat one task of a file).
+A source's ``tasks: [grounding]`` keeps only records of those tasks (e.g. to repeat one task of a file), and
+its ``where:`` only records whose fields match (``{modality: [ct, mri], meta.background: flat}``).
 
 Semantics (decided here):
 
@@ -104,14 +105,14 @@ def _iter_source(spec: SourceSpec, shard: tuple[int, int], stats: dict[str, Any]
     if spec.records:
         rs = ReadStats(max_problems=MAX_PROBLEMS)
         for i, s in enumerate(read_records(spec.records, stats=rs, strict=strict)):
-            if i % n == k and (not spec.tasks or s.task in spec.tasks):
+            if i % n == k and spec.keeps(s):
                 yield (i, 0), s
         if k == 0:  # every shard reads the file: shard 0 reports its problems
             note_skips(stats, rs.counts, rs.problems)
         return
     ss = SourceStats()
     records = _load(spec, strict=strict, stats=ss, shard=shard, with_positions=True)
-    yield from ((pos, s) for pos, s in records if not spec.tasks or s.task in spec.tasks)
+    yield from ((pos, s) for pos, s in records if spec.keeps(s))
     note_skips(stats, {"source_problem": ss.skipped} if ss.skipped else {}, ss.problems)
 
 

@@ -56,6 +56,21 @@ class SourceSpec:
     note: str = ""
     label_: str = ""
     tasks: list[str] = field(default_factory=list)  # keep only records of these tasks (empty: all)
+    where: dict[str, list[Any]] = field(default_factory=dict)  # keep only records whose fields match
+
+    def keeps(self, sample: Any) -> bool:
+        """Whether a record passes the entry's ``tasks`` and ``where`` filters.
+
+        ``where`` maps a record field (``modality``, ``source``...) or a ``meta.<key>`` to the values
+        kept: ``{modality: [ct, mri], meta.background: flat}`` keeps CT and MRI records on flat backgrounds.
+        """
+        if self.tasks and sample.task not in self.tasks:
+            return False
+        for key, allowed in self.where.items():
+            value = (sample.meta or {}).get(key[5:]) if key.startswith("meta.") else getattr(sample, key, None)
+            if value not in allowed:
+                return False
+        return True
 
     @property
     def label(self) -> str:
@@ -246,6 +261,7 @@ def _source(s: Any, i: int, base: Path, where: str, subst: dict[str, str]) -> So
     if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
         raise ValueError(f"{what}: tasks must be a list of record tasks, e.g. [grounding], got {s.get('tasks')!r}")
     spec.tasks = tasks
+    spec.where = _where(s.get("where"), what)
     if not isinstance(s.get("label", ""), str):
         raise ValueError(f"{what}: label must be text (how the report names this entry), got {s['label']!r}")
     spec.label_ = s.get("label", "")
@@ -253,6 +269,28 @@ def _source(s: Any, i: int, base: Path, where: str, subst: dict[str, str]) -> So
     root = s.get("root")
     spec.root = root if isinstance(root, str) and looks_like_hub_id(root) else _path(root, base, subst, f"{what} root")
     return spec
+
+
+# The record fields a ``where:`` filter may name besides ``meta.<key>`` (scalar fields of medmo.records.Sample).
+WHERE_FIELDS = ("task", "source", "split", "modality", "language", "answer")
+
+
+def _where(raw: Any, what: str) -> dict[str, list[Any]]:
+    """A source's ``where:`` mapping, each value made a list of the values kept."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError(f"{what}: where must map record fields to the values kept, e.g. "
+                         f"{{meta.background: flat, modality: [ct, mri]}}, got {raw!r}")  # fmt: skip
+    out = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or not (key in WHERE_FIELDS or (key.startswith("meta.") and len(key) > 5)):
+            raise ValueError(f"{what}: where cannot filter on {key!r}; use one of {list(WHERE_FIELDS)} or meta.<key>")
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(v is None or isinstance(v, (str, int, float, bool)) for v in values):
+            raise ValueError(f"{what}: where {key} must be a value or a list of values, got {value!r}")
+        out[key] = values
+    return out
 
 
 def _eval(e: Any, i: int, base: Path, where: str, subst: dict[str, str]) -> EvalSpec:

@@ -44,7 +44,7 @@ from medmo.data.io import write_jsonl
 from medmo.records import Box, ImageRef, Sample, options_from_list, stable_id
 
 SOURCE = "nano_synth"
-SYNTH_VERSION = "nano-synth-4"
+SYNTH_VERSION = "nano-synth-5"
 CLASSES = ("nodule", "mass", "calcification", "lesion")
 BACKGROUNDS = ("fundus", "pathology", "microscopy", "ct", "mri", "x-ray", "ultrasound")
 QUADRANTS = ("upper left", "upper right", "lower left", "lower right")
@@ -177,8 +177,9 @@ def _ultrasound(rng: np.random.Generator, n: int) -> np.ndarray:
     return _unit(img).astype(np.float32)[..., None]
 
 
-def background(rng: np.random.Generator, modality: str, size: int) -> np.ndarray:
-    """A ``size`` x ``size`` x 3 float background in [0, 1] for one modality, range-compressed to mid-grey.
+def background(rng: np.random.Generator, modality: str, size: int) -> tuple[np.ndarray, bool]:
+    """A ``size`` x ``size`` x 3 float background in [0, 1] for one modality, range-compressed to mid-grey,
+    and whether it was blurred flat (:data:`FLAT_FRACTION`).
 
     ``mri`` draws from either the MR DICOM or a slice of the NIfTI volume.
     """
@@ -197,7 +198,8 @@ def background(rng: np.random.Generator, modality: str, size: int) -> np.ndarray
     if rng.random() < 0.5:
         img = img[:, ::-1]
     img = np.clip(img, 0, 1) ** rng.uniform(0.7, 1.4)  # gamma jitter
-    if rng.random() < FLAT_FRACTION:
+    flat = bool(rng.random() < FLAT_FRACTION)
+    if flat:
         # A flat variant (see FLAT_FRACTION): texture blurred away and its contrast cut to +-0.02 around
         # the image's own mean colour, which keeps a modality cue (fundus red, stained slides brown and
         # blue, dark ultrasound fans) while the finding stays the only edge in the image.
@@ -213,7 +215,7 @@ def background(rng: np.random.Generator, modality: str, size: int) -> np.ndarray
     img = img + rng.normal(0, 0.01, img.shape)
     if img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
-    return np.clip(img, 0, 1).astype(np.float32)
+    return np.clip(img, 0, 1).astype(np.float32), flat
 
 
 # ---------------------------------------------------------------------------------------- findings
@@ -379,11 +381,18 @@ def _report(findings: list[Finding], size: int) -> tuple[str, str]:
 
 
 def image_records(
-    rng: np.random.Generator, split: str, key: str, ref: ImageRef, modality: str, findings: list[Finding]
+    rng: np.random.Generator, split: str, key: str, ref: ImageRef, modality: str, findings: list[Finding],
+    flat: bool = False,
 ) -> list[Sample]:
-    """One record per task for an image (grounding only when it has findings)."""
+    """One record per task for an image (grounding only when it has findings).
+
+    Every record's ``meta`` names the generator, the findings (label and box), their count and the
+    background (``flat`` or ``textured``), so mixtures can select the easy images (``where:`` in
+    :mod:`medmo.data.mixture_config`) and reports can break results down by them.
+    """
     size = int(ref.width)
-    meta = {"generator": SYNTH_VERSION, "findings": [[f.label, *f.box] for f in findings]}
+    meta = {"generator": SYNTH_VERSION, "findings": [[f.label, *f.box] for f in findings],
+            "n_findings": len(findings), "background": "flat" if flat else "textured"}
 
     def sample(task: str, **kw) -> Sample:
         return Sample(stable_id(SOURCE, split, key, task), task, SOURCE, split, images=[ref],
@@ -423,15 +432,15 @@ def text_records(rng: np.random.Generator, split: str, seed: int, n: int) -> lis
 # -------------------------------------------------------------------------------------------- build
 
 
-def render(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, str, list[Finding]]:
-    """One synthetic image: ``(uint8 image, float background, modality, findings)``."""
+def render(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, str, list[Finding], bool]:
+    """One synthetic image: ``(uint8 image, float background, modality, findings, flat background)``."""
     modality = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
-    bg = background(rng, modality, size)
+    bg, flat = background(rng, modality, size)
     img = bg.copy()
     n = int(rng.choice(len(FINDING_COUNTS), p=FINDING_COUNTS))
     labels = [CLASSES[int(i)] for i in rng.integers(0, len(CLASSES), size=n)]
     findings = place_findings(rng, img, labels)
-    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), bg, modality, findings
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), bg, modality, findings, flat
 
 
 def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -449,13 +458,13 @@ def build_image(out_dir: Path, split: str, index: int, image_size: int, seed: in
     from PIL import Image
 
     rng = image_rng(seed, split, index)
-    pixels, _, modality, findings = render(rng, image_size)
+    pixels, _, modality, findings, flat = render(rng, image_size)
     rel = f"images/{split}/{split}-{index:06d}.png"
     # zlib level 1: a quarter of the default level's encode time (1 ms vs 3.5 ms per image), files ~10%
     # larger; the pixels are the same.
     Image.fromarray(pixels).save(out_dir / rel, optimize=False, compress_level=1)
     ref = ImageRef(rel, image_size, image_size)
-    return [r.validate() for r in image_records(rng, split, f"{seed}-{index}", ref, modality, findings)]
+    return [r.validate() for r in image_records(rng, split, f"{seed}-{index}", ref, modality, findings, flat)]
 
 
 def _build_chunk(job: tuple[Path, str, range, int, int]) -> list[Sample]:
