@@ -70,21 +70,11 @@ def profile(recipe_name: str, overrides: list[str], steps: int, warmup: int, pre
     import torch
 
     from medmo.train import sft
-    from medmo.train.collate import SampleEncoder, rope_index_of, select_records
-    from medmo.train.distributed import make_accelerator
     from medmo.train.recipe import load_recipe
-    from medmo.train.start import starting_model
 
     recipe = load_recipe(recipe_name, [*overrides, f"mixed_precision={precision}", f"max_steps={steps + warmup}"])
-    accelerator = make_accelerator(mixed_precision=recipe.mixed_precision, grad_accum=recipe.grad_accum,
-                                   max_grad_norm=recipe.optim.max_grad_norm)
-    torch.manual_seed(recipe.seed)
-    samples = select_records(recipe.data.train, recipe.data.tasks, recipe.data.sources, recipe.data.max_samples)
-    model, processor = starting_model(recipe, samples)
-    encoder = SampleEncoder(processor, rope_index_of(model), max_length=recipe.max_tokens, think=recipe.data.think)
-    batches = sft.Batches(samples, encoder, recipe, model, accelerator, accum=recipe.grad_accum)
-    optimizer, _ = sft.make_optimizer(model, recipe, steps + warmup)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    setup = sft.setup(recipe)  # the very objects `medmo train` trains with
+    accelerator, model, optimizer, batches = setup.accelerator, setup.model, setup.optimizer, setup.batches
     clock = Clock()
     clock.hook(accelerator.unwrap_model(model))
     timed = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}

@@ -18,6 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -252,13 +253,25 @@ def train_step(model: Any, window: list[dict], accelerator: Any, optimizer: Any,
     return out
 
 
-def run(recipe: SupervisedConfig, *, on_step: Callable[[TrainState, dict], None] | None = None) -> Path:
-    """Train one supervised stage (``align``, ``grounding``, ``sft``); return ``output_dir`` with the final model.
+@dataclass
+class Setup:
+    """Everything a supervised stage trains with, built from its recipe by :func:`setup`."""
 
-    Args:
-        recipe: the run's settings (:func:`medmo.train.recipe.load_recipe`).
-        on_step: called after every optimizer step (after logging and checkpointing) with the
-            progress and that step's metrics; raising from it stops the run like a kill would.
+    accelerator: Any
+    model: Any  # prepared by the accelerator
+    processor: Any
+    optimizer: Any  # prepared by the accelerator
+    scheduler: Any
+    batches: Batches
+    evals: Batches | None  # validation batches, when the recipe evaluates
+    total_steps: int
+
+
+def setup(recipe: SupervisedConfig, total_steps: int | None = None) -> Setup:
+    """The accelerator, records, starting model, batches and optimizer of a supervised stage, seeded.
+
+    :func:`run` trains with them; ``bench/step_profile.py`` times the same objects through :func:`train_step`.
+    ``total_steps`` (default: the recipe's ``max_steps``, else its epochs) sets the scheduler's length.
     """
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
@@ -269,31 +282,44 @@ def run(recipe: SupervisedConfig, *, on_step: Callable[[TrainState, dict], None]
     accelerator = make_accelerator(mixed_precision=recipe.mixed_precision, grad_accum=recipe.grad_accum,
                                    max_grad_norm=recipe.optim.max_grad_norm, kwargs_handlers=[ddp])
     set_seed(recipe.seed)
-    out = Path(recipe.output_dir)
     d = recipe.data
     samples = select_records(d.train, d.tasks, d.sources, d.max_samples)
     model, processor = starting_model(recipe, samples, is_main=accelerator.is_main_process,
                                       wait=accelerator.wait_for_everyone)
     encoder = SampleEncoder(processor, rope_index_of(model), max_length=recipe.max_tokens, think=d.think)
     batches = Batches(samples, encoder, recipe, model, accelerator, accum=recipe.grad_accum)
-    per_epoch = len(batches.plan(0)) // recipe.grad_accum
-    total = recipe.max_steps or max(1, math.ceil(recipe.epochs * per_epoch))
-    optimizer, scheduler = make_optimizer(model, recipe, total)
+    if total_steps is None:
+        per_epoch = len(batches.plan(0)) // recipe.grad_accum
+        total_steps = recipe.max_steps or max(1, math.ceil(recipe.epochs * per_epoch))
+    optimizer, scheduler = make_optimizer(model, recipe, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     evals = None
     if d.validation and recipe.eval_every:
         val = select_records(d.validation, d.tasks, d.sources, d.max_eval_samples)
         evals = Batches(val, encoder, recipe, model, accelerator)
+    return Setup(accelerator, model, processor, optimizer, scheduler, batches, evals, total_steps)
 
-    state = _start_state(recipe, accelerator, total)
-    log = RunLogger(out, recipe.logging, total, start_step=state.step, enabled=accelerator.is_main_process,
+
+def run(recipe: SupervisedConfig, *, on_step: Callable[[TrainState, dict], None] | None = None) -> Path:
+    """Train one supervised stage (``align``, ``grounding``, ``sft``); return ``output_dir`` with the final model.
+
+    Args:
+        recipe: the run's settings (:func:`medmo.train.recipe.load_recipe`).
+        on_step: called after every optimizer step (after logging and checkpointing) with the
+            progress and that step's metrics; raising from it stops the run like a kill would.
+    """
+    run_ = setup(recipe)
+    accelerator, out = run_.accelerator, Path(recipe.output_dir)
+    state = _start_state(recipe, accelerator, run_.total_steps)
+    log = RunLogger(out, recipe.logging, run_.total_steps, start_step=state.step, enabled=accelerator.is_main_process,
                     run_config=recipe.to_dict())
     try:
-        _loop(model, processor, optimizer, scheduler, batches, evals, accelerator, recipe, state, log, on_step)
+        _loop(run_.model, run_.processor, run_.optimizer, run_.scheduler, run_.batches, run_.evals, accelerator,
+              recipe, state, log, on_step)
     finally:
         log.close()
-    _save_final(model, processor, accelerator, out, recipe.save_dtype)
+    _save_final(run_.model, run_.processor, accelerator, out, recipe.save_dtype)
     return out
 
 
