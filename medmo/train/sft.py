@@ -267,11 +267,11 @@ class Setup:
     total_steps: int
 
 
-def setup(recipe: SupervisedConfig, total_steps: int | None = None) -> Setup:
+def setup(recipe: SupervisedConfig) -> Setup:
     """The accelerator, records, starting model, batches and optimizer of a supervised stage, seeded.
 
     :func:`run` trains with them; ``bench/step_profile.py`` times the same objects through :func:`train_step`.
-    ``total_steps`` (default: the recipe's ``max_steps``, else its epochs) sets the scheduler's length.
+    The scheduler runs over the recipe's ``max_steps``, else over its ``epochs``.
     """
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
@@ -288,9 +288,8 @@ def setup(recipe: SupervisedConfig, total_steps: int | None = None) -> Setup:
                                       wait=accelerator.wait_for_everyone)
     encoder = SampleEncoder(processor, rope_index_of(model), max_length=recipe.max_tokens, think=d.think)
     batches = Batches(samples, encoder, recipe, model, accelerator, accum=recipe.grad_accum)
-    if total_steps is None:
-        per_epoch = len(batches.plan(0)) // recipe.grad_accum
-        total_steps = recipe.max_steps or max(1, math.ceil(recipe.epochs * per_epoch))
+    per_epoch = len(batches.plan(0)) // recipe.grad_accum
+    total_steps = recipe.max_steps or max(1, math.ceil(recipe.epochs * per_epoch))
     optimizer, scheduler = make_optimizer(model, recipe, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
@@ -309,17 +308,17 @@ def run(recipe: SupervisedConfig, *, on_step: Callable[[TrainState, dict], None]
         on_step: called after every optimizer step (after logging and checkpointing) with the
             progress and that step's metrics; raising from it stops the run like a kill would.
     """
-    run_ = setup(recipe)
-    accelerator, out = run_.accelerator, Path(recipe.output_dir)
-    state = _start_state(recipe, accelerator, run_.total_steps)
-    log = RunLogger(out, recipe.logging, run_.total_steps, start_step=state.step, enabled=accelerator.is_main_process,
+    parts = setup(recipe)
+    accelerator, out = parts.accelerator, Path(recipe.output_dir)
+    state = _start_state(recipe, accelerator, parts.total_steps)
+    log = RunLogger(out, recipe.logging, parts.total_steps, start_step=state.step, enabled=accelerator.is_main_process,
                     run_config=recipe.to_dict())
     try:
-        _loop(run_.model, run_.processor, run_.optimizer, run_.scheduler, run_.batches, run_.evals, accelerator,
+        _loop(parts.model, parts.processor, parts.optimizer, parts.scheduler, parts.batches, parts.evals, accelerator,
               recipe, state, log, on_step)
     finally:
         log.close()
-    _save_final(run_.model, run_.processor, accelerator, out, recipe.save_dtype)
+    _save_final(parts.model, parts.processor, accelerator, out, recipe.save_dtype)
     return out
 
 
