@@ -67,7 +67,10 @@ class SourceSpec:
         if self.tasks and sample.task not in self.tasks:
             return False
         for key, allowed in self.where.items():
-            value = (sample.meta or {}).get(key[5:]) if key.startswith("meta.") else getattr(sample, key, None)
+            if key.startswith("meta."):
+                value = (sample.meta or {}).get(key.removeprefix("meta."))
+            else:
+                value = getattr(sample, key, None)
             if value not in allowed:
                 return False
         return True

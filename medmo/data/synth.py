@@ -382,7 +382,7 @@ def _report(findings: list[Finding], size: int) -> tuple[str, str]:
 
 def image_records(
     rng: np.random.Generator, split: str, key: str, ref: ImageRef, modality: str, findings: list[Finding],
-    flat: bool = False,
+    flat: bool,
 ) -> list[Sample]:
     """One record per task for an image (grounding only when it has findings).
 
