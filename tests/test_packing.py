@@ -46,7 +46,10 @@ def setup(tiny_model_dir, tmp_path_factory):
     from medmo.data.io import read_records
     from medmo.data.synth import build_nano
     from medmo.model import load
+    from medmo.model.attention import register
     from medmo.train.collate import SampleEncoder, rope_index_of
+
+    register()  # the tests switch the model between sdpa and sdpa_packed
 
     paths = build_nano(tmp_path_factory.mktemp("nano"), n_train=2, n_val=1, n_test=1, image_size=64)
     samples = list(read_records(paths["train"]))
@@ -72,18 +75,23 @@ def _one_by_one(model, items):
 
 @pytest.mark.parametrize(
     ("attn", "block_mask"),
-    [("sdpa", True), ("eager", True), ("sdpa", False), ("flash_attention_2", False)],
-    ids=["sdpa-4d-mask", "eager-additive-mask", "positions-only", "flattened-varlen-layout"],
+    [("sdpa", True), ("eager", True), ("sdpa", False), ("flash_attention_2", False), ("sdpa_packed", True)],
+    ids=["sdpa-4d-mask", "eager-additive-mask", "positions-only", "flattened-varlen-layout", "sdpa-packed-blocks"],
 )
-def test_packed_losses_equal_one_by_one(setup, attn, block_mask):
+def test_packed_losses_equal_one_by_one(setup, attn, block_mask, monkeypatch):
+    from medmo.model import attention
     from medmo.train.sft import sample_losses
+
+    layouts = []
+    real_layout = attention.sample_layout
+    monkeypatch.setattr(attention, "sample_layout", lambda pos: layouts.append(real_layout(pos)) or layouts[-1])
 
     model, processor, items = setup
     assert any(it.pixel_values is not None for it in items) and any(it.pixel_values is None for it in items)
     rows = best_fit_decreasing([len(it) for it in items], budget=260)
     assert len(rows) < len(items)  # several samples per row
     order = [i for row in rows for i in row]
-    model.config._attn_implementation = "eager" if attn == "eager" else "sdpa"
+    model.set_attn_implementation(attn if attn in ("eager", "sdpa_packed") else "sdpa")
     try:
         # "flash_attention_2" here only selects the collator's padding-free layout (one row, no mask,
         # borders from restarting positions); on CPU sdpa then derives the same block mask from them.
@@ -93,28 +101,38 @@ def test_packed_losses_equal_one_by_one(setup, attn, block_mask):
             packed = sample_losses(model, batch, len(items))
             alone = _one_by_one(model, items)
     finally:
-        model.config._attn_implementation = "sdpa"
+        model.set_attn_implementation("sdpa")
     packed = packed[torch.argsort(torch.tensor(order))]
     assert torch.allclose(packed, alone, atol=1e-4), (packed, alone)
     assert packing_efficiency(batch) > 0.5
     if attn == "flash_attention_2":
         assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
+    if attn == "sdpa_packed":  # no mask at all: the samples are kept apart by the attention itself
+        assert batch["input_ids"].shape[0] == len(rows) and "attention_mask" not in batch
+        assert layouts[0] is not None  # the packed batch took the per-sample path (alone: plain causal)
+    else:
+        assert not layouts
 
 
-def test_packed_gradients_equal_sum_of_separate_gradients(setup):
+@pytest.mark.parametrize("attn", ["sdpa", "sdpa_packed"])
+def test_packed_gradients_equal_sum_of_separate_gradients(setup, attn):
     from medmo.train.sft import token_losses
 
     model, processor, items = setup
     items = items[:3]
-    collate = PackingCollator(processor.tokenizer.pad_token_id)
-    model.zero_grad()
-    losses, _ = token_losses(model, collate([items]))
-    losses.sum().backward()
-    packed = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad()
-    for it in items:
-        losses, _ = token_losses(model, collate([[it]]))
+    collate = PackingCollator(processor.tokenizer.pad_token_id, attn_implementation=attn)
+    model.set_attn_implementation(attn)
+    try:
+        model.zero_grad()
+        losses, _ = token_losses(model, collate([items[:2], items[2:]]))
         losses.sum().backward()
+        packed = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad()
+        for it in items:
+            losses, _ = token_losses(model, collate([[it]]))
+            losses.sum().backward()
+    finally:
+        model.set_attn_implementation("sdpa")
     for name, grad in packed.items():
         assert torch.allclose(grad, dict(model.named_parameters())[name].grad, atol=1e-5), name
     model.zero_grad()

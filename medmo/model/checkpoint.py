@@ -55,7 +55,11 @@ def check_model_type(folder: Path) -> str:
 
 
 def check_attn_implementation(name: str | None) -> None:
-    """Fail early with a clear message when an attention backend is not installed."""
+    """Fail early with a clear message when an attention backend is not installed; register MedMO's own."""
+    if name == "sdpa_packed":
+        from medmo.model.attention import register
+
+        register()
     if name == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
         raise ValueError(
             "attn_implementation='flash_attention_2' needs the flash-attn package (GPU only): "
@@ -85,7 +89,9 @@ def load(
         path_or_hub_id: A checkpoint folder or a hub id.
         dtype: Weight dtype (``"auto"`` keeps the checkpoint's, or ``torch.bfloat16``, ``"float32"``...).
         device_map: Passed to ``from_pretrained`` (``"auto"`` spreads a large model over the GPUs).
-        attn_implementation: ``"sdpa"``, ``"eager"`` or ``"flash_attention_2"`` (needs flash-attn).
+        attn_implementation: ``"sdpa"``, ``"eager"``, ``"flash_attention_2"`` (needs flash-attn) or
+            ``"sdpa_packed"`` (``sdpa`` that computes only each sample's block of packed training rows, CPU;
+            :mod:`medmo.model.attention`).
         min_pixels: Smallest image size in pixels; default the checkpoint's own (its preprocessor config).
         max_pixels: Largest image size in pixels; default the checkpoint's own, capped at ``max_pixels_cap``.
         max_pixels_cap: Memory cap on the checkpoint's own maximum (default

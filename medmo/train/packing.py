@@ -10,6 +10,8 @@ TRL's packing and padding-free modes refuse Qwen's multimodal RoPE, so this modu
 
   - ``sdpa`` / ``eager``: an explicit block-diagonal causal 4-D mask (bool for sdpa, additive float
     for eager); transformers passes a 4-D mask through unchanged.
+  - ``sdpa_packed`` (:mod:`medmo.model.attention`): no mask; the attention reads each sample's block from
+    the restarting text positions and computes that block only.
   - ``flash_attention_2``: rows are flattened into one padding-free row (batch 1) with no mask; the
     text position row restarts at 0 for every sample, from which transformers derives ``cu_seqlens``
     for ``flash_attn_varlen_func`` (``prepare_fa_kwargs_from_position_ids``).
@@ -91,7 +93,8 @@ class PackingCollator:
 
     Args:
         pad_token_id: id that fills the tail of short rows.
-        attn_implementation: ``sdpa``, ``eager`` or ``flash_attention_2`` (see module docstring).
+        attn_implementation: ``sdpa``, ``eager``, ``sdpa_packed`` or ``flash_attention_2`` (see module
+            docstring).
         mask_dtype: dtype of the additive mask for ``eager`` (the model's compute dtype).
         block_mask: emit the 4-D mask for sdpa/eager; with ``False`` the mask is left to transformers,
             which derives the same blocks from the restarting text positions (the path flash-attention
@@ -114,7 +117,7 @@ class PackingCollator:
         self.flash = "flash" in (attn_implementation or "")
         self.eager = attn_implementation == "eager"
         self.mask_dtype = mask_dtype
-        self.block_mask = block_mask and not self.flash
+        self.block_mask = block_mask and not self.flash and attn_implementation != "sdpa_packed"
         self.multiple = pad_to_multiple_of
 
     def __call__(self, rows: Sequence[Sequence[Encoded]]) -> dict[str, torch.Tensor]:

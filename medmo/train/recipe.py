@@ -166,7 +166,9 @@ class StageConfig:
         mixed_precision: ``no``, ``bf16`` or ``fp16`` (accelerate); master weights stay fp32. ``auto``: bf16
             where the device computes it natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX),
             fp32 elsewhere (:func:`medmo.train.distributed.resolve_precision`).
-        attn_implementation: ``sdpa``, ``eager``, ``flash_attention_2`` or ``null`` (model default).
+        attn_implementation: ``sdpa``, ``eager``, ``flash_attention_2``, ``sdpa_packed`` (``sdpa`` computing
+            only each sample's block of packed rows, for CPU: :mod:`medmo.model.attention`) or ``null``
+            (model default).
         gradient_checkpointing: recompute activations to save memory.
         save_every: checkpoint every N optimizer steps (0: only the final model).
         keep_checkpoints: how many recent checkpoints to keep (>= 1).
@@ -189,7 +191,7 @@ class StageConfig:
     train_vision: bool = False
     lora: LoraConfig | None = None
     mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "no"
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3"] | None = "sdpa"
+    attn_implementation: Literal["sdpa", "sdpa_packed", "eager", "flash_attention_2", "flash_attention_3"] | None = "sdpa"
     gradient_checkpointing: bool = False
     save_every: int = 0
     keep_checkpoints: int = 2
