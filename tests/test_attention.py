@@ -66,3 +66,33 @@ def test_generation_and_saved_config_are_sdpas(tiny_model_dir, tmp_path):
     save(model, processor, tmp_path / "out")
     assert "sdpa_packed" not in (tmp_path / "out" / "config.json").read_text()
     assert json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "qwen3_vl"
+
+
+@pytest.mark.parametrize("sizes", [[(64, 64)] * 3, [(64, 64), (64, 96)]], ids=["equal-sizes-batched", "mixed-sizes-loop"])
+def test_vision_speed_up_computes_the_same(tiny_model_dir, sizes):
+    """The batched patch embedding and attention give the stock vision tower's features and gradients."""
+    from PIL import Image
+
+    from medmo.model import load
+    from medmo.model.attention import speed_up_vision
+
+    model, processor = load(tiny_model_dir, attn_implementation="sdpa", dtype=torch.float32)
+    images = [Image.fromarray(((torch.arange(h * w * 3) * (i + 3)) % 253).reshape(h, w, 3).to(torch.uint8).numpy())
+              for i, (w, h) in enumerate(sizes)]
+    enc = processor.image_processor(images=images, return_tensors="pt")
+
+    def run():
+        model.zero_grad()
+        out = model.model.visual(enc["pixel_values"], grid_thw=enc["image_grid_thw"])
+        feats = [out.pooler_output, *out.deepstack_features]
+        sum(f.square().sum() for f in feats).backward()
+        return [f.detach() for f in feats], {n: p.grad.clone() for n, p in model.model.visual.named_parameters()}
+
+    stock_feats, stock_grads = run()
+    assert speed_up_vision(model) == 1 + len(model.model.visual.blocks)
+    fast_feats, fast_grads = run()
+    for a, b in zip(stock_feats, fast_feats):
+        assert torch.allclose(a, b, atol=1e-5)
+    for name, grad in stock_grads.items():
+        assert torch.allclose(grad, fast_grads[name], atol=1e-4), name
+    assert model.state_dict().keys() == load(tiny_model_dir)[0].state_dict().keys()

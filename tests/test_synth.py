@@ -72,6 +72,24 @@ def test_splits_share_no_image_or_id(nano):
     assert len(ids) == len(set(ids))
 
 
+def test_text_qa_holds_out_the_wording_not_the_fact(nano):
+    """Test questions ask facts the training split teaches, in a wording it never uses, so n-gram
+    decontamination keeps the training copies."""
+    from medmo.data.decontam import build_index
+
+    _, _, recs = nano
+    train = [r for r in recs["train"] if r.task == "text_qa"]
+    test = [r for r in recs["test"] if r.task == "text_qa"]
+    assert train and test
+    assert not {r.question for r in train} & {r.question for r in test}
+    wordings = dict(synth.TEXT_FACTS)
+    assert all(r.question in wordings[r.answer][:2] for r in train)  # the facts' training wordings
+    assert all(r.question == wordings[r.answer][2] for r in test)  # the same facts, held-out wording
+    index = build_index([("test", test)], hasher=lambda path: path)
+    assert not any(index.text_overlap(r.question) for r in train)
+    assert all(len(set(w)) == 3 for w in wordings.values())
+
+
 def test_flat_backgrounds_are_flagged_and_recorded(tmp_path):
     rng = np.random.default_rng(1)
     spread = {True: [], False: []}

@@ -44,7 +44,7 @@ from medmo.data.io import write_jsonl
 from medmo.records import Box, ImageRef, Sample, options_from_list, stable_id
 
 SOURCE = "nano_synth"
-SYNTH_VERSION = "nano-synth-5"
+SYNTH_VERSION = "nano-synth-6"
 CLASSES = ("nodule", "mass", "calcification", "lesion")
 BACKGROUNDS = ("fundus", "pathology", "microscopy", "ct", "mri", "x-ray", "ultrasound")
 QUADRANTS = ("upper left", "upper right", "lower left", "lower right")
@@ -67,18 +67,45 @@ FLAT_FRACTION = 0.5
 # two-step problem (match the named class, then read its position) that the nano model learns last.
 FINDING_COUNTS = (0.2, 0.65, 0.15)
 
+# Text-only QA: each fact with three wordings. Training records use the first two, validation and test
+# the third, so the nano text QA benchmark asks a known fact in words the model has not trained on. (With
+# one wording per fact the test questions were the training questions, and decontamination rightly
+# dropped every training copy: the benchmark scored 0 on every seed.) The wordings share no run of 13
+# words, the n-gram :mod:`medmo.data.decontam` matches on.
 TEXT_FACTS = (
-    ("Which imaging modality uses strong magnetic fields and radio waves?", "MRI"),
-    ("Which imaging modality uses ionizing radiation to make cross-sectional images?", "CT"),
-    ("Which imaging modality uses high-frequency sound waves?", "ultrasound"),
-    ("What is a fluid-filled sac called?", "cyst"),
-    ("What is a small round opacity in the lung, under 3 cm, called?", "nodule"),
-    ("What is a lung opacity larger than 3 cm called?", "mass"),
-    ("Which part of the eye does a fundus photograph show?", "retina"),
-    ("Which stain highlights specific proteins in tissue sections with antibodies?", "immunohistochemistry"),
-    ("What unit expresses X-ray attenuation on CT?", "Hounsfield unit"),
-    ("Which view is the standard frontal chest radiograph?", "posteroanterior"),
+    ("MRI", ("Which imaging modality uses strong magnetic fields and radio waves?",
+             "Which scanner images the body with a strong magnet and radio-frequency pulses?",
+             "What modality relies on magnetic fields and radio waves to image the body?")),
+    ("CT", ("Which imaging modality uses ionizing radiation to make cross-sectional images?",
+            "Which modality reconstructs cross-sectional slices from rotating X-ray beams?",
+            "What modality makes cross-sectional images with ionizing radiation?")),
+    ("ultrasound", ("Which imaging modality uses high-frequency sound waves?",
+                    "Which modality forms images from echoes of sound waves?",
+                    "What modality images the body with high-frequency sound?")),
+    ("cyst", ("What is a fluid-filled sac called?",
+              "What do we call a closed sac that holds fluid?",
+              "What is the name of a sac filled with fluid?")),
+    ("nodule", ("What is a small round opacity in the lung, under 3 cm, called?",
+                "What is a round lung opacity smaller than 3 cm called?",
+                "What do we call a small round lung opacity under 3 cm?")),
+    ("mass", ("What is a lung opacity larger than 3 cm called?",
+              "What is a lung opacity over 3 cm across called?",
+              "What do we call a lung opacity bigger than 3 cm?")),
+    ("retina", ("Which part of the eye does a fundus photograph show?",
+                "Which layer of the eye is seen on a fundus photograph?",
+                "What part of the eye is imaged in a fundus photograph?")),
+    ("immunohistochemistry", ("Which stain highlights specific proteins in tissue sections with antibodies?",
+                              "Which staining method uses antibodies to mark proteins in tissue?",
+                              "What stain marks specific tissue proteins with antibodies?")),
+    ("Hounsfield unit", ("What unit expresses X-ray attenuation on CT?",
+                         "In what unit is CT attenuation measured?",
+                         "What unit is used for attenuation values on CT?")),
+    ("posteroanterior", ("Which view is the standard frontal chest radiograph?",
+                         "Which projection is the usual frontal chest X-ray?",
+                         "What view is the standard frontal chest X-ray?")),
 )
+# Wordings of each fact per split: training two, the held-out splits the third.
+_TEXT_WORDINGS = {"train": (0, 1), "validation": (2,), "test": (2,)}
 
 
 @dataclass
@@ -420,10 +447,11 @@ def image_records(
 
 
 def text_records(rng: np.random.Generator, split: str, seed: int, n: int) -> list[Sample]:
-    """``n`` text-only QA records drawn from a few templated medical facts."""
-    out = []
+    """``n`` text-only QA records drawn from a few medical facts, in the split's wordings of them."""
+    out, wordings = [], _TEXT_WORDINGS[split]
     for i in range(n):
-        q, a = TEXT_FACTS[int(rng.integers(len(TEXT_FACTS)))]
+        a, questions = TEXT_FACTS[int(rng.integers(len(TEXT_FACTS)))]
+        q = questions[wordings[int(rng.integers(len(wordings)))]]
         sid = stable_id(SOURCE, split, seed, "text", i)
         out.append(Sample(sid, "text_qa", SOURCE, split, question=q, answer=a, meta={"generator": SYNTH_VERSION}))
     return out

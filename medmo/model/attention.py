@@ -130,3 +130,73 @@ def packed_sdpa_attention(
     probs = scores.masked_fill(future, float("-inf")).softmax(-1, dtype=torch.float32).to(v.dtype)
     out = torch.matmul(probs, v).transpose(1, 2)[sample, offset]  # (B * L, H, D), the tokens back in order
     return out.reshape(b, length, heads, dim), None
+
+
+# ---------------------------------------------------------------------------------------- vision tower
+
+
+def speed_up_vision(model: torch.nn.Module) -> int:
+    """Run a Qwen3-VL vision tower's patch embedding and attention as batched matmuls; returns modules changed.
+
+    transformers' vision tower (Qwen3-VL, transformers 5.x) embeds patches with a ``Conv3d`` whose kernel
+    equals its stride and input, that is, one matrix product, and, with any attention but flash-attn, runs
+    attention image by image in a Python loop. On CPU both cost more than they compute: for the nano
+    recipes' ~13 images of 64 patches per step, the convolution's forward and backward take 12 ms and the
+    loop's 7 ms per layer, against 2 ms each as a matrix product and as one batched attention over images of
+    equal size (images of different sizes keep the loop). Same math; the weights, their names and what is
+    saved do not change. Used by training stages that pick ``sdpa_packed``.
+
+    Raises:
+        RuntimeError: the installed transformers' vision modules no longer have the attributes read here.
+    """
+    changed = 0
+    for module in model.modules():
+        kind = type(module).__name__
+        if kind.endswith("VisionPatchEmbed"):
+            _require(module, ("proj", "embed_dim"))
+            module.forward = _patch_embed_forward.__get__(module)
+            changed += 1
+        elif kind.endswith("VisionAttention"):
+            _require(module, ("qkv", "proj", "num_heads", "scaling"))
+            module.forward = _vision_attention_forward(module, module.forward)
+            changed += 1
+    return changed
+
+
+def _require(module: torch.nn.Module, names: tuple[str, ...]) -> None:
+    missing = [n for n in names if not hasattr(module, n)]
+    if missing:
+        raise RuntimeError(
+            f"{type(module).__name__} has no {', '.join(missing)}: the installed transformers changed the Qwen3-VL "
+            "vision tower that medmo.model.attention.speed_up_vision rewrites; install the version constraints-cpu.txt "
+            "pins, or train with attn_implementation: sdpa."
+        )
+
+
+def _patch_embed_forward(self: Any, hidden_states: torch.Tensor) -> torch.Tensor:
+    weight = self.proj.weight
+    return torch.nn.functional.linear(hidden_states.to(weight.dtype), weight.reshape(self.embed_dim, -1),
+                                      self.proj.bias)
+
+
+def _vision_attention_forward(module: Any, stock: Any) -> Any:
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb_vision
+
+    def forward(hidden_states: torch.Tensor, cu_seqlens: torch.Tensor,
+                position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None, **kwargs: Any) -> torch.Tensor:
+        lengths = torch.diff(cu_seqlens)
+        if position_embeddings is None or not bool((lengths == lengths[0]).all()):
+            return stock(hidden_states, cu_seqlens, position_embeddings=position_embeddings, **kwargs)
+        tokens, images = hidden_states.shape[0], len(lengths)
+        q, k, v = module.qkv(hidden_states).reshape(tokens, 3, module.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+        q, k = apply_rotary_pos_emb_vision(q, k, *position_embeddings)
+
+        def per_image(t: torch.Tensor) -> torch.Tensor:  # (tokens, H, D) -> (images, H, length, D)
+            return t.reshape(images, tokens // images, module.num_heads, -1).transpose(1, 2)
+
+        q, k, v = per_image(q), per_image(k), per_image(v)
+        probs = (torch.matmul(q, k.transpose(-1, -2)) * module.scaling).softmax(-1, dtype=torch.float32).to(v.dtype)
+        out = torch.matmul(probs, v).transpose(1, 2).reshape(tokens, -1)
+        return module.proj(out)
+
+    return forward

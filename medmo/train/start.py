@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from medmo.model import add_lora, build_small, freeze_for_stage, load
+from medmo.model.attention import speed_up_vision
 from medmo.train.recipe import Recipe, SmallModel
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ def starting_model(recipe: Recipe, samples: Sequence[Any], *, is_main: bool = Tr
         spec = str(init)
     model, processor = load(spec, dtype=torch.float32, attn_implementation=recipe.attn_implementation,
                             min_pixels=recipe.min_pixels, max_pixels=recipe.max_pixels)
+    if recipe.attn_implementation == "sdpa_packed":  # the CPU choice: batched vision tower too
+        speed_up_vision(model)
     if recipe.lora is not None:
         lo = recipe.lora
         model = add_lora(model, r=lo.r, alpha=lo.alpha, dropout=lo.dropout, target_modules=lo.target_modules or None)
