@@ -1,4 +1,4 @@
-"""``sdpa_packed``: attention for packed training rows that computes each sample's block only.
+"""``sdpa_packed``: attention for packed training rows that computes each sample's block only, on CPU.
 
 A packed row (:mod:`medmo.train.packing`) holds several samples that must not see each other. With
 ``sdpa`` the row carries a dense block-diagonal ``(B, 1, L, L)`` mask and PyTorch's CPU attention kernel
@@ -15,7 +15,8 @@ equals ``sdpa`` with the block mask (tested to float rounding).
 
 Anything else, generation with a cache, padded batches, the vision tower's bidirectional attention,
 goes to transformers' own ``sdpa`` unchanged, so a model loaded with ``attn_implementation="sdpa_packed"``
-behaves as an ``sdpa`` one everywhere but in packed training rows.
+behaves as an ``sdpa`` one everywhere but in packed training rows. Training stages that choose it also
+batch the vision tower (:func:`speed_up_vision`).
 """
 
 from __future__ import annotations

@@ -100,6 +100,10 @@ class SampleEncoder:
         tok = processor.tokenizer
         self.header = tok.encode("<|im_start|>assistant\n", add_special_tokens=False)
         self.end_id = tok.convert_tokens_to_ids("<|im_end|>")
+        # text token counts by conversation: mixtures repeat records (the nano sft mixture lists each
+        # grounding record 8 times in its 77k), and templating + tokenizing every record took ~15 s of the
+        # nano sft stage's start
+        self._text_counts: dict[tuple[str, bool], int] = {}
 
     def images(self, sample: Sample) -> list:
         """The sample's images as the model is shown them (:func:`medmo.data.images.load_shown`)."""
@@ -131,8 +135,11 @@ class SampleEncoder:
 
     def _count(self, sample: Sample, with_answer: bool) -> int:
         chat = messages(sample, with_answer=with_answer, think=self.think)
-        text = self.processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=not with_answer)
-        n = len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+        key = (repr(chat), with_answer)  # images appear in it as placeholders; their tokens are counted below
+        n = self._text_counts.get(key)
+        if n is None:
+            text = self.processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=not with_answer)
+            n = self._text_counts[key] = len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
         ip = self.processor.image_processor
         for i, ref in enumerate(sample.images):
             width, height = shown_size(sample.meta) or (ref.width, ref.height)
