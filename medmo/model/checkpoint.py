@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from medmo.model.attention import PACKED_SDPA, register
 from medmo.model.processor import MAX_PIXELS_CAP, load_processor
 
 # Files a checkpoint folder needs besides the weights; fetched from the hub for hub ids.
@@ -56,9 +57,7 @@ def check_model_type(folder: Path) -> str:
 
 def check_attn_implementation(name: str | None) -> None:
     """Fail early with a clear message when an attention backend is not installed; register MedMO's own."""
-    if name == "sdpa_packed":
-        from medmo.model.attention import register
-
+    if name == PACKED_SDPA:
         register()
     if name == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
         raise ValueError(
