@@ -101,7 +101,7 @@ class SampleEncoder:
         self.header = tok.encode("<|im_start|>assistant\n", add_special_tokens=False)
         self.end_id = tok.convert_tokens_to_ids("<|im_end|>")
         # text token counts by conversation: mixtures repeat records (the nano sft mixture lists each
-        # grounding record 8 times in its 77k), and templating + tokenizing every record took ~15 s of the
+        # grounding record 8 times in its 77k), and templating + tokenizing every record took ~12 s of the
         # nano sft stage's start
         self._text_counts: dict[tuple[str, bool], int] = {}
 
