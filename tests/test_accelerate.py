@@ -25,10 +25,12 @@ def test_two_processes_match_one_with_accumulation(tiny_model_dir, tmp_path):
     from medmo.data.synth import build_nano
     from medmo.train.sft import run
 
-    train = build_nano(tmp_path / "data", n_train=2, n_val=1, n_test=1, image_size=64)["train"]
-    common = [f"model={tiny_model_dir}", f"data.train=[{train}]", "data.max_samples=12", "min_pixels=1024",
-              "max_pixels=4096", "max_tokens=128", "batch_size=1", "max_steps=2", "optim.lr=2e-3",
-              "logging.progress=false", "logging.tensorboard=false"]
+    paths = build_nano(tmp_path / "data", n_train=2, n_val=1, n_test=1, image_size=64)
+    # packed rows with the nano recipes' attention, and a validation pass (built on the wrapped model)
+    common = [f"model={tiny_model_dir}", f"data.train=[{paths['train']}]", "data.max_samples=12",
+              f"data.validation=[{paths['validation']}]", "eval_every=2", "packing=true",
+              "attn_implementation=sdpa_packed", "min_pixels=1024", "max_pixels=4096", "max_tokens=128",
+              "batch_size=1", "max_steps=2", "optim.lr=2e-3", "logging.progress=false", "logging.tensorboard=false"]
     path = tmp_path / "recipe.yaml"
     path.write_text("stage: sft\n")
     # torchrun is the launcher `accelerate launch --multi_gpu` uses; ACCELERATE_USE_CPU selects gloo on CPU.

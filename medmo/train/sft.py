@@ -296,7 +296,8 @@ def setup(recipe: SupervisedConfig) -> Setup:
     evals = None
     if d.validation and recipe.eval_every:
         val = select_records(d.validation, d.tasks, d.sources, d.max_eval_samples)
-        evals = Batches(val, encoder, recipe, model, accelerator)
+        # the unwrapped model: its config names the attention the collator packs for (DDP hides it)
+        evals = Batches(val, encoder, recipe, accelerator.unwrap_model(model), accelerator)
     return Setup(accelerator, model, processor, optimizer, scheduler, batches, evals, total_steps)
 
 
