@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -113,6 +114,19 @@ def test_yaml_config_relative_paths_and_errors(data):
         load_config({"sources": [{"records": "a.jsonl", "name": "slake", "root": "x"}]})
     with pytest.raises(ValueError, match="no sources"):
         load_config({"seed": 1})
+
+
+def test_yaml_named_relative_to_the_working_directory_keeps_images_loadable(data, monkeypatch):
+    """`medmo data build mix.yaml` run in the YAML's own folder: the built records' images still load."""
+    (data / "mix.yaml").write_text("seed: 3\nsources:\n  - records: a.jsonl\n    max_samples: 5\n")
+    monkeypatch.chdir(data)
+    build_mixture("mix.yaml", "out")
+    monkeypatch.chdir(data.parent)  # read from elsewhere, as a training stage may
+    got = list(read_records(data / "out"))
+    assert len(got) == 5
+    for s in got:
+        path = s.images[0].path
+        assert (data / "out" / path if not path.startswith("/") else Path(path)).resolve().is_file(), path
 
 
 def test_registry_source_through_load_source(data, monkeypatch):

@@ -164,7 +164,8 @@ def load_config(config: str | Path | dict[str, Any], stage: str | None = None, d
     if not isinstance(config, dict):
         path = recipes.path(config)  # a file, or a shipped mixture by name (nano/mixture)
         # paths in a shipped recipe mean the working directory (the run folder); in a user's file, its folder
-        base, where = (Path.cwd() if recipes.is_shipped(path) else path.parent), str(config)
+        # (absolute: from a relative base, relative image paths would be written relative to nothing)
+        base, where = (Path.cwd() if recipes.is_shipped(path) else path.absolute().parent), str(config)
         config = read_yaml(path)
     if not isinstance(config, dict):
         raise ValueError(f"{where}: a mixture is a mapping with a 'sources' list (or 'stages'), got {type(config).__name__}")
