@@ -327,6 +327,27 @@ def test_seeded_sampling_does_not_depend_on_the_batch_split():
     assert float(freq[expected == 0].sum()) == 0.0  # nothing outside top-k / top-p
 
 
+def test_seeded_generate_decodes_the_drawn_tokens_without_a_second_draw(tiny_model):
+    """Greedy decoding of the sampler's one-hot gives the tokens sampling with it gives; the caller's config
+    is left as it was."""
+    from transformers import GenerationConfig, LogitsProcessorList
+
+    from medmo.train.grpo_trainer import GumbelSampling, row_seed, seeded_generate
+
+    model, processor = tiny_model
+    torch.manual_seed(0)
+    ids = torch.randint(10, 200, (3, 6))
+    config = GenerationConfig(do_sample=True, temperature=0.7, top_k=20, top_p=0.95, max_new_tokens=8,
+                              min_new_tokens=8, pad_token_id=processor.tokenizer.pad_token_id)
+    seeds = [row_seed(2, 1, r) for r in range(3)]
+    with torch.no_grad():
+        sampled = model.generate(input_ids=ids, generation_config=config,
+                                 logits_processor=LogitsProcessorList([GumbelSampling(config, seeds, "cpu")]))
+        seeded = seeded_generate(model.generate, lambda n: seeds[:n], input_ids=ids, generation_config=config)
+    assert seeded.shape == (3, 14) and torch.equal(seeded, sampled)
+    assert config.do_sample and config.temperature == 0.7 and config.top_k == 20
+
+
 def test_a_changed_trl_method_fails_loudly(monkeypatch):
     import trl
 
