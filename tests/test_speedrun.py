@@ -144,10 +144,12 @@ def test_nano_mixture_repeats_tasks_from_the_run_folder(tmp_path, monkeypatch):
     build_nano(run / "data", n_train=24, n_val=2, n_test=2)
     monkeypatch.chdir(run)
     report = build_mixture("nano/mixture", "data/mixtures/sft", stage="sft")
-    assert [src["skipped"] for src in report["sources"]] == [0, 0, 0, 0]
-    base, grounding, caption, mcq = (src["selected"] for src in report["sources"])
-    assert caption == mcq == 2 * 24 and grounding == 7 * (grounding // 7) > 0
-    assert report["written"] == base + grounding + caption + mcq
+    assert [src["skipped"] for src in report["sources"]] == [0, 0, 0, 0, 0]
+    base, grounding, two, caption, mcq = (src["selected"] for src in report["sources"])
+    assert caption == mcq == 2 * 24 and grounding == 7 * (grounding // 7) > 0 and two == 7 * (two // 7) > 0
+    assert report["written"] == base + grounding + two + caption + mcq
+    third = [s for s in read_records("data/mixtures/sft") if "-s2" in s.id]  # the third source's copies
+    assert len(third) == two and all(s.task == "grounding" and s.meta["n_findings"] == 2 for s in third)
     # the grounding stage is grounding-heavy, on its easy images, and keeps every other task
     heavy = build_mixture("nano/mixture", "data/mixtures/grounding", stage="grounding")
     every, repeated = (src["selected"] for src in heavy["sources"])
