@@ -246,8 +246,10 @@ def test_two_processes_equal_one_and_checkpoints_resume_exactly_at_an_epoch_boun
     masters = tmp_path / "one" / "checkpoints" / "checkpoint-3" / "training_state" / "model.safetensors"
     wa, wb = load_file(str(masters)), load_file(str(tmp_path / "two" / "model.safetensors"))  # float32 both
     # Adam moves an element by up to lr per step whatever its gradient's size, so where a gradient is near
-    # zero the reduction order of 2 processes shows in the weights: equal to 1 % of one step (lr 0.002)
-    assert set(wa) == set(wb) and all(torch.allclose(wa[k], wb[k], atol=0.01 * 0.002) for k in wa)
+    # zero the reduction order of 2 processes shows in the weights: measured up to 1.0 % of one step (lr
+    # 0.002; 1.7e-5 and 2.0e-5 in one o_proj element on two versions of the sampler); a different update
+    # would differ by whole steps. Equal to 5 % of one step:
+    assert set(wa) == set(wb) and all(torch.allclose(wa[k], wb[k], atol=0.05 * 0.002) for k in wa)
 
     ckpts = sorted(p.name for p in (tmp_path / "one" / "checkpoints").glob("checkpoint-*"))
     assert ckpts == ["checkpoint-2", "checkpoint-3"]  # keep_checkpoints=2 of 3 saves
