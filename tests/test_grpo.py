@@ -246,10 +246,8 @@ def test_two_processes_equal_one_and_checkpoints_resume_exactly_at_an_epoch_boun
     masters = tmp_path / "one" / "checkpoints" / "checkpoint-3" / "training_state" / "model.safetensors"
     wa, wb = load_file(str(masters)), load_file(str(tmp_path / "two" / "model.safetensors"))  # float32 both
     # Adam moves an element by up to lr per step whatever its gradient's size, so where a gradient is near
-    # zero the reduction order of 2 processes shows in the weights: measured up to 1.0 % of one step (lr
-    # 0.002; 1.7e-5 and 2.0e-5 in one o_proj element on two versions of the sampler); a different update
-    # would differ by whole steps. Equal to 5 % of one step:
-    assert set(wa) == set(wb) and all(torch.allclose(wa[k], wb[k], atol=0.05 * 0.002) for k in wa)
+    # zero the reduction order of 2 processes shows in the weights: equal to 1 % of one step (lr 0.002)
+    assert set(wa) == set(wb) and all(torch.allclose(wa[k], wb[k], atol=0.01 * 0.002) for k in wa)
 
     ckpts = sorted(p.name for p in (tmp_path / "one" / "checkpoints").glob("checkpoint-*"))
     assert ckpts == ["checkpoint-2", "checkpoint-3"]  # keep_checkpoints=2 of 3 saves
@@ -327,27 +325,6 @@ def test_seeded_sampling_does_not_depend_on_the_batch_split():
     freq = torch.bincount(draws, minlength=50).float() / 4000
     assert (freq - expected).abs().max() < 0.03
     assert float(freq[expected == 0].sum()) == 0.0  # nothing outside top-k / top-p
-
-
-def test_seeded_generate_decodes_the_drawn_tokens_without_a_second_draw(tiny_model):
-    """Greedy decoding of the sampler's one-hot gives the tokens sampling with it gives; the caller's config
-    is left as it was."""
-    from transformers import GenerationConfig, LogitsProcessorList
-
-    from medmo.train.grpo_trainer import GumbelSampling, row_seed, seeded_generate
-
-    model, processor = tiny_model
-    torch.manual_seed(0)
-    ids = torch.randint(10, 200, (3, 6))
-    config = GenerationConfig(do_sample=True, temperature=0.7, top_k=20, top_p=0.95, max_new_tokens=8,
-                              min_new_tokens=8, pad_token_id=processor.tokenizer.pad_token_id)
-    seeds = [row_seed(2, 1, r) for r in range(3)]
-    with torch.no_grad():
-        sampled = model.generate(input_ids=ids, generation_config=config,
-                                 logits_processor=LogitsProcessorList([GumbelSampling(config, seeds, "cpu")]))
-        seeded = seeded_generate(model.generate, lambda n: seeds[:n], input_ids=ids, generation_config=config)
-    assert seeded.shape == (3, 14) and torch.equal(seeded, sampled)
-    assert config.do_sample and config.temperature == 0.7 and config.top_k == 20
 
 
 def test_a_changed_trl_method_fails_loudly(monkeypatch):
