@@ -298,3 +298,31 @@ def test_strict_comes_from_the_mixture_or_the_call_and_reaches_every_reader(data
     v = report["sources"][0]
     assert seen == {"medqa": False} and v["skip_reasons"] == {"missing_image": 5} and len(v["problems"]) == 5
     assert report["config"]["strict"] is False and v["problems"][0].startswith(f"{data / 'vqa.jsonl'}: record 'v3'")
+
+
+def test_a_records_file_listed_by_several_sources_is_parsed_once_and_again_when_it_changes(data, monkeypatch):
+    from medmo.data import mixture
+
+    calls = []
+
+    def counting(path, **kw):
+        calls.append(Path(path).name)
+        return read_records(path, **kw)
+
+    monkeypatch.setattr(mixture, "read_records", counting)
+    monkeypatch.setattr(mixture, "_reused", None)
+    vqa = str(data / "vqa.jsonl")
+    c = cfg(data, dedup=False, decontaminate_against=[], sources=[
+        {"records": vqa}, {"records": vqa, "weight": 2.0, "where": {"answer": "y"}}, {"records": vqa, "max_samples": 5}])
+    once = build_mixture(c, data / "once")
+    assert calls == ["vqa.jsonl"]
+    monkeypatch.setattr(mixture, "_REUSE_MAX_BYTES", 0)  # stream every source, as for a large file
+    every = build_mixture(c, data / "every")
+    assert calls == ["vqa.jsonl"] * 4
+    assert rows(data / "once") == rows(data / "every") and once["sources"] == every["sources"]
+    assert [s["selected"] for s in once["sources"]] == [60, 0, 5]
+    monkeypatch.setattr(mixture, "_REUSE_MAX_BYTES", 32 << 20)
+    write_jsonl([Sample("n0", "open_vqa", "V", "train", question="what now?", answer="y",
+                        images=[ImageRef("img/0.png", 16, 16)])], data / "vqa.jsonl")  # fmt: skip
+    changed = build_mixture(c, data / "changed")
+    assert calls[4:] == ["vqa.jsonl"] and [s["selected"] for s in changed["sources"]] == [1, 2, 1]

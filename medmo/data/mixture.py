@@ -103,8 +103,8 @@ def _iter_source(spec: SourceSpec, shard: tuple[int, int], stats: dict[str, Any]
         stats["missing"] = f"{spec.records or spec.root} does not exist"
         return
     if spec.records:
-        rs = ReadStats(max_problems=MAX_PROBLEMS)
-        for i, s in enumerate(read_records(spec.records, stats=rs, strict=strict)):
+        records, rs = _records_file(spec.records, strict)
+        for i, s in enumerate(records):
             if i % n == k and spec.keeps(s):
                 yield (i, 0), s
         if k == 0:  # every shard reads the file: shard 0 reports its problems
@@ -114,6 +114,29 @@ def _iter_source(spec: SourceSpec, shard: tuple[int, int], stats: dict[str, Any]
     records = _load(spec, strict=strict, stats=ss, shard=shard, with_positions=True)
     yield from ((pos, s) for pos, s in records if spec.keeps(s))
     note_skips(stats, {"source_problem": ss.skipped} if ss.skipped else {}, ss.problems)
+
+
+# Mixtures often list one records file several times (task filters, up-weighted subsets: the nano sft
+# mixture reads data/train.jsonl in five sources). A file up to this size is parsed once per process and
+# its records reused while the file is unchanged; larger files and folders of shards stream every time.
+_REUSE_MAX_BYTES = 32 << 20
+_reused: tuple[tuple, list[Sample], ReadStats] | None = None
+
+
+def _records_file(path: str | Path, strict: bool) -> tuple[Iterator[Sample] | list[Sample], ReadStats]:
+    """The records of ``path`` and their read counts: the last small file's records again if it is unchanged."""
+    global _reused
+    p = Path(path).expanduser()
+    st = p.stat() if p.is_file() else None
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns, strict) if st and st.st_size <= _REUSE_MAX_BYTES else None
+    if key is not None and _reused is not None and _reused[0] == key:
+        return _reused[1], _reused[2]
+    rs = ReadStats(max_problems=MAX_PROBLEMS)
+    records = read_records(path, stats=rs, strict=strict)
+    if key is None:
+        return records, rs
+    _reused = (key, list(records), rs)
+    return _reused[1], rs
 
 
 def _load(spec: SourceSpec | EvalSpec, **kw: Any) -> Iterator[Any]:
