@@ -205,3 +205,23 @@ def test_worker_count_does_not_change_a_byte(tmp_path):
 def test_workers_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="workers must be at least 1"):
         synth.build_nano(tmp_path, n_train=1, n_val=1, n_test=1, workers=0)
+
+
+def test_training_images_with_two_kinds_of_finding_are_asked_for_each(nano):
+    _, _, recs = nano
+    for split, records in recs.items():
+        asked: dict[str, list[Sample]] = {}
+        for r in records:
+            if r.task == "grounding":
+                asked.setdefault(r.images[0].path, []).append(r)
+        kinds = {p: {f[0] for f in rs[0].meta["findings"]} for p, rs in asked.items()}
+        if split == "train":  # every kind in the image, each with its own boxes only
+            assert any(len(k) == 2 for k in kinds.values())
+            for path, rs in asked.items():
+                assert sorted(r.answer for r in rs) == sorted(kinds[path])
+                for r in rs:
+                    gold = [f[1:] for f in r.meta["findings"] if f[0] == r.answer]
+                    assert [b.label for b in r.boxes] == [r.answer] * len(gold)
+                    assert sorted(b.box for b in r.boxes) == sorted(gold)
+        else:  # held out: one question per image
+            assert all(len(rs) == 1 for rs in asked.values())

@@ -15,7 +15,8 @@ modality with 0, 1 or 2 inserted findings of a known class and box:
   vocabulary (:mod:`medmo.findings`), so report rewards and metrics see them.
 
 Every image yields one record per task (grounding when it has findings, closed VQA, multiple choice, open
-VQA, caption, report), and each split gets a few text-only QA records. Answers are balanced (yes/no
+VQA, caption, report; a training image with findings of two kinds is asked to ground each kind), and each
+split gets a few text-only QA records. Answers are balanced (yes/no
 drawn first, multiple-choice answers spread over the options) so that trivial baselines
 (:func:`baselines`) score clearly below a trained model. Every image draws from its own random stream,
 keyed by the seed, its split and its index (:func:`image_rng`), so splits share no image, a bigger build
@@ -44,7 +45,7 @@ from medmo.data.io import write_jsonl
 from medmo.records import Box, ImageRef, Sample, options_from_list, stable_id
 
 SOURCE = "nano_synth"
-SYNTH_VERSION = "nano-synth-6"
+SYNTH_VERSION = "nano-synth-7"
 CLASSES = ("nodule", "mass", "calcification", "lesion")
 BACKGROUNDS = ("fundus", "pathology", "microscopy", "ct", "mri", "x-ray", "ultrasound")
 QUADRANTS = ("upper left", "upper right", "lower left", "lower right")
@@ -411,7 +412,8 @@ def image_records(
     rng: np.random.Generator, split: str, key: str, ref: ImageRef, modality: str, findings: list[Finding],
     flat: bool,
 ) -> list[Sample]:
-    """One record per task for an image (grounding only when it has findings).
+    """One record per task for an image (grounding only when it has findings; in the training split, one
+    grounding record per kind of finding).
 
     Every record's ``meta`` names the generator, the findings (label and box), their count and the
     background (``flat`` or ``textured``), so mixtures can select the easy images (``where:`` in
@@ -443,6 +445,15 @@ def image_records(
     out.append(sample("caption", answer=cap[0].upper() + cap[1:] + "."))
     fnd, imp = _report(findings, size)
     out.append(sample("report", answer=f"Findings: {fnd}\nImpression: {imp}", findings=fnd, impression=imp))
+    if findings and split == "train":
+        # A training image with findings of two kinds is asked for each of them, so that only the question
+        # tells which box is right: asked once per image, the nano model learned to box the more salient
+        # finding (a part of the mass beside a nodule). These records draw nothing from the image's stream,
+        # so every other record, and the held-out splits (one question per image), stay as they were.
+        for label in sorted({f.label for f in findings} - {target}):
+            out.append(Sample(stable_id(SOURCE, split, key, "grounding", label), "grounding", SOURCE, split,
+                              images=[ref], modality=modality, meta=dict(meta), answer=label,
+                              boxes=[Box(f.label, list(f.box)) for f in findings if f.label == label]))
     return out
 
 
