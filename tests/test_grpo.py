@@ -165,7 +165,7 @@ def test_a_step_is_the_same_with_and_without_the_shared_prefix(warm_start, nano_
     rows = {}
     for flag in ("true", "false"):
         recipe = _recipe(
-            warm_start, nano_data, tmp_path / flag, "data.tasks=[grounding]", "max_steps=1", "batch_size=2",
+            warm_start, nano_data, tmp_path / flag, "data.tasks=[grounding]", "max_steps=1", "batch_size=4",
             "trl.num_generations=4", "trl.max_completion_length=24", "save_every=0", f"shared_prefix={flag}",
         )  # fmt: skip
         out = grpo.run(recipe)
@@ -185,7 +185,7 @@ def test_grpo_from_a_bf16_checkpoint_trains_fp32_master_weights(warm_start, nano
 
     model, processor = load(warm_start, dtype="float32")
     start = save(model, processor, tmp_path / "bf16", dtype="bfloat16")
-    recipe = _recipe(start, nano_data, tmp_path / "grpo", "data.tasks=[grounding]", "max_steps=1", "batch_size=2",
+    recipe = _recipe(start, nano_data, tmp_path / "grpo", "data.tasks=[grounding]", "max_steps=1", "batch_size=4",
                      "trl.num_generations=4", "trl.max_completion_length=24", "optim.lr=5e-6",
                      "optim.warmup_steps=0", "save_every=0", "optim.scheduler=constant")  # fmt: skip
     out = grpo.run(recipe)

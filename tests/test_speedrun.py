@@ -11,6 +11,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+import yaml
 
 from medmo import recipes
 from medmo.records import Box, ImageRef, Sample
@@ -146,7 +147,11 @@ def test_nano_mixture_repeats_tasks_from_the_run_folder(tmp_path, monkeypatch):
     report = build_mixture("nano/mixture", "data/mixtures/sft", stage="sft")
     assert [src["skipped"] for src in report["sources"]] == [0, 0, 0, 0, 0]
     base, grounding, two, caption, mcq = (src["selected"] for src in report["sources"])
-    assert caption == mcq == 2 * 24 and grounding == 7 * (grounding // 7) > 0 and two == 7 * (two // 7) > 0
+    sources = yaml.safe_load(recipes.path("nano/mixture").read_text())["stages"]["sft"]["sources"]
+    weights = [src.get("weight", 1.0) for src in sources]
+    w_grounding, w_two, w_caption, w_mcq = (int(w) for w in weights[1:])
+    assert caption == w_caption * 24 and mcq == w_mcq * 24  # every training image has one of each
+    assert grounding == w_grounding * (grounding // w_grounding) > 0 and two == w_two * (two // w_two) > 0
     assert report["written"] == base + grounding + two + caption + mcq
     third = [s for s in read_records("data/mixtures/sft") if "-s2" in s.id]  # the third source's copies
     assert len(third) == two and all(s.task == "grounding" and s.meta["n_findings"] == 2 for s in third)

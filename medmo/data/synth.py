@@ -16,12 +16,11 @@ modality with 0, 1 or 2 inserted findings of a known class and box:
 
 Every image yields one record per task (grounding when it has findings, closed VQA, multiple choice, open
 VQA, caption, report; a training image with findings of two kinds is asked to ground each kind), and each
-split gets a few text-only QA records. Answers are balanced (yes/no
-drawn first, multiple-choice answers spread over the options) so that trivial baselines
-(:func:`baselines`) score clearly below a trained model. Every image draws from its own random stream,
-keyed by the seed, its split and its index (:func:`image_rng`), so splits share no image, a bigger build
-starts with a smaller one's images, and worker processes (``workers=``) render any share of the images
-in any order with byte-identical output.
+split gets a few text-only QA records. Answers are balanced (yes/no drawn first, multiple-choice answers
+spread over the options) so that trivial baselines (:func:`baselines`) score clearly below a trained model.
+Every image draws from its own random stream, keyed by the seed, its split and its index
+(:func:`image_rng`), so splits share no image, a bigger build starts with a smaller one's images, and
+worker processes (``workers=``) render any share of the images in any order with byte-identical output.
 """
 
 from __future__ import annotations
