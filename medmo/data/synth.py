@@ -422,15 +422,17 @@ def image_records(
     meta = {"generator": SYNTH_VERSION, "findings": [[f.label, *f.box] for f in findings],
             "n_findings": len(findings), "background": "flat" if flat else "textured"}
 
-    def sample(task: str, **kw) -> Sample:
-        return Sample(stable_id(SOURCE, split, key, task), task, SOURCE, split, images=[ref],
+    def sample(task: str, *id_parts: str, **kw) -> Sample:
+        return Sample(stable_id(SOURCE, split, key, task, *id_parts), task, SOURCE, split, images=[ref],
                       modality=modality, meta=dict(meta, **kw.pop("meta", {})), **kw)  # fmt: skip
+
+    def boxes_of(label: str) -> list[Box]:
+        return [Box(f.label, list(f.box)) for f in findings if f.label == label]
 
     out = []
     if findings:
         target = _pick(rng, sorted({f.label for f in findings}))
-        boxes = [Box(f.label, list(f.box)) for f in findings if f.label == target]
-        out.append(sample("grounding", answer=target, boxes=boxes))
+        out.append(sample("grounding", answer=target, boxes=boxes_of(target)))
     q, a, kind = _closed(rng, modality, findings, size)
     out.append(sample("closed_vqa", question=q, answer=a, meta={"question_type": kind}))
     q, opts, gold, kind = _mcq(rng, modality, findings, size)
@@ -450,9 +452,7 @@ def image_records(
         # finding (a part of the mass beside a nodule). These records draw nothing from the image's stream,
         # so every other record, and the held-out splits (one question per image), stay as they were.
         for label in sorted({f.label for f in findings} - {target}):
-            out.append(Sample(stable_id(SOURCE, split, key, "grounding", label), "grounding", SOURCE, split,
-                              images=[ref], modality=modality, meta=dict(meta), answer=label,
-                              boxes=[Box(f.label, list(f.box)) for f in findings if f.label == label]))
+            out.append(sample("grounding", label, answer=label, boxes=boxes_of(label)))
     return out
 
 
