@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from medmo.model.processor import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
@@ -105,3 +106,64 @@ def test_bad_pixel_limits_are_refused():
 
     with pytest.raises(ValueError, match="min_pixels"):
         build_image_processor(min_pixels=5000, max_pixels=100)
+
+
+# ----------------------------------------------------------------------------------------------------
+# encode_one: one conversation without the processor's per-call work, equal to it bit for bit
+
+
+def _conversation(processor, n_images: int) -> str:
+    content = [{"type": "image"}] * n_images + [{"type": "text", "text": "Locate the nodule."}]
+    chat = [{"role": "user", "content": content}, {"role": "assistant", "content": "(10,20),(300,400)"}]
+    return processor.apply_chat_template(chat, tokenize=False)
+
+
+def _noise(width: int, height: int, seed: int, mode: str = "RGB") -> Image.Image:
+    """Every 8-bit value in every channel (a 64 x 64 image holds each about 16 times)."""
+    rng = np.random.default_rng(seed)
+    shape = (height, width, 3) if mode == "RGB" else (height, width)
+    return Image.fromarray(rng.integers(0, 256, size=shape, dtype=np.uint8), mode)
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert set(a) == set(b)
+    for key in a:
+        assert a[key].dtype == b[key].dtype and a[key].shape == b[key].shape, key
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("stats", ["qwen", "clip"])
+@pytest.mark.parametrize("sizes", [[(64, 64)], [(128, 128), (96, 64)], []])
+def test_encode_one_equals_the_processor_without_calling_it(processor, stats, sizes, monkeypatch):
+    from medmo.model import build_processor
+    from medmo.model.processor import MedMOProcessor, encode_one
+
+    if stats == "clip":  # per-channel statistics exercise the per-channel value table
+        processor = build_processor(processor.tokenizer, min_pixels=32 * 32, max_pixels=128 * 128,
+                                    image_mean=[0.48145466, 0.4578275, 0.40821073],
+                                    image_std=[0.26862954, 0.26130258, 0.27577711])
+    images = [_noise(w, h, seed=i) for i, (w, h) in enumerate(sizes)]
+    text = _conversation(processor, len(images))
+    expected = dict(processor(text=[text], images=images or None, return_tensors="pt"))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the direct path called the processor")
+
+    monkeypatch.setattr(MedMOProcessor, "__call__", refuse)
+    _assert_same(encode_one(processor, text, images), expected)
+
+
+@pytest.mark.parametrize("case", ["resized", "grayscale", "too few placeholders"])
+def test_encode_one_leaves_other_inputs_to_the_processor(processor, case):
+    from medmo.model.processor import encode_one
+
+    images = {"resized": [_noise(300, 97, seed=1)], "grayscale": [_noise(64, 64, seed=2, mode="L")],
+              "too few placeholders": [_noise(64, 64, seed=3), _noise(64, 64, seed=4)]}[case]
+    text = _conversation(processor, 1)
+    if case == "too few placeholders":
+        with pytest.raises(ValueError, match="image"):
+            processor(text=[text], images=images, return_tensors="pt")
+        with pytest.raises(ValueError, match="image"):
+            encode_one(processor, text, images)
+        return
+    _assert_same(encode_one(processor, text, images), dict(processor(text=[text], images=images, return_tensors="pt")))

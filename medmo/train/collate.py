@@ -19,6 +19,7 @@ import torch
 
 from medmo.data.images import load_shown, shown_size
 from medmo.data.io import read_records
+from medmo.model.processor import encode_one
 from medmo.prompts import messages
 
 if TYPE_CHECKING:
@@ -165,8 +166,7 @@ class SampleEncoder:
                        sample_id=FILLER_ID)
 
     def __call__(self, sample: Sample) -> Encoded:
-        images = self.images(sample)
-        enc = self.processor(text=[self.text(sample)], images=images or None, return_tensors="pt")
+        enc = encode_one(self.processor, self.text(sample), self.images(sample))
         ids = enc["input_ids"][0]
         mm = enc.get("mm_token_type_ids")
         mm = mm[0] if mm is not None else torch.zeros_like(ids)
