@@ -73,7 +73,8 @@ def test_the_wheel_runs_the_quick_speedrun_from_an_empty_folder(wheel_venv, tmp_
     assert "Seed 0;" in report and " cores, training in " in report  # which machine made these figures
     assert "By question type and findings count" in report and "mcq: modality" in report
     headroom = json.loads((run / "eval" / "headroom-sft.json").read_text())
-    assert headroom["tasks"]["grounding"]["prompts"] == 4 and headroom["tasks"]["grounding"]["k"] == 4
+    group = yaml.safe_load(recipes.path("nano/grpo").read_text())["trl"]["num_generations"]  # samples per prompt
+    assert headroom["tasks"]["grounding"]["prompts"] == 4 and headroom["tasks"]["grounding"]["k"] == group
     assert "What GRPO had to learn from" in report and "| after GRPO |" in report
     assert (run / "report" / "curves.png").stat().st_size > 1000
     page = (run / "report.html").read_text()
