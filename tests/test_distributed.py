@@ -91,7 +91,7 @@ def test_fsdp2_sft_equals_one_process_and_a_sharded_checkpoint_resumes_on_one(se
     assert (ckpt / "training_state" / "optimizer_0").is_dir()  # sharded optimizer state
     assert (ckpt / "config.json").is_file() and (ckpt / "model.safetensors").is_file()  # and a standard folder
     state = json.loads((ckpt / "training_state" / "trainer_state.json").read_text())
-    assert state["world_size"] == 2 and state["step_batches"] == 2
+    assert state["world_size"] == 2 and state["step_batches"] == 2 and state["layout"] == "fsdp"
 
     # the final model: one consolidated standard folder, same weights, loadable without FSDP
     a, b = _weights(one), _weights(fsdp_run)
@@ -258,10 +258,32 @@ def test_zero3_on_cpu_equals_one_process_and_saves_a_full_model(setup):
     assert sum(p.numel() for p in model.parameters()) == sum(v.numel() for v in a.values())
 
 
-def test_the_gpu_check_script_validates_the_configs_in_dry_run_mode(tmp_path):
-    """bench/scale_check.py --dry-run: what CI can run of the GPU check (configs parse, plan printed)."""
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "scale_check.py"), "--dry-run"], cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "ok   accelerate/fsdp2" in done.stdout and "ZeRO stage 3, 16-bit gather on save True" in done.stdout
-    assert done.stdout.count("accelerate.commands.launch --config_file") == 2
+@pytest.mark.slow
+def test_the_gpu_check_script_runs_its_checks_on_cpu(tmp_path):
+    """bench/scale_check.py --cpu: the GPU check's own launches, comparisons and engine checks, over gloo
+    (--dry-run runs in tests/test_bench.py)."""
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "scale_check.py"), "--cpu", "--work", str(tmp_path)],
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=400)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads(done.stdout[done.stdout.index("{\n"):])
+    assert summary["ok"] and [r["processes"] for r in summary["runs"]] == [2]
+    checks = summary["runs"][0]["checks"]
+    assert checks["fsdp2"]["layout"] == "fsdp" and checks["zero3"]["layout"] == "deepspeed-zero3"
+    assert all(c["engine_checkpoint"] and c["resume_diff"] <= 5e-5 for c in checks.values())
+    assert (tmp_path / "cpu-2" / "zero3" / "checkpoints" / "step-0000003" / "training_state" / "pytorch_model").is_dir()
+
+
+def test_the_gpu_check_plans_a_one_gpu_machine_as_one_gpu_process_then_two_on_cpu():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("scale_check", ROOT / "bench" / "scale_check.py")
+    scale_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scale_check)
+    assert scale_check.plan(gpus=1, cpu=False, processes=0) == [(1, False), (2, True)]
+    assert scale_check.plan(gpus=8, cpu=False, processes=0) == [(8, False)]
+    assert scale_check.plan(gpus=8, cpu=True, processes=0) == [(2, True)]
+    assert scale_check.plan(gpus=0, cpu=False, processes=0) == [(2, True)]
+    # a DeepSpeed launch must not see ACCELERATE_USE_CPU: accelerate would then train with plain DDP
+    assert "ACCELERATE_USE_CPU" not in scale_check.cpu_env("accelerate/zero3")
+    assert scale_check.cpu_env("accelerate/fsdp2")["ACCELERATE_USE_CPU"] == "true"

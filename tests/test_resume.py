@@ -49,6 +49,7 @@ def test_resume_continues_the_same_curve(tiny_model_dir, tmp_path):
     state = json.loads((ckpt / "training_state" / "trainer_state.json").read_text())
     # 10 samples pack into 2 rows per epoch: after 3 steps the stream is 1 row into epoch 1
     assert (state["step"], state["epoch"], state["offset"]) == (3, 1, 1)
+    assert state["layout"] == "full"  # whole-model files: any process count can resume them
     assert [r["step"] for r in read_metrics(tmp_path / "cut")] == [1, 2, 3, 4]
 
     resumed = run(recipe(tiny_model_dir, train, tmp_path / "cut", "resume=true"))
@@ -78,3 +79,21 @@ def test_a_fresh_run_sets_old_checkpoints_aside(tmp_path):
     moved = set_aside_stale(tmp_path)
     assert moved.name == "checkpoints.stale-1" and (moved / "step-0000009").is_dir()
     assert latest_checkpoint(tmp_path) is None and set_aside_stale(tmp_path) is None
+
+
+def test_a_resume_the_saved_state_cannot_serve_is_refused_before_loading():
+    """FSDP shards, DeepSpeed partitions and whole files need their own loaders; ZeRO keeps its process count."""
+    from medmo.train.checkpoint import TrainState, check_layout
+
+    fsdp = TrainState(step=2, world_size=2, layout="fsdp")
+    check_layout(fsdp, "fsdp", 1)  # distributed-checkpoint shards reshard on load
+    with pytest.raises(ValueError, match=r"ckpt holds a fsdp training state and this run's is full.*accelerate/fsdp2"
+                                         r".*model=ckpt"):  # fmt: skip
+        check_layout(fsdp, "full", 1, where="ckpt")
+    zero = TrainState(step=2, world_size=2, layout="deepspeed-zero3")
+    check_layout(zero, "deepspeed-zero3", 2)
+    with pytest.raises(ValueError, match=r"DeepSpeed on 2 processes and this run has 1.*--num_processes 2.*model="):
+        check_layout(zero, "deepspeed-zero3", 1)
+    with pytest.raises(ValueError, match="ZeRO stage 3"):
+        check_layout(zero, "fsdp", 2)
+    check_layout(TrainState(step=2, world_size=2), "deepspeed-zero3", 1)  # saved before layouts were recorded

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from medmo.model.layout import save
-from medmo.train.distributed import full_state_dict
+from medmo.train.distributed import full_state_dict, state_layout
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class TrainState:
     total_steps: int = 0
     world_size: int = 1  # processes that consumed the stream (``offset`` is per process)
     step_batches: int = 0  # micro-batches per optimizer step, all processes (0: not recorded)
+    layout: str = ""  # how training_state/ was written (distributed.state_layout; "": not recorded)
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
@@ -127,12 +128,38 @@ def load_checkpoint(accelerator: Any, path: str | Path, *, step_batches: int = 0
     run would take next, provided ``step_batches`` (processes x ``grad_accum``) is unchanged.
 
     Raises:
-        ValueError: the new process count cannot continue at the saved data position.
+        ValueError: the new process count cannot continue at the saved data position, or this launch cannot
+            read the saved training state (:func:`check_layout`).
     """
     path = Path(path)
-    accelerator.load_state(str(path / STATE_DIR))
     state = TrainState(**json.loads((path / STATE_DIR / STATE_FILE).read_text()))
+    check_layout(state, state_layout(accelerator), accelerator.num_processes, where=path)
+    accelerator.load_state(str(path / STATE_DIR))
     return rescale(state, accelerator.num_processes, step_batches, where=path)
+
+
+def check_layout(state: TrainState, layout: str, world_size: int, where: Any = "checkpoint") -> None:
+    """Refuse, before anything is loaded, a resume that the saved training state's loader cannot serve.
+
+    FSDP shards, DeepSpeed partitions and whole-model files are read only by their own loaders, and DeepSpeed
+    re-partitions no ZeRO state over another process count (deepspeed 0.19 raises deep inside
+    ``load_checkpoint`` after the model and data are set up). Checkpoints from before ``layout`` was recorded
+    are not checked.
+
+    Raises:
+        ValueError: the message names the checkpoint, how it was saved, and the two ways on.
+    """
+    if not state.layout:
+        return
+    start_over = (f"or start a new run from its weights with model={where} (a standard Qwen3-VL folder; the "
+                  "optimizer and learning-rate schedule start afresh)")  # fmt: skip
+    if state.layout != layout:
+        raise ValueError(f"{where} holds a {state.layout} training state and this run's is {layout}: resume it under "
+                         f"{_launch_for(state.layout)} as it was saved, {start_over}")
+    if layout.startswith("deepspeed") and world_size != state.world_size:
+        raise ValueError(f"{where} was saved by DeepSpeed on {state.world_size} processes and this run has "
+                         f"{world_size}: DeepSpeed loads ZeRO partitions only at the process count that wrote them; "
+                         f"resume with --num_processes {state.world_size} in all, {start_over}")
 
 
 def rescale(state: TrainState, world_size: int, step_batches: int = 0, where: Any = "checkpoint") -> TrainState:
@@ -149,3 +176,11 @@ def rescale(state: TrainState, world_size: int, step_batches: int = 0, where: An
         state.offset, state.world_size = consumed // world_size, world_size
     state.step_batches = step_batches or state.step_batches
     return state
+
+
+def _launch_for(layout: str) -> str:
+    if layout == "fsdp":
+        return "an FSDP launch config (accelerate/fsdp2)"
+    if layout.startswith("deepspeed-zero"):
+        return f"DeepSpeed ZeRO stage {layout.removeprefix('deepspeed-zero')} (accelerate/zero3 for stage 3)"
+    return "one process or DDP (accelerate/ddp)"

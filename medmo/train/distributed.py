@@ -134,6 +134,23 @@ def is_sharded(accelerator: Any) -> bool:
     return False
 
 
+def state_layout(accelerator: Any) -> str:
+    """How ``accelerator.save_state`` lays out this run's training state, as checkpoints record it.
+
+    ``"fsdp"``: torch distributed-checkpoint shards (``pytorch_model_fsdp_0/*.distcp``), which load at any
+    process count; ``"deepspeed-zeroN"``: DeepSpeed's per-rank partitions (``pytorch_model/zero_pp_rank_*``),
+    which DeepSpeed loads only at the process count that wrote them; ``"full"``: whole-model files (one
+    process, DDP), loadable at any process count. The three cannot be read by each other's loaders.
+    """
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.FSDP:
+        return "fsdp"
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        return f"deepspeed-zero{int(accelerator.state.deepspeed_plugin.zero_stage)}"
+    return "full"
+
+
 def full_state_dict(accelerator: Any, model: Any) -> dict[str, Any] | None:
     """The whole model's weights gathered from FSDP / ZeRO-3 shards (every process must call this), under the
     model's own names, each tied weight once (as ``save_pretrained`` writes a single model); ``None`` on the

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from medmo.model import param_groups, save
 from medmo.train.checkpoint import TrainState, load_checkpoint, resolve_resume, save_checkpoint, set_aside_stale
 from medmo.train.collate import IGNORE_INDEX, Encoded, PaddingCollator, SampleEncoder, rope_index_of, select_records
-from medmo.train.distributed import full_state_dict, is_sharded, make_accelerator
+from medmo.train.distributed import full_state_dict, is_sharded, make_accelerator, state_layout
 from medmo.train.logging import RunLogger
 from medmo.train.packing import PackingCollator, plan_batches
 from medmo.train.recipe import SUPERVISED_STAGES, SupervisedConfig, dump_recipe
@@ -331,11 +331,13 @@ def _start_state(recipe: SupervisedConfig, accelerator: Any, total: int) -> Trai
     """Fresh progress, or the resumed checkpoint's (model, optimizer, scheduler and RNG restored)."""
     out = Path(recipe.output_dir)
     step_batches = accelerator.num_processes * recipe.grad_accum
-    state = TrainState(total_steps=total, world_size=accelerator.num_processes, step_batches=step_batches)
+    layout = state_layout(accelerator)
+    state = TrainState(total_steps=total, world_size=accelerator.num_processes, step_batches=step_batches,
+                       layout=layout)  # fmt: skip
     ckpt = resolve_resume(recipe.resume, out)
     if ckpt is not None:
         state = load_checkpoint(accelerator, ckpt, step_batches=step_batches)
-        state.total_steps = total
+        state.total_steps, state.layout = total, layout
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         dump_recipe(recipe, out / "recipe.yaml")
