@@ -101,6 +101,30 @@ def test_serve_command_builds_the_app_from_flags(tiny_model_dir, monkeypatch):
                     "pixels": (1024, 2048)}
 
 
+def test_commands_that_load_a_model_take_this_process_gpu_by_default(monkeypatch):
+    """ask / ground / report / serve / eval run: the GPU when one is visible (one per launched process), the CPU
+    otherwise or when asked; --dtype and --device-map are declared once for all of them."""
+    import torch
+
+    from medmo.model.flags import load_kwargs
+
+    parser = build_parser()
+    commands = [["ask", "m", "i.png", "q"], ["serve", "m"], ["eval", "run", "m", "--bench", "nano"]]
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for argv in commands:
+        assert load_kwargs(parser.parse_args(argv)) == {"dtype": "auto"}  # CPU: no device map
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    for argv in commands:
+        assert load_kwargs(parser.parse_args(argv))["device_map"] == "cuda:0"
+    monkeypatch.setenv("LOCAL_RANK", "2")  # the third process of torchrun / accelerate launch on this node
+    assert load_kwargs(parser.parse_args(commands[2]))["device_map"] == "cuda:2"
+    assert "device_map" not in load_kwargs(parser.parse_args([*commands[0], "--device-map", "cpu"]))
+    assert load_kwargs(parser.parse_args([*commands[1], "--device-map", "auto", "--dtype", "bfloat16"])) == {
+        "dtype": "bfloat16", "device_map": "auto"}
+
+
 def test_imports_stay_light():
     import subprocess
     import sys

@@ -9,6 +9,7 @@ Examples::
     medmo eval table runs/eval/results-*.json --out runs/tables
     medmo eval run MedMO-8B --backend openai --base-url http://127.0.0.1:8000/v1 --bench vqa_rad --shard 0/2
     medmo eval merge runs/eval/results-MedMO-8B-standard.shard-*-of-2.json
+    torchrun --nproc_per_node 8 -m medmo.cli eval run MBZUAI/MedMO-8B --bench vqa_rad --data vqa_rad=... --shard auto
     medmo eval diff runs/a/results-MedMO-8B-standard.json runs/b/results-MedMO-8B-medevalkit.json
 """
 
@@ -33,8 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--base-url", help="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1; several, "
                      "comma-separated, share the requests (a bearer key, if needed, is read from MEDMO_API_KEY)")
     run.add_argument("--concurrency", type=int, default=8, help="requests in flight (openai backend)")
-    run.add_argument("--dtype", default="auto", help="weight dtype for the hf backend: auto, bfloat16, float32")
-    run.add_argument("--device-map", help="hf backend: e.g. auto (spread a large model over the GPUs) or cuda:0")
     run.add_argument("--attn-implementation", help="hf backend: sdpa, eager or flash_attention_2")
     add_load_flags(run)
     run.add_argument("--limit", type=int, help="only the first N samples of each benchmark")
@@ -44,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--prompts", choices=("ours", "medevalkit", "medevalkit_reasoning"), default="ours",
                      help="prompt wording: ours (MedMO's documented prompts) or MedEvalKit's")
     run.add_argument("--seed", type=int, default=0, help="seed of the bootstrap confidence intervals")
-    run.add_argument("--shard", help="I/N: evaluate every N-th sample from the I-th (0-based); then `medmo eval merge`")
+    run.add_argument("--shard", help="I/N: evaluate every N-th sample from the I-th (0-based), then `medmo eval "
+                     "merge`; auto: under torchrun / accelerate launch, each process takes its shard and its GPU and "
+                     "the first merges")
     run.add_argument("--retry-failed", action="store_true", help="generate again samples recorded as failed")
     run.add_argument("--out", default="runs/eval", help="output folder (reuse it to resume)")
     run.add_argument("--data", action="append", metavar="NAME=PATH", help="dataset folder; repeatable")
@@ -108,15 +109,19 @@ def _run(args: argparse.Namespace) -> int:
     elif args.backend == "baseline":
         kw = {}
     else:
-        kw = {"dtype": args.dtype, "device_map": args.device_map, "attn_implementation": args.attn_implementation,
-              **load_kwargs(args)}
+        kw = {"attn_implementation": args.attn_implementation, **load_kwargs(args)}
     if args.name and len(args.model) > 1:
         raise ValueError("--name names one model; several models are named by their folders")
-    shard = None
-    if args.shard:
+    shard, launched = None, args.shard == "auto"
+    if launched:
+        from medmo.eval import launched as launcher
+
+        shard = launcher.auto_shard()
+        launched = shard is not None
+    elif args.shard:
         i, sep, n = args.shard.partition("/")
         if not (sep and i.strip().isdigit() and n.strip().isdigit()):
-            raise ValueError(f"--shard expects I/N (e.g. 0/4), got {args.shard!r}")
+            raise ValueError(f"--shard expects I/N (e.g. 0/4) or auto, got {args.shard!r}")
         shard = (int(i), int(n))
     judge = None
     if args.judge_url or args.judge_model:
@@ -126,16 +131,28 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError("the LLM judge needs both --judge-url and --judge-model")
         judge = JudgeConfig(args.judge_url, args.judge_model)
     out = Path(args.out)
+    if launched:
+        launcher.join()  # before any model loads: a wrong rendezvous fails at once
     for model in args.model:  # one process for several checkpoints: imports and data are read once
         backend = make_backend(args.backend, model, base_url=args.base_url, **kw)
         res = evaluate(backend, args.bench, out_dir=args.out, limit=args.limit, batch_size=args.batch_size,
                        preset=args.preset, data=data, judge=judge, model_name=args.name, prompts=args.prompts,
                        seed=args.seed, shard=shard, retry_failed=args.retry_failed)
+        if launched:
+            from medmo.eval.merge import merge
+
+            paths = launcher.gather_paths(res["path"])  # waits for every shard
+            if paths is None:
+                print(f"shard {shard[0]}/{shard[1]}: {res['path']} (the first process merges)")
+                continue
+            res = merge(paths)
         write_tables([res], out / "tables")
         page_name = "grounding.html" if len(args.model) == 1 else f"grounding-{slug(res['model'])}.html"
         page = grounding_page(res, out / page_name)
         print("".join(to_markdown(t) for t in build_tables([res])))
         print(f"results: {res['path']}\ntables: {out / 'tables'}" + (f"\ngrounding page: {page}" if page else ""))
+    if launched:
+        launcher.leave()
     return 0
 
 

@@ -32,8 +32,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="checkpoint folder or hub id (e.g. runs/nano/sft or MBZUAI/MedMO-8B)")
     p.add_argument("image", help="image file: PNG/JPEG/TIFF, DICOM (.dcm) or NIfTI (.nii/.nii.gz)")
     p.add_argument("--max-new-tokens", type=int, default=256, help="answer length limit in tokens (default 256)")
-    p.add_argument("--dtype", default="auto", help="model dtype: auto, float32, bfloat16, float16 (default auto)")
-    p.add_argument("--device-map", default=None, help="accelerate device map, e.g. auto or cuda:0 (default: CPU)")
     add_load_flags(p)
     add_sampling_flags(p)
 
@@ -41,10 +39,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _model(args: argparse.Namespace):  # noqa: ANN202 - lazy import keeps `medmo --help` instant
     from medmo.infer.api import MedMO
 
-    return MedMO.from_pretrained(
-        args.model, max_new_tokens=args.max_new_tokens, dtype=args.dtype, device_map=args.device_map,
-        **load_kwargs(args),
-    )
+    return MedMO.from_pretrained(args.model, max_new_tokens=args.max_new_tokens, **load_kwargs(args))
 
 
 def _ask(args: argparse.Namespace) -> int:

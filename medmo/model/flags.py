@@ -2,8 +2,8 @@
 
 ``medmo ask``, ``ground``, ``report`` and ``serve`` (and any other command) call :func:`add_load_flags` /
 :func:`add_sampling_flags` on their parser and pass :func:`load_kwargs` / :func:`sampling_kwargs` of the parsed
-arguments on to :func:`medmo.model.load` and the generation call. Only argparse is imported here, so
-``medmo --help`` stays instant.
+arguments on to :func:`medmo.model.load` and the generation call. Only argparse is imported at module level
+(torch only when a device is chosen, just before a model loads), so ``medmo --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ from typing import Any
 
 
 def add_load_flags(p: argparse.ArgumentParser) -> None:
-    """``--min-pixels``, ``--max-pixels``, ``--max-pixels-cap`` and ``--chat-template``."""
+    """``--dtype``, ``--device-map``, ``--min-pixels``, ``--max-pixels``, ``--max-pixels-cap`` and ``--chat-template``."""
+    p.add_argument("--dtype", default="auto",
+                   help="weight dtype: auto (the checkpoint's own, bf16 for released MedMO), bfloat16, float16, float32")
+    p.add_argument("--device-map", default=None, metavar="cpu|cuda:N|auto",
+                   help="where the weights go: cpu, one GPU (cuda:N), or auto (spread a model too large for one GPU "
+                        "over all of them); default: this process's GPU when one is visible (cuda:LOCAL_RANK under "
+                        "torchrun or accelerate launch, else cuda:0), otherwise the CPU")
     p.add_argument("--min-pixels", type=int, default=None,
                    help="smallest image size in pixels the processor resizes to (default: the checkpoint's own)")
     p.add_argument("--max-pixels", type=int, default=None,
@@ -29,7 +35,10 @@ def add_load_flags(p: argparse.ArgumentParser) -> None:
 
 def load_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The :func:`medmo.model.load` keyword arguments of :func:`add_load_flags`' flags (unset flags left out)."""
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"dtype": args.dtype}
+    device = default_device() if args.device_map is None else args.device_map
+    if device not in (None, "cpu"):
+        out["device_map"] = device
     if args.min_pixels is not None:
         out["min_pixels"] = args.min_pixels
     if args.max_pixels is not None:
@@ -45,6 +54,29 @@ def load_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             template = path.read_text(encoding="utf-8")
         out["chat_template"] = template
     return out
+
+
+def launch_slot() -> tuple[int, int, int]:
+    """``(rank, world size, local rank)`` of this process as ``torchrun`` and ``accelerate launch`` set them
+    (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``); ``(0, 1, 0)`` for a process started alone."""
+    import os
+
+    def number(name: str, default: int) -> int:
+        value = os.environ.get(name, "").strip()
+        return int(value) if value.isdigit() else default
+
+    return number("RANK", 0), number("WORLD_SIZE", 1), number("LOCAL_RANK", 0)
+
+
+def default_device() -> str | None:
+    """This process's GPU (``cuda:LOCAL_RANK``, so N launched processes take N GPUs) when one is visible, else
+    ``None`` (the CPU). Imports torch: call it when a model is about to load, not at parser setup."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    local = launch_slot()[2]
+    return f"cuda:{local % torch.cuda.device_count()}"
 
 
 def add_sampling_flags(p: argparse.ArgumentParser) -> None:

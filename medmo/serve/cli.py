@@ -55,8 +55,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-local-files", metavar="DIR", default=None,
                    help="let requests name image files inside DIR by path (default: refused)")
     p.add_argument("--model-name", default=None, help="model id reported by /v1/models (default: the folder name)")
-    p.add_argument("--dtype", default="auto", help="model dtype (default auto)")
-    p.add_argument("--device-map", default=None, help="accelerate device map, e.g. auto (default: CPU)")
     add_load_flags(p)
     p.set_defaults(func=_serve)
 
@@ -82,7 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
               "to refuse DNS-rebinding requests", file=sys.stderr)
     app = create_app(
         args.model,
-        load_kwargs={"dtype": args.dtype, "device_map": args.device_map, **load_kwargs(args)},
+        load_kwargs=load_kwargs(args),
         api_key=args.api_key,
         allowed_hosts=hosts,
         allowed_origins=_names(args.allowed_origins),
