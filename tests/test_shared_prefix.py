@@ -134,7 +134,7 @@ def test_falls_back_when_nothing_is_shared_or_the_model_is_unsupported(scored, t
 
     other, _ = load(tiny_model_dir, dtype="float32")
     assert supported(other)
-    other.gradient_checkpointing_enable()  # recomputed layers would write the cache twice
+    other.activation_checkpointing_enable()  # recomputed layers would write the cache twice
     assert not supported(other)
     assert not supported(torch.nn.Linear(2, 2))
     assert not supported(model, compute_aux_loss=True)

@@ -160,7 +160,7 @@ def grpo_config(recipe: GRPOStageConfig, reward_weights: list[float]) -> Any:
         bf16=resolve_precision(recipe.mixed_precision) == "bf16",
         fp16=recipe.mixed_precision == "fp16",
         use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=recipe.gradient_checkpointing,
+        activation_checkpointing=recipe.gradient_checkpointing,  # transformers 5: the new name of gradient_checkpointing
         remove_unused_columns=False,
         report_to=report,
         run_name=lg.run_name,

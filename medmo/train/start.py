@@ -55,7 +55,7 @@ def starting_model(recipe: Recipe, samples: Sequence[Any], *, is_main: bool = Tr
         model = add_lora(model, r=lo.r, alpha=lo.alpha, dropout=lo.dropout, target_modules=lo.target_modules or None)
     freeze_for_stage(model, FREEZE[recipe.stage], train_vision=recipe.train_vision)
     if recipe.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return model, processor
 
 
