@@ -71,7 +71,7 @@ def validate_configs() -> list[str]:
                 lines.append("skip DeepSpeed's own parser: deepspeed is not installed (pip install -e '.[gpu]')")
             else:
                 filled = {**settings, "gradient_accumulation_steps": 1, "gradient_clipping": 1.0,
-                          "train_batch_size": settings["train_micro_batch_size_per_gpu"]}  # fmt: skip
+                          "train_micro_batch_size_per_gpu": 1, "train_batch_size": 1}  # the "auto" values filled
                 DeepSpeedConfig(filled)
                 lines.append("ok   DeepSpeed's DeepSpeedConfig accepts it")
     return lines

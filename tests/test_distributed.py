@@ -227,8 +227,11 @@ def test_deepspeed_accepts_the_zero3_config():
     from deepspeed.runtime.config import DeepSpeedConfig
 
     settings = json.loads(recipes.path("deepspeed/zero3").read_text())
+    # every batch size is "auto": the supervised loop fills the recipe's micro-batch, transformers.Trainer
+    # (GRPO) its per-device batch of prompts x generations, which a fixed number would contradict
+    assert settings["train_micro_batch_size_per_gpu"] == settings["train_batch_size"] == "auto"
     filled = {**settings, "bf16": {"enabled": True}, "fp16": {"enabled": False}, "gradient_accumulation_steps": 4,
-              "gradient_clipping": 1.0, "train_batch_size": 4 * settings["train_micro_batch_size_per_gpu"]}
+              "gradient_clipping": 1.0, "train_micro_batch_size_per_gpu": 2, "train_batch_size": 4 * 2}
     parsed = DeepSpeedConfig(filled)  # one process: the batch sizes must agree for world size 1
     assert parsed.zero_optimization_stage == 3 and parsed.bfloat16_config.enabled
     assert parsed.zero_config.gather_16bit_weights_on_model_save  # the final save gathers a full 16-bit model

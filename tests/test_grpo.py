@@ -215,8 +215,8 @@ def _rows(out):
 @pytest.mark.slow
 def test_two_processes_equal_one_and_checkpoints_resume_exactly_at_an_epoch_boundary(warm_start, nano_data,
                                                                                      tmp_path):  # fmt: skip
-    """2 gloo processes x 1 prompt = 1 process x 2 prompts: same completions (seeded per row), rewards and
-    group advantages across ranks, same update. The 1-process run's checkpoints are standard folders in
+    """2 gloo processes x 1 prompt = 1 process x 2 prompts, under DDP and under DeepSpeed ZeRO-3: same
+    completions (seeded per row), rewards and group advantages across ranks, same update. The 1-process run's checkpoints are standard folders in
     save_dtype, pruned to keep_checkpoints, and resuming at the epoch boundary (step 2) replays step 3."""
     import os
     import subprocess
@@ -230,24 +230,32 @@ def test_two_processes_equal_one_and_checkpoints_resume_exactly_at_an_epoch_boun
                    "batch_size=2", "save_every=1", "keep_checkpoints=2", "save_dtype=bfloat16")]))  # fmt: skip
     recipe = tmp_path / "grpo.yaml"
     recipe.write_text("stage: grpo\n")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(recipes_path("accelerate/ddp")),
-           "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(_free_port()), "-m",
-           "medmo.cli", "train", str(recipe), "batch_size=1", "save_every=0", "save_dtype=float32",
-           *_dist_recipe(warm_start, nano_data, tmp_path / "two")]  # fmt: skip
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-4000:]
-    a, b = _rows(one), _rows(tmp_path / "two")
-    assert [r["step"] for r in b] == [1, 2, 3] and any(r["reward_std"] > 0 for r in a)  # a policy gradient
-    for key in ("reward", "reward_std", "completion_length"):
-        assert [r[key] for r in b] == pytest.approx([r[key] for r in a], abs=1e-6), key
-    for key in ("loss", "grad_norm", "entropy"):
-        assert [r[key] for r in b] == pytest.approx([r[key] for r in a], rel=1e-4, abs=1e-5), key
+    a = _rows(one)
+    assert any(r["reward_std"] > 0 for r in a)  # a policy gradient
     masters = tmp_path / "one" / "checkpoints" / "checkpoint-3" / "training_state" / "model.safetensors"
-    wa, wb = load_file(str(masters)), load_file(str(tmp_path / "two" / "model.safetensors"))  # float32 both
-    # Adam moves an element by up to lr per step whatever its gradient's size, so where a gradient is near
-    # zero the reduction order of 2 processes shows in the weights: equal to 1 % of one step (lr 0.002)
-    assert set(wa) == set(wb) and all(torch.allclose(wa[k], wb[k], atol=0.01 * 0.002) for k in wa)
+    wa = load_file(str(masters))
+    # DDP (gloo), and DeepSpeed ZeRO-3 through the shipped config (its CPU accelerator; no ACCELERATE_USE_CPU,
+    # which would turn it into DDP): transformers.Trainer fills the JSON's "auto" micro-batch with the
+    # per-device batch of prompts x generations
+    for config, cpu in (("accelerate/ddp", {"ACCELERATE_USE_CPU": "true"}), ("accelerate/zero3", {})):
+        out = tmp_path / config.split("/")[1]
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(recipes_path(config)),
+               "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(_free_port()), "-m",
+               "medmo.cli", "train", str(recipe), "batch_size=1", "save_every=0", "save_dtype=float32",
+               *_dist_recipe(warm_start, nano_data, out)]  # fmt: skip
+        env = {**os.environ, **cpu, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-4000:]
+        b = _rows(out)
+        assert [r["step"] for r in b] == [1, 2, 3], config
+        for key in ("reward", "reward_std", "completion_length"):
+            assert [r[key] for r in b] == pytest.approx([r[key] for r in a], abs=1e-6), (config, key)
+        for key in ("loss", "grad_norm", "entropy"):
+            assert [r[key] for r in b] == pytest.approx([r[key] for r in a], rel=1e-4, abs=1e-5), (config, key)
+        wb = load_file(str(out / "model.safetensors"))  # float32 both; ZeRO-3's gathered from its partitions
+        # Adam moves an element by up to lr per step whatever its gradient's size, so where a gradient is near
+        # zero the reduction order of 2 processes shows in the weights: equal to 1 % of one step (lr 0.002)
+        assert set(wa) == set(wb) and all(torch.allclose(wa[k], wb[k], atol=0.01 * 0.002) for k in wa), config
 
     ckpts = sorted(p.name for p in (tmp_path / "one" / "checkpoints").glob("checkpoint-*"))
     assert ckpts == ["checkpoint-2", "checkpoint-3"]  # keep_checkpoints=2 of 3 saves

@@ -41,12 +41,15 @@ def resolve_precision(mixed_precision: str) -> str:
     return "bf16" if any(check() for check in native) else "no"
 
 
-def make_accelerator(*, mixed_precision: str, grad_accum: int, max_grad_norm: float = 0.0,
+def make_accelerator(*, mixed_precision: str, grad_accum: int, max_grad_norm: float = 0.0, micro_batch: int = 1,
                      kwargs_handlers: list | None = None) -> Any:  # fmt: skip
     """The run's ``Accelerator``, with FSDP on CPU when the launch config asks for it (see module doc).
 
-    Under DeepSpeed the recipe's ``grad_accum`` and ``max_grad_norm`` fill the JSON's ``"auto"`` values (the
-    engine accumulates and clips itself; without this accelerate would reset ``grad_accum`` to 1).
+    Under DeepSpeed the recipe's ``grad_accum``, ``max_grad_norm`` and micro-batch size fill the JSON's
+    ``"auto"`` values (the engine accumulates and clips itself; without this accelerate would reset
+    ``grad_accum`` to 1). The micro-batch is ``"auto"`` in the shipped JSON because the GRPO stage's
+    (``transformers.Trainer``) is prompts x generations and must match it; our supervised loop hands no
+    DataLoader to ``prepare``, so accelerate cannot fill it there.
     """
     from accelerate import Accelerator
     from accelerate.utils import InitProcessGroupKwargs
@@ -59,6 +62,9 @@ def make_accelerator(*, mixed_precision: str, grad_accum: int, max_grad_norm: fl
             handlers.append(InitProcessGroupKwargs(backend="gloo"))
     accelerator = Accelerator(mixed_precision=resolve_precision(mixed_precision), gradient_accumulation_steps=grad_accum,
                               kwargs_handlers=handlers)
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is not None and plugin.is_auto("train_micro_batch_size_per_gpu"):
+        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = micro_batch
     if _fsdp_requested() and accelerator.device.type == "cpu":
         _switch_to_fsdp(accelerator)
     return accelerator

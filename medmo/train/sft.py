@@ -284,7 +284,8 @@ def setup(recipe: SupervisedConfig) -> Setup:
     # text-only micro-batches leave the vision tower and mergers unused on that process
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     accelerator = make_accelerator(mixed_precision=recipe.mixed_precision, grad_accum=recipe.grad_accum,
-                                   max_grad_norm=recipe.optim.max_grad_norm, kwargs_handlers=[ddp])
+                                   max_grad_norm=recipe.optim.max_grad_norm, micro_batch=recipe.batch_size,
+                                   kwargs_handlers=[ddp])  # fmt: skip
     set_seed(recipe.seed)
     d = recipe.data
     samples = select_records(d.train, d.tasks, d.sources, d.max_samples)
