@@ -65,7 +65,7 @@ def make_accelerator(*, mixed_precision: str, grad_accum: int, max_grad_norm: fl
     plugin = getattr(accelerator.state, "deepspeed_plugin", None)
     if plugin is not None and plugin.is_auto("train_micro_batch_size_per_gpu"):
         plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = micro_batch
-    if _fsdp_requested() and accelerator.device.type == "cpu":
+    if fsdp_requested() and accelerator.device.type == "cpu":
         _switch_to_fsdp(accelerator)
     return accelerator
 
@@ -96,7 +96,8 @@ def _has_accelerator() -> bool:
     return torch.accelerator.current_accelerator() is not None
 
 
-def _fsdp_requested() -> bool:
+def fsdp_requested() -> bool:
+    """Whether the launch config asks for FSDP (``accelerate launch`` sets ``ACCELERATE_USE_FSDP``)."""
     return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
 
 

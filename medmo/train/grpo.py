@@ -45,7 +45,8 @@ from medmo.model import save
 from medmo.prompts import messages
 from medmo.records import ImageRef, Sample
 from medmo.train.collate import select_records
-from medmo.train.distributed import full_state_dict, resolve_deepspeed_config, resolve_precision
+from medmo.train.distributed import (fsdp_requested, full_state_dict, resolve_deepspeed_config, resolve_precision,
+                                     state_layout)
 from medmo.train.grpo_trainer import MedMOTrainerMixin, check_trainer, resume_dir
 from medmo.train.recipe import GRPOStageConfig, dump_recipe
 from medmo.train.rewards import TASK_REWARDS, normalize_weights, trl_reward_funcs
@@ -316,6 +317,9 @@ def run(recipe: GRPOStageConfig) -> Path:
         callbacks=[metrics_callback(out / "metrics.jsonl")],
     )
     trainer.medmo_processor, trainer.medmo_save_dtype = processor, recipe.save_dtype
+    if procs.is_main_process and fsdp_requested() and state_layout(trainer.accelerator) != "fsdp":
+        log.warning("the launch config asks for FSDP, but transformers.Trainer turns FSDP on only on GPUs: this "
+                    "GRPO run on CPU trains with DDP, a whole model on every process (the supervised stages shard)")
     trainer.train(resume_from_checkpoint=resume_dir(resume) if resume else None)
     processor.tokenizer.padding_side = side
     weights = full_state_dict(trainer.accelerator, trainer.model_wrapped)  # gathered from shards, all processes
