@@ -10,7 +10,7 @@ micro-batches (the same global batch), then checks: per-step losses agree (fp32 
 2e-2), token counts agree exactly, the checkpoint was written by the sharding engine asked for (FSDP's
 distributed-checkpoint shards, DeepSpeed's per-rank ZeRO partitions, one set per process), it resumes to the
 same last loss, and the output is one standard Qwen3-VL folder that ``medmo.model.load`` reads with no FSDP or
-DeepSpeed. On a machine with one GPU, sharding over one process still runs each engine's GPU path (NCCL,
+DeepSpeed. Then the same for a few GRPO steps (:func:`grpo_checks`). On a machine with one GPU, sharding over one process still runs each engine's GPU path (NCCL,
 bf16, DeepSpeed's CUDA accelerator, the gather on save) against the plain run, and the 2-process comparison
 follows on CPU. Prints one line per check and a JSON summary; exits 1 if any check fails.
 """
@@ -136,12 +136,62 @@ def run_checks(work: Path, processes: int, cpu: bool, steps: int) -> dict:
             "loads_as": loaded, "seconds": round(seconds, 1),
         }  # fmt: skip
         print(f"{results['device']} x{processes} {name}: {json.dumps(results['checks'][name])}", flush=True)
+    results["grpo"] = grpo_checks(work, processes, cpu, model, base)
     return results
+
+
+def grpo_checks(work: Path, processes: int, cpu: bool, model: Path, base: dict) -> dict:
+    """GRPO (transformers.Trainer + TRL) under each config: 3 steps on N processes x 1 prompt against 1 process
+    x N prompts, from a tiny model warmed up on boxes (GRPO refuses a random one). fp32 on both devices, so
+    the seeded samples agree; the rewards must match (CPU: 1e-6, GPU: 5e-2), the losses and gradient norms
+    (1e-4 / 5e-2), and the step-2 checkpoint must be the engine's (on CPU the fsdp2 launch trains GRPO with
+    DDP: transformers.Trainer turns FSDP on only on GPUs)."""
+    from medmo.data.synth import build_nano
+    from medmo.model import load
+    from medmo.train.logging import read_metrics
+
+    data = build_nano(work / "grpo-data", n_train=24, n_val=2, n_test=2, seed=1)["train"]
+    warm, recipe = work / "grpo-warm", work / "grpo.yaml"
+    recipe.write_text("stage: grpo\n")
+    quiet = ["logging.progress=false", "logging.tensorboard=false", "save_dtype=float32", "mixed_precision='no'"]
+    _run([sys.executable, "-m", "medmo.cli", "train", "nano/grounding", f"model={model}", f"output_dir={warm}",
+          f"data.train=[{data}]", "data.validation=[]", "data.tasks=[grounding]", "max_steps=40", "batch_size=8",
+          "packing=false", "optim.lr=3e-3", "optim.warmup_steps=0", "optim.scheduler=constant",
+          "attn_implementation=sdpa", *quiet], {**base, **(cpu_env(None) if cpu else {})})  # fmt: skip
+    grpo = [f"model={warm}", f"data.train=[{data}]", "data.tasks=[grounding]", f"data.max_samples={2 * processes}",
+            "trl.num_generations=4", "trl.max_completion_length=24", "optim.lr=0.002", "optim.warmup_steps=0",
+            "optim.scheduler=constant", "rewards.box=1.0", "rewards.format=0.2", "max_steps=3", "logging.every=1",
+            *quiet]  # fmt: skip
+    one = work / "grpo-one"
+    _run([sys.executable, "-m", "medmo.cli", "train", str(recipe), f"output_dir={one}", f"batch_size={processes}",
+          *grpo, "save_every=0"], {**base, **(cpu_env(None) if cpu else {})})  # fmt: skip
+    ref = read_metrics(one)
+    reward_tol, loss_tol = (1e-6, 1e-4) if cpu else (5e-2, 5e-2)
+    checks = {}
+    for config in CONFIGS:
+        name = config.split("/")[1]
+        out = work / f"grpo-{name}"
+        _run(launch_cmd(config, processes, [str(recipe), f"output_dir={out}", "batch_size=1", *grpo, "save_every=2"],
+                        "no"), {**base, **(cpu_env(config) if cpu else {})})  # fmt: skip
+        got = read_metrics(out)
+        state = out / "checkpoints" / "checkpoint-2" / "training_state"
+        engine = ("deepspeed" if any(state.glob("global_step*")) else
+                  "fsdp" if any(state.glob("pytorch_model_fsdp*")) else "ddp")  # fmt: skip
+        expected = "ddp" if cpu and name == "fsdp2" else {"fsdp2": "fsdp", "zero3": "deepspeed"}[name]
+        reward = max(abs(a["reward"] - b["reward"]) for a, b in zip(ref, got))
+        loss = max(abs(a[k] - b[k]) / max(1.0, abs(a[k])) for a, b in zip(ref, got) for k in ("loss", "grad_norm"))
+        checks[name] = {"steps": [r["step"] for r in got], "max_reward_diff": reward, "max_loss_diff": loss,
+                        "engine": engine, "matches": len(got) == 3 and reward <= reward_tol and loss <= loss_tol
+                        and engine == expected,
+                        "loads_as": type(load(out)[0]).__name__}  # fmt: skip
+        print(f"{'cpu' if cpu else 'cuda'} x{processes} grpo {name}: {json.dumps(checks[name])}", flush=True)
+    return checks
 
 
 def passed(results: dict) -> bool:
     keys = ("losses_match", "targets_match", "engine_checkpoint", "resume_matches")
-    return all(all(check[k] for k in keys) for check in results["checks"].values())
+    sft = all(all(check[k] for k in keys) for check in results["checks"].values())
+    return sft and all(check["matches"] for check in results["grpo"].values())
 
 
 def plan(gpus: int, cpu: bool, processes: int) -> list[tuple[int, bool]]:

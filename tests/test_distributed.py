@@ -263,11 +263,11 @@ def test_zero3_on_cpu_equals_one_process_and_saves_a_full_model(setup):
 
 @pytest.mark.slow
 def test_the_gpu_check_script_runs_its_checks_on_cpu(tmp_path):
-    """bench/scale_check.py --cpu: the GPU check's own launches, comparisons and engine checks, over gloo
-    (--dry-run runs in tests/test_bench.py)."""
+    """bench/scale_check.py --cpu: the GPU check's own launches, comparisons and engine checks for the supervised
+    loop and GRPO, over gloo (--dry-run runs in tests/test_bench.py)."""
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "scale_check.py"), "--cpu", "--work", str(tmp_path)],
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-                          timeout=400)  # fmt: skip
+                          timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads(done.stdout[done.stdout.index("{\n"):])
     assert summary["ok"] and [r["processes"] for r in summary["runs"]] == [2]
@@ -275,6 +275,9 @@ def test_the_gpu_check_script_runs_its_checks_on_cpu(tmp_path):
     assert checks["fsdp2"]["layout"] == "fsdp" and checks["zero3"]["layout"] == "deepspeed-zero3"
     assert all(c["engine_checkpoint"] and c["resume_diff"] <= 5e-5 for c in checks.values())
     assert (tmp_path / "cpu-2" / "zero3" / "checkpoints" / "step-0000003" / "training_state" / "pytorch_model").is_dir()
+    grpo = summary["runs"][0]["grpo"]
+    assert grpo["zero3"]["engine"] == "deepspeed" and grpo["fsdp2"]["engine"] == "ddp"  # Trainer: FSDP on GPUs only
+    assert all(c["matches"] and c["steps"] == [1, 2, 3] for c in grpo.values())
 
 
 def test_the_gpu_check_plans_a_one_gpu_machine_as_one_gpu_process_then_two_on_cpu():
