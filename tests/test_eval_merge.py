@@ -66,23 +66,20 @@ def test_a_torchrun_launched_run_shards_itself_and_merges_to_the_one_process_res
     """``torchrun --nproc_per_node 2 -m medmo.cli eval run ... --shard auto``: each process takes its shard, the
     first merges; the merged file scores like one process (corpus metrics over the whole set)."""
     import os
-    import socket
     import subprocess
     import sys
     from pathlib import Path
 
     from medmo.cli import main
+    from tests.test_distributed import _free_port
 
     folder, _ = data
     args = ["eval", "run", str(folder / "test.jsonl"), "--backend", "baseline", "--bench", BENCHES,
             "--data", f"nano={folder}", "--seed", "5"]  # fmt: skip
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     root = Path(__file__).parents[1]
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           str(port), "-m", "medmo.cli", *args, "--shard", "auto", "--out", str(tmp_path / "two")],
+                           str(_free_port()), "-m", "medmo.cli", *args, "--shard", "auto", "--out", str(tmp_path / "two")],
                           env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}, capture_output=True,
                           text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
