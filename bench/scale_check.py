@@ -228,7 +228,8 @@ def main() -> int:
         what = "CPU, gloo / fp32" if cpu else "GPU, NCCL / bf16"
         print(f"plan: {processes} processes ({what}); for each of {', '.join(CONFIGS)}: {args.steps} packed sft "
               f"steps vs 1 process x grad_accum {processes} (losses, token counts), the engine's checkpoint files, "
-              "resume from the last checkpoint, load the output with medmo.model.load")  # fmt: skip
+              "resume from the last checkpoint, load the output with medmo.model.load; then 3 GRPO steps the same "
+              "way (rewards, losses, the engine's checkpoint)")  # fmt: skip
         for config in CONFIGS:
             env = " ".join(f"{k}={v!r}" for k, v in cpu_env(config).items()) + " " if cpu else ""
             cmd = launch_cmd(config, processes, ["nano/sft", "output_dir=RUN", "..."], "no" if cpu else "bf16")
