@@ -135,6 +135,11 @@ def load_checkpoint(accelerator: Any, path: str | Path, *, step_batches: int = 0
     state = TrainState(**json.loads((path / STATE_DIR / STATE_FILE).read_text()))
     check_layout(state, state_layout(accelerator), accelerator.num_processes, where=path)
     accelerator.load_state(str(path / STATE_DIR))
+    # load_state also restores accelerate's micro-batch counter, whose remainder modulo grad_accum decides which
+    # micro-batch ends an accumulation window. Counted under the saved run's processes and grad_accum, it can
+    # fall mid-window in this run (a 2-process run saved at step 3 and resumed on 1 process with grad_accum 2
+    # ended every window one micro-batch off); our windows always start whole, so the count starts at 0.
+    accelerator.step = 0
     return rescale(state, accelerator.num_processes, step_batches, where=path)
 
 
