@@ -204,10 +204,10 @@ def encode_one(processor: Any, text: str, images: Sequence[Any] = ()) -> dict[st
     Training encodes one sample at a time (packing plans them one by one), and there the processor's
     per-call work (merging keyword arguments, validating typed dicts, a PIL round trip per image) took
     0.7 ms of the 2.3 ms a nano sample needed (on a 2-core AMD EPYC, a nano micro-batch: 28-29 ms with
-    it, 19-22 ms without). For :class:`MedMOProcessor` with Qwen3-VL's image processing and 8-bit RGB images already at the size
-    the processor would resize them to (``smart_resize`` leaves them unchanged), this computes the same
-    tensors directly: the same token string, tokenizer call, per-value rescale and normalization (as a
-    lookup table of the values ``Qwen2VLImageProcessorPil`` computes) and patch layout. Anything else
+    it, 19-22 ms without). For :class:`MedMOProcessor` with Qwen3-VL's image processing and 8-bit RGB
+    images already at the size the processor would resize them to (``smart_resize`` leaves them unchanged),
+    this computes the same tensors directly: the same token string, tokenizer call, per-value rescale and
+    normalization (as a lookup table of the values ``Qwen2VLImageProcessorPil`` computes) and patch layout. Anything else
     (another processor, images to resize, other modes or settings) goes through the processor itself.
     Tests hold both paths equal bit for bit.
 

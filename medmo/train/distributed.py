@@ -131,14 +131,7 @@ def _switch_to_fsdp(accelerator: Any) -> None:
 def is_sharded(accelerator: Any) -> bool:
     """Whether parameters are sharded over processes (FSDP, or DeepSpeed ZeRO stage 3): every process must
     then run every module in the same order, since each module's forward gathers its shards collectively."""
-    from accelerate.utils import DistributedType
-
-    if accelerator.distributed_type == DistributedType.FSDP:
-        return True
-    if accelerator.distributed_type == DistributedType.DEEPSPEED:
-        plugin = accelerator.state.deepspeed_plugin
-        return int(plugin.zero_stage) == 3
-    return False
+    return state_layout(accelerator) in ("fsdp", "deepspeed-zero3")
 
 
 def state_layout(accelerator: Any) -> str:

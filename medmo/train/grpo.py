@@ -161,7 +161,7 @@ def grpo_config(recipe: GRPOStageConfig, reward_weights: list[float]) -> Any:
         bf16=resolve_precision(recipe.mixed_precision) == "bf16",
         fp16=recipe.mixed_precision == "fp16",
         use_cpu=not torch.cuda.is_available(),
-        activation_checkpointing=recipe.gradient_checkpointing,  # transformers 5: the new name of gradient_checkpointing
+        activation_checkpointing=recipe.gradient_checkpointing,  # transformers 5's name for gradient_checkpointing
         remove_unused_columns=False,
         report_to=report,
         run_name=lg.run_name,
