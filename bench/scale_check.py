@@ -2,7 +2,7 @@
 
     python bench/scale_check.py                # a GPU machine (NCCL, bf16): all its GPUs; on one GPU, see below
     python bench/scale_check.py --dry-run      # anywhere: validate the configs, print every check and command
-    python bench/scale_check.py --cpu          # 2 gloo CPU processes in fp32 only (about a minute)
+    python bench/scale_check.py --cpu          # 2 gloo CPU processes in fp32 only (about 2 minutes on 2 cores)
 
 For each of ``accelerate/fsdp2`` and ``accelerate/zero3`` it trains a tiny Qwen3-VL (``medmo.model.build_small``)
 on the nano records for a few packed ``sft`` steps on N processes, and once on one process accumulating N
